@@ -1,0 +1,1 @@
+"""The CDS Hooks service (Flask blueprint). Not built yet: see the CDS Hooks issue."""

@@ -1,0 +1,1 @@
+"""The SMART on FHIR app (Flask blueprint). Not built yet: see the SMART app issue."""

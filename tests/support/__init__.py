@@ -1,0 +1,1 @@
+"""Test support: loopback servers and fakes used by the tests (never by the product)."""
