@@ -1,0 +1,94 @@
+"""FHIR R4 Provenance: one per AI write (AI Transparency AI-Provenance: the model Device as
+author, the inputs at their exact versions, reason AIAST), and one per clinician review (the
+clinician as verifier, the decision and its reason).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from plugin.results import SourceRef
+
+from .datatypes import JsonDict, coding, concept, fhir_datetime, fhir_instant
+from .labels import aiast
+from .systems import (
+    AI_DEVICE_TYPE_CS,
+    CS_REVIEW_DECISION,
+    PROVENANCE_PARTICIPANT_TYPE,
+    V3_DATA_OPERATION,
+)
+
+REVIEW_DISPLAYS = {"approve": "Approved by clinician", "reject": "Rejected by clinician"}
+AGENT_TYPE_DISPLAYS = {"author": "Author", "verifier": "Verifier"}
+
+
+def _agent_type(code: str) -> JsonDict:
+    return concept(coding(PROVENANCE_PARTICIPANT_TYPE, code, AGENT_TYPE_DISPLAYS[code]))
+
+
+def to_provenance(
+    *,
+    targets: list[str],
+    device: str,
+    sources: list[SourceRef],
+    recorded: datetime,
+    on_behalf_of: str | None,
+    activity_text: str,
+    occurred: datetime | None = None,
+) -> JsonDict:
+    """The Provenance of one write: `targets` are every resource written (references or
+    urn:uuid fullUrls of the same transaction), `device` the model's Device, `sources` the inputs
+    (written as versioned references), `on_behalf_of` the user who ran it when known.
+    `occurred` (when the model ran) defaults to `recorded`."""
+    if not targets:
+        raise ValueError("a Provenance needs at least one target")
+    agent: JsonDict = {
+        "type": _agent_type("author"),
+        "role": [concept(coding(AI_DEVICE_TYPE_CS, "Artificial-Intelligence",
+                                "All kinds of Artificial Intelligence"))],
+        "who": {"reference": device},
+    }
+    if on_behalf_of:
+        agent["onBehalfOf"] = {"reference": on_behalf_of}
+    resource: JsonDict = {
+        "resourceType": "Provenance",
+        "target": [{"reference": t} for t in targets],
+        "occurredDateTime": fhir_datetime(occurred or recorded),
+        "recorded": fhir_instant(recorded),
+        "reason": [concept(aiast())],
+    }
+    # The model created this content, whether the REST write is a create or an update.
+    resource["activity"] = concept(coding(V3_DATA_OPERATION, "CREATE", "create"),
+                                   text=activity_text)
+    resource["agent"] = [agent]
+    if sources:
+        resource["entity"] = [
+            {"role": "source", "what": {"reference": s.versioned_reference}} for s in sources
+        ]
+    return resource
+
+
+def to_review_provenance(
+    *,
+    target: str,
+    clinician: str,
+    recorded: datetime,
+    decision: Literal["approve", "reject"],
+    reason: str | None,
+) -> JsonDict:
+    """The Provenance of a clinician's decision on one AI result. Pass `target` as the version
+    reviewed ("Observation/1/_history/2") where it is known."""
+    resource: JsonDict = {
+        "resourceType": "Provenance",
+        "target": [{"reference": target}],
+        "occurredDateTime": fhir_datetime(recorded),
+        "recorded": fhir_instant(recorded),
+    }
+    if reason and reason.strip():
+        resource["reason"] = [concept(text=reason)]
+    resource["activity"] = concept(
+        coding(CS_REVIEW_DECISION, decision, REVIEW_DISPLAYS[decision]),
+        text=REVIEW_DISPLAYS[decision])
+    resource["agent"] = [{"type": _agent_type("verifier"), "who": {"reference": clinician}}]
+    return resource
