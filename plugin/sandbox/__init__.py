@@ -1,0 +1,1 @@
+"""Local sandbox servers (HAPI FHIR) and the synthetic patient seeded into them."""
