@@ -35,6 +35,11 @@ class Settings:
     # Hosts other than the FHIR server that attachments may be fetched from. The access token is
     # never sent to them.
     attachment_allowed_hosts: tuple[str, ...] = ()
+    # Analysis jobs: where they are kept (any SQLAlchemy URL), how many run at once, and how long
+    # a running job may go without a heartbeat before another process takes it over.
+    database_url: str = "sqlite:///.chartlight/jobs.db"
+    job_workers: int = 2
+    job_lease_s: float = 60.0
     # The web service.
     host: str = "127.0.0.1"
     port: int = 8000
@@ -48,7 +53,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
-        for name in ("fhir_timeout_s", "max_response_bytes", "port", "sandbox_port", "workers"):
+        for name in ("fhir_timeout_s", "max_response_bytes", "port", "sandbox_port", "workers",
+                     "job_workers", "job_lease_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.fhir_max_retries < 0:

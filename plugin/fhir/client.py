@@ -120,7 +120,7 @@ class FhirClient:
         return self._json("POST", self.base_url, body=bundle)
 
     def delete(self, resource_type: str, resource_id: str) -> None:
-        self._request("DELETE", f"{resource_type}/{resource_id}")
+        self._request("DELETE", f"{resource_type}/{resource_id}", accept=FHIR_JSON)
 
     # ---- Binary --------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ class ServerState:
     upstream: str | None = None
     fail_first: int = 0
     fail_status: int = 503
+    # Proxy mode: answer `fail_status` with an OperationOutcome to requests whose body has this.
+    refuse_body_containing: bytes | None = None
 
 
 def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
@@ -39,6 +41,11 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             state.seen.append(Seen(self.command, self.path, dict(self.headers.items())))
             if len(state.seen) <= state.fail_first:
                 self._reply(state.fail_status, b"", "text/plain")
+                return
+            if state.refuse_body_containing and state.refuse_body_containing in body:
+                outcome = (b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
+                           b'"code":"forbidden","diagnostics":"writes of this type are not allowed"}]}')
+                self._reply(state.fail_status, outcome, "application/fhir+json")
                 return
             if state.upstream is None:
                 self._reply(200, state.body, "application/octet-stream")

@@ -1,0 +1,169 @@
+"""The `chartlight` command line. Every command runs inside the app context."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from rich.console import Console
+from rich.table import Table
+
+from plugin import __version__
+from plugin.app import create_app, job_store_of, service_fhir_client, settings_of
+from plugin.config import CONFIG_FILE_ENV, load_settings
+from plugin.errors import ChartlightError
+from plugin.jobs import Job, JobState
+from plugin.sandbox.hapi import HapiSandbox, default_sandbox
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="chartlight")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              envvar=CONFIG_FILE_ENV, help="TOML settings file (else $CHARTLIGHT_CONFIG).")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """chartlight: FHIR-native AI for documents, dictation and imaging."""
+    try:
+        app = create_app(load_settings(config_file))
+    except ChartlightError as exc:
+        raise click.UsageError(str(exc)) from None
+    ctx.obj = app
+    ctx.with_resource(app.app_context())
+
+
+@cli.command()
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+def serve(dev: bool) -> None:
+    """Start the web service (gunicorn, as deployed)."""
+    settings = settings_of(current_app)
+    if dev:
+        app: Flask = click.get_current_context().obj
+        app.run(host=settings.host, port=settings.port)
+        return
+    args = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
+            "--workers", str(settings.workers), "--access-logfile", "-",
+            "plugin.app:create_app()"]
+    os.execv(sys.executable, args)  # noqa: S606 -- replaces this process; settings reach workers via env/file
+
+
+@cli.group()
+def sandbox() -> None:
+    """The local HAPI FHIR sandbox (tests and demo)."""
+
+
+def _sandbox() -> HapiSandbox:
+    settings = settings_of(current_app)
+    return default_sandbox(REPO_ROOT, port=settings.sandbox_port,
+                           persistent=settings.sandbox_persistent,
+                           heap_mb=settings.sandbox_heap_mb)
+
+
+@sandbox.command("up")
+def sandbox_up() -> None:
+    """Build (first time) and start the HAPI FHIR sandbox; wait until it answers."""
+    click.echo("starting HAPI FHIR sandbox (first start builds it with Maven) ...")
+    base = _run(_sandbox().start)
+    click.echo(f"HAPI FHIR sandbox up at {base}")
+
+
+@sandbox.command("down")
+def sandbox_down() -> None:
+    """Stop the HAPI FHIR sandbox."""
+    _run(_sandbox().stop)
+    click.echo("HAPI FHIR sandbox stopped")
+
+
+@sandbox.command("reset")
+def sandbox_reset() -> None:
+    """Delete everything stored in the sandbox ($expunge)."""
+    _run(_sandbox().reset)
+    click.echo("HAPI FHIR sandbox emptied")
+
+
+@sandbox.command("status")
+def sandbox_status() -> None:
+    """Say whether the sandbox answers."""
+    box = _sandbox()
+    click.echo(f"{box.base_url}: {'up' if box.is_running() else 'down'}")
+
+
+@sandbox.command("seed")
+def sandbox_seed() -> None:
+    """Create the synthetic patient and their documents, dictation and imaging."""
+    from plugin.sandbox.seed import print_seed_report, seed_demo_patient
+
+    client = service_fhir_client(settings_of(current_app))
+    print_seed_report(_run(lambda: seed_demo_patient(client)))
+
+
+@cli.command()
+def demo() -> None:
+    """Start the sandbox, seed the patient, run every pipeline built so far, print the results."""
+    from plugin.demo import run_demo
+
+    _run(lambda: run_demo(settings_of(current_app), _sandbox()))
+
+
+@cli.group()
+def jobs() -> None:
+    """Analysis jobs: list, show, retry."""
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+def jobs_list(state: str | None, limit: int) -> None:
+    """The newest jobs, one line each."""
+    store = job_store_of(current_app)
+    table = Table()
+    for column in ("id", "pipeline", "source", "state", "progress", "attempts", "updated"):
+        table.add_column(column)
+    for job in store.list(state=JobState(state) if state else None, limit=limit):
+        table.add_row(str(job.id), job.pipeline, job.source, job.state.value,
+                      f"{job.progress:.0%} {job.progress_text}", str(job.attempts),
+                      job.updated_at.strftime("%Y-%m-%d %H:%M:%S"))
+    Console().print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+def jobs_show(job_id: int) -> None:
+    """Everything about one job, including its error or what it wrote."""
+    job = _job(job_id)
+    click.echo(json.dumps({**dataclasses.asdict(job), "source": job.source}, indent=2,
+                          default=str))
+
+
+@jobs.command("retry")
+@click.argument("job_id", type=int)
+def jobs_retry(job_id: int) -> None:
+    """Queue a job again (it runs when a worker is free)."""
+    _job(job_id)
+    job = job_store_of(current_app).retry(job_id)
+    click.echo(f"job {job.id} queued again")
+
+
+def _job(job_id: int) -> Job:
+    try:
+        return job_store_of(current_app).get(job_id)
+    except KeyError:
+        raise click.UsageError(f"there is no job {job_id}") from None
+
+
+def _run(action):  # type: ignore[no-untyped-def]
+    """Run a command body; chartlight's own errors become a clean message and exit status 1."""
+    try:
+        return action()
+    except ChartlightError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def main() -> None:
+    cli(prog_name="chartlight")
