@@ -1,0 +1,120 @@
+"""Jobs against the real sandbox: runs to success, survives its worker dying, retries while the
+FHIR server is away."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fhir_mappers.systems import SID_RESULT as RESULT_IDENTIFIER_SYSTEM
+from plugin.fhir import FhirClient
+from plugin.jobs import JobRunner, JobState, JobStore
+from tests.support.pipelines import fixed_pipeline
+
+pytestmark = pytest.mark.sandbox
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_source(fhir: FhirClient, run_id: str) -> tuple[str, dict]:
+    patient = fhir.create({"resourceType": "Patient", "name": [{"family": f"Jobs-{run_id[:8]}"}]})
+    doc = fhir.create({
+        "resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": f"Patient/{patient['id']}"},
+        "content": [{"attachment": {"contentType": "application/pdf",
+                                    "data": base64.b64encode(run_id.encode()).decode()}}],
+    })
+    return f"Patient/{patient['id']}", doc
+
+
+def submit(store: JobStore, fhir: FhirClient, subject: str, doc: dict):  # type: ignore[no-untyped-def]
+    return store.submit(pipeline="test-fixed", source_type="DocumentReference", source_id=doc["id"],
+                        source_version=doc["meta"]["versionId"], subject=subject,
+                        fhir_base_url=fhir.base_url)
+
+
+def written(fhir: FhirClient, subject: str) -> dict[str, int]:
+    counts = {}
+    for resource_type in ("Observation", "DiagnosticReport", "DocumentReference"):
+        counts[resource_type] = sum(
+            1 for r in fhir.search(resource_type, {"subject": subject})
+            if any(i.get("system") == RESULT_IDENTIFIER_SYSTEM for i in r.get("identifier", [])))
+    return counts
+
+
+EXPECTED = {"Observation": 3, "DiagnosticReport": 1, "DocumentReference": 1}
+
+
+def worker(db: str, base: str, mode: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "tests.support.job_worker", db, base, mode],
+                            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+
+
+def wait_for(predicate, timeout_s: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+def test_background_runner_runs_a_job_to_success(fhir: FhirClient, run_id: str, tmp_path: Path) -> None:
+    store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+    subject, doc = make_source(fhir, run_id)
+    job = submit(store, fhir, subject, doc)
+    runner = JobRunner(store, {"test-fixed": fixed_pipeline()}, lambda j: FhirClient(j.fhir_base_url))
+    runner.start()
+    try:
+        wait_for(lambda: store.get(job.id).state is JobState.SUCCEEDED)
+    finally:
+        runner.stop()
+    done = store.get(job.id)
+    assert done.summary["path"] == "observations" and len(done.summary["created"]) == 5
+    assert done.summary["model"]["test_weights"] is True
+    assert written(fhir, subject) == EXPECTED
+
+
+def test_unknown_pipeline_and_missing_source_fail_with_a_reason(fhir: FhirClient, tmp_path: Path) -> None:
+    store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+    odd = store.submit(pipeline="no-such", source_type="DocumentReference", source_id="1",
+                       source_version="1", subject="Patient/1", fhir_base_url=fhir.base_url)
+    gone = store.submit(pipeline="test-fixed", source_type="DocumentReference", source_id="does-not-exist",
+                        source_version="1", subject="Patient/1", fhir_base_url=fhir.base_url)
+    JobRunner(store, {"test-fixed": fixed_pipeline()}, lambda j: FhirClient(j.fhir_base_url)).run_until_idle()
+    assert "no pipeline named 'no-such'" in store.get(odd.id).error
+    missing = store.get(gone.id)
+    assert missing.state is JobState.FAILED and "404" in missing.error
+
+
+@pytest.mark.parametrize("mode", ["slow", "die-after-write"])
+def test_worker_killed_mid_job_is_resumed_without_duplicates(
+        fhir: FhirClient, run_id: str, tmp_path: Path, mode: str) -> None:
+    db = f"sqlite:///{tmp_path}/jobs.db"
+    store = JobStore(db)
+    subject, doc = make_source(fhir, run_id)
+    job = submit(store, fhir, subject, doc)
+
+    first = worker(db, fhir.base_url, mode)
+    if mode == "slow":
+        wait_for(lambda: store.get(job.id).progress_text == "pretending to read")
+        first.kill()  # SIGKILL mid-pipeline: no chance to clean up
+        first.wait()
+        assert written(fhir, subject) == {k: 0 for k in EXPECTED}
+    else:
+        assert first.wait(timeout=60) == 9  # died right after the server committed the write
+        assert written(fhir, subject) == EXPECTED
+    assert store.get(job.id).state is JobState.RUNNING  # as the dead process left it
+    time.sleep(1.5)  # let the dead worker's 1 s lease run out
+
+    second = worker(db, fhir.base_url, "normal")
+    assert second.wait(timeout=120) == 0
+    done = store.get(job.id)
+    assert done.state is JobState.SUCCEEDED, done.error
+    assert written(fhir, subject) == EXPECTED
+    if mode == "die-after-write":
+        assert done.summary["created"] == [] and len(done.summary["unchanged"]) == 5

@@ -1,0 +1,85 @@
+"""JobStore: one job per (source version, pipeline), atomic claims, leases, retries."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from plugin.jobs import JobState, JobStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(f"sqlite:///{tmp_path}/state/jobs.db")
+
+
+def submit(store: JobStore, version: str = "1", pipeline: str = "documents"):  # type: ignore[no-untyped-def]
+    return store.submit(pipeline=pipeline, source_type="DocumentReference", source_id="7",
+                        source_version=version, subject="Patient/1",
+                        fhir_base_url="http://127.0.0.1:8091/fhir")
+
+
+def test_one_job_per_source_version_and_pipeline(store: JobStore) -> None:
+    first = submit(store)
+    assert submit(store).id == first.id
+    assert submit(store, version="2").id != first.id
+    assert submit(store, pipeline="speech").id != first.id
+    assert first.state is JobState.QUEUED and first.source == "DocumentReference/7/_history/1"
+
+
+def test_claim_is_exclusive_and_counts_attempts(store: JobStore) -> None:
+    job = submit(store)
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    assert claimed.state is JobState.RUNNING and claimed.attempts == 1
+    assert store.claim_next() is None  # nothing else is queued
+
+
+def test_requeue_waits_for_its_delay(store: JobStore) -> None:
+    job = submit(store)
+    store.claim_next()
+    store.requeue(job.id, "server down", delay_s=0.3)
+    assert store.claim_next() is None
+    time.sleep(0.35)
+    again = store.claim_next()
+    assert again is not None and again.attempts == 2 and again.error == "server down"
+
+
+def test_stale_running_jobs_are_resumed_fresh_ones_are_not(store: JobStore) -> None:
+    job = submit(store)
+    store.claim_next()
+    assert store.resume_stale(lease_s=60) == 0
+    time.sleep(0.2)
+    store.heartbeat([job.id])
+    assert store.resume_stale(lease_s=0.1) == 0  # just renewed
+    time.sleep(0.2)
+    assert store.resume_stale(lease_s=0.1) == 1
+    assert store.get(job.id).state is JobState.QUEUED
+
+
+def test_fail_then_retry(store: JobStore) -> None:
+    job = submit(store)
+    store.claim_next()
+    store.fail(job.id, "DocumentReference/7 content[0]: PDF is encrypted")
+    failed = store.get(job.id)
+    assert failed.state is JobState.FAILED and "encrypted" in failed.error
+    retried = store.retry(job.id)
+    assert retried.state is JobState.QUEUED and retried.attempts == 0 and retried.error == ""
+
+
+def test_jobs_survive_reopening_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    job = submit(JobStore(url))
+    assert JobStore(url).get(job.id).state is JobState.QUEUED
+
+
+def test_succeed_keeps_the_summary(store: JobStore) -> None:
+    job = submit(store)
+    store.claim_next()
+    store.succeed(job.id, {"path": "observations", "created": ["Observation/1/_history/1"]})
+    done = store.get(job.id)
+    assert done.state is JobState.SUCCEEDED and done.progress == 1.0
+    assert done.summary["created"] == ["Observation/1/_history/1"]
+    assert [j.id for j in store.list(state=JobState.SUCCEEDED)] == [job.id]
