@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +17,8 @@ import pytest
 from fhir_mappers.systems import SID_RESULT as RESULT_IDENTIFIER_SYSTEM
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner, JobState, JobStore
+from plugin.sandbox.hapi import HapiSandbox
+from tests.support.loopback import ServerState, loopback_server
 from tests.support.pipelines import fixed_pipeline
 
 pytestmark = pytest.mark.sandbox
@@ -118,3 +122,47 @@ def test_worker_killed_mid_job_is_resumed_without_duplicates(
     assert written(fhir, subject) == EXPECTED
     if mode == "die-after-write":
         assert done.summary["created"] == [] and len(done.summary["unchanged"]) == 5
+
+
+def test_sandbox_killed_mid_write_leaves_nothing_half_written(tmp_path: Path, run_id: str) -> None:
+    """A persistent sandbox of its own is SIGKILLed while the job's transaction is in flight;
+    after a restart the server holds all of the write or none of it, and the job retries to
+    success with exactly one copy."""
+    box = HapiSandbox(project_dir=REPO_ROOT / "tests/sandbox/hapi", state_dir=tmp_path / "hapi",
+                      port=int(os.environ.get("CHARTLIGHT_KILL_TEST_PORT", "8093")), persistent=True)
+    box.start()
+    try:
+        direct = FhirClient(box.base_url, timeout_s=120)
+        subject, doc = make_source(direct, run_id)
+        killed = threading.Event()
+
+        def kill_during_transaction(body: bytes) -> None:
+            if b'"transaction"' in body and not killed.is_set():
+                killed.set()
+                pid = int(box.pid_file.read_text())
+                threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()
+
+        origin = box.base_url.removesuffix("/fhir")
+        state = ServerState(upstream=origin, before_forward=kill_during_transaction)
+        with loopback_server(state) as proxy:
+            store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+            job = store.submit(pipeline="test-fixed", source_type="DocumentReference",
+                               source_id=doc["id"], source_version=doc["meta"]["versionId"],
+                               subject=subject, fhir_base_url=proxy + "/fhir")
+            runner = JobRunner(store, {"test-fixed": fixed_pipeline()},
+                               lambda j: FhirClient(j.fhir_base_url, max_retries=0), backoff_s=0.1)
+            runner.run_until_idle()
+            assert killed.is_set()
+            interrupted = store.get(job.id)
+            assert interrupted.state is JobState.QUEUED and "no answer" in interrupted.error
+
+            box.stop()  # clears the dead process's pid file
+            box.start()
+            assert written(direct, subject) in ({k: 0 for k in EXPECTED}, EXPECTED)
+
+            runner.run_until_idle(include_delayed=True)
+        done = store.get(job.id)
+        assert done.state is JobState.SUCCEEDED, done.error
+        assert written(direct, subject) == EXPECTED
+    finally:
+        box.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +28,8 @@ class ServerState:
     fail_status: int = 503
     # Proxy mode: answer `fail_status` with an OperationOutcome to requests whose body has this.
     refuse_body_containing: bytes | None = None
+    # Proxy mode: called with each request body just before it is forwarded.
+    before_forward: Callable[[bytes], None] | None = None
 
 
 def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
@@ -51,8 +53,14 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, state.body, "application/octet-stream")
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host"}}
-            upstream = requests.request(self.command, state.upstream + self.path, data=body,
-                                        headers=headers, timeout=60)
+            if state.before_forward is not None:
+                state.before_forward(body)
+            try:
+                upstream = requests.request(self.command, state.upstream + self.path, data=body,
+                                            headers=headers, timeout=60)
+            except requests.RequestException:
+                self.close_connection = True  # the upstream died: the client gets no answer
+                return
             self._reply(upstream.status_code, upstream.content,
                         upstream.headers.get("Content-Type", "application/octet-stream"),
                         location=upstream.headers.get("Location"))
