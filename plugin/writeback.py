@@ -174,6 +174,36 @@ def _write(
     device = Planned(DEVICE_KEY, to_device(result.model))
     existing = _existing_by_identifier(client, [device, *planned])
     outcome = WriteOutcome(path=path)
+    bundle = build_transaction(result, planned, existing, outcome, base_url=client.base_url,
+                               now=now, on_behalf_of=on_behalf_of)
+    if bundle is None:
+        return outcome
+    response = client.transaction(bundle)
+    locations = [e.get("response", {}).get("location", "") for e in response.get("entry", [])]
+    for entry, location in zip(bundle["entry"], locations, strict=True):
+        location = _strip_base(location, client.base_url)
+        method, resource_type = entry["request"]["method"], entry["resource"]["resourceType"]
+        if resource_type == "Provenance":
+            outcome.provenance = location
+        elif resource_type != "Device":
+            (outcome.created if method == "POST" else outcome.updated).append(location)
+    return outcome
+
+
+def build_transaction(
+    result: PipelineResult,
+    planned: list[Planned],
+    existing: dict[str, Resource],
+    outcome: WriteOutcome,
+    *,
+    base_url: str,
+    now: datetime,
+    on_behalf_of: str | None = None,
+) -> Resource | None:
+    """The transaction that brings the server from `existing` (resources found by identifier)
+    to `planned`; None when nothing needs writing. Records unchanged and signed resources in
+    `outcome`. Pure."""
+    device = Planned(DEVICE_KEY, to_device(result.model))
     refs = {p.key: _ref_for(p, existing) for p in [device, *planned]}
     entries: list[Resource] = []
     for p in planned:
@@ -188,12 +218,11 @@ def _write(
             outcome.unchanged.append(_versioned(current))
         else:
             resource = {**resource, "id": current["id"]}
-            entries.append(_entry(f"{client.base_url}/{resource['resourceType']}/{current['id']}",
+            entries.append(_entry(f"{base_url}/{resource['resourceType']}/{current['id']}",
                                   resource, "PUT", f"{resource['resourceType']}/{current['id']}",
                                   if_match=current["meta"]["versionId"]))
     if not entries:
-        return outcome
-
+        return None
     targets = [e["fullUrl"] if e["request"]["method"] == "POST" else e["request"]["url"]
                for e in entries]
     provenance = to_provenance(
@@ -201,22 +230,12 @@ def _write(
         recorded=now, on_behalf_of=on_behalf_of,
         activity_text=f"chartlight {result.pipeline} pipeline {result.pipeline_version}",
     )
-    bundle_entries = [
-        *entries,
-        _entry(_urn("provenance", now.isoformat(), *targets), provenance, "POST", "Provenance"),
-    ]
+    entries.append(_entry(_urn("provenance", now.isoformat(), *targets), provenance, "POST",
+                          "Provenance"))
     if _ident_key(device.identifier) not in existing:  # first use of this model version
-        bundle_entries.insert(0, _entry(device.full_url, device.resource, "POST", "Device",
-                                        if_none_exist=identifier_query(device.identifier)))
-    response = client.transaction({"resourceType": "Bundle", "type": "transaction",
-                                   "entry": bundle_entries})
-    locations = [e.get("response", {}).get("location", "") for e in response.get("entry", [])]
-    written = len(entries)
-    for entry, location in zip(entries, locations[-written - 1:-1], strict=True):
-        (outcome.created if entry["request"]["method"] == "POST" else outcome.updated).append(
-            _strip_base(location, client.base_url))
-    outcome.provenance = _strip_base(locations[-1], client.base_url)
-    return outcome
+        entries.insert(0, _entry(device.full_url, device.resource, "POST", "Device",
+                                 if_none_exist=identifier_query(device.identifier)))
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
 def _existing_by_identifier(client: FhirClient, planned: Iterable[Planned]) -> dict[str, Resource]:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from plugin.sandbox.hapi import default_sandbox
 
 from plugin.fhir import FhirClient
+from plugin.sandbox.hapi import default_sandbox
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
