@@ -6,7 +6,10 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from flask import Flask, current_app
@@ -18,9 +21,11 @@ from plugin.app import create_app, job_store_of, service_fhir_client, settings_o
 from plugin.config import CONFIG_FILE_ENV, load_settings
 from plugin.errors import ChartlightError
 from plugin.jobs import Job, JobState
+from plugin.review import approve, reject
 from plugin.sandbox.hapi import HapiSandbox, default_sandbox
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 @click.group()
@@ -150,6 +155,33 @@ def jobs_retry(job_id: int) -> None:
     click.echo(f"job {job.id} queued again")
 
 
+@cli.group()
+def review() -> None:
+    """A clinician's decision on an AI result (the SMART app calls the same functions)."""
+
+
+@review.command("approve")
+@click.argument("reference")
+@click.option("--clinician", required=True, help='The signing clinician, e.g. "Practitioner/7".')
+def review_approve(reference: str, clinician: str) -> None:
+    """Make a preliminary AI result final (e.g. Observation/12)."""
+    client = service_fhir_client(settings_of(current_app))
+    version = _run(lambda: approve(client, reference, clinician=clinician, now=datetime.now(UTC)))
+    click.echo(f"approved: {version}")
+
+
+@review.command("reject")
+@click.argument("reference")
+@click.option("--clinician", required=True, help='The reviewing clinician, e.g. "Practitioner/7".')
+@click.option("--reason", required=True, help="Why the result is wrong (kept with the result).")
+def review_reject(reference: str, clinician: str, reason: str) -> None:
+    """Mark an AI result entered-in-error, with the reason."""
+    client = service_fhir_client(settings_of(current_app))
+    version = _run(lambda: reject(client, reference, clinician=clinician, reason=reason,
+                                  now=datetime.now(UTC)))
+    click.echo(f"rejected: {version}")
+
+
 def _job(job_id: int) -> Job:
     try:
         return job_store_of(current_app).get(job_id)
@@ -157,7 +189,7 @@ def _job(job_id: int) -> Job:
         raise click.UsageError(f"there is no job {job_id}") from None
 
 
-def _run(action):  # type: ignore[no-untyped-def]
+def _run(action: Callable[[], T]) -> T:
     """Run a command body; chartlight's own errors become a clean message and exit status 1."""
     try:
         return action()
