@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from plugin.jobs import JobStore
 from plugin.results import SourceRef
 from plugin.writeback import write_result
 from tests.support.pipelines import fixed_result
+from tests.support.sources import create_patient_with_document
 
 pytestmark = pytest.mark.sandbox
 
@@ -44,14 +44,10 @@ def test_jobs_list_show_retry(tmp_path: Path, sandbox_url: str) -> None:
 
 
 def test_review_approve_and_reject(fhir: FhirClient, sandbox_url: str, run_id: str) -> None:
-    patient = fhir.create({"resourceType": "Patient", "name": [{"family": f"Cli-{run_id[:8]}"}]})
-    doc = fhir.create({"resourceType": "DocumentReference", "status": "current",
-                       "subject": {"reference": f"Patient/{patient['id']}"},
-                       "content": [{"attachment": {"contentType": "application/pdf",
-                                                   "data": base64.b64encode(run_id.encode()).decode()}}]})
+    subject, doc = create_patient_with_document(fhir, run_id, "Cli")
     clinician = fhir.create({"resourceType": "Practitioner", "name": [{"family": "Signer"}]})
     outcome = write_result(fhir, fixed_result(SourceRef("DocumentReference", doc["id"], "1")),
-                           subject=f"Patient/{patient['id']}", now=datetime.now(UTC))
+                           subject=subject, now=datetime.now(UTC))
     observation, document = (next(c for c in outcome.created if c.startswith(t)).split("/_history/")[0]
                              for t in ("Observation/", "DocumentReference/"))
     env = {"CHARTLIGHT_FHIR_BASE_URL": sandbox_url}

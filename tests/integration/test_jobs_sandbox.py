@@ -3,7 +3,6 @@ FHIR server is away."""
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import subprocess
@@ -20,20 +19,14 @@ from plugin.jobs import JobRunner, JobState, JobStore
 from plugin.sandbox.hapi import HapiSandbox
 from tests.support.loopback import ServerState, loopback_server
 from tests.support.pipelines import fixed_pipeline
+from tests.support.sources import create_patient_with_document
 
 pytestmark = pytest.mark.sandbox
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_source(fhir: FhirClient, run_id: str) -> tuple[str, dict]:
-    patient = fhir.create({"resourceType": "Patient", "name": [{"family": f"Jobs-{run_id[:8]}"}]})
-    doc = fhir.create({
-        "resourceType": "DocumentReference", "status": "current",
-        "subject": {"reference": f"Patient/{patient['id']}"},
-        "content": [{"attachment": {"contentType": "application/pdf",
-                                    "data": base64.b64encode(run_id.encode()).decode()}}],
-    })
-    return f"Patient/{patient['id']}", doc
+    return create_patient_with_document(fhir, run_id, "Jobs")
 
 
 def submit(store: JobStore, fhir: FhirClient, subject: str, doc: dict):  # type: ignore[no-untyped-def]

@@ -17,23 +17,17 @@ from plugin.review import approve, reject
 from plugin.writeback import write_result
 from tests.support.loopback import ServerState, loopback_server
 from tests.support.pipelines import fixed_result
+from tests.support.sources import create_patient_with_document
 
 pytestmark = pytest.mark.sandbox
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-CLINICIAN = "Practitioner/{id}"
 
 
 @pytest.fixture
 def source(fhir: FhirClient, run_id: str) -> tuple[str, SourceRef]:
-    patient = fhir.create({"resourceType": "Patient", "name": [{"family": f"Writeback-{run_id[:8]}"}]})
-    doc = fhir.create({
-        "resourceType": "DocumentReference", "status": "current",
-        "subject": {"reference": f"Patient/{patient['id']}"},
-        "content": [{"attachment": {"contentType": "application/pdf",
-                                    "data": base64.b64encode(f"%PDF {run_id}".encode()).decode()}}],
-    })
-    return f"Patient/{patient['id']}", SourceRef("DocumentReference", doc["id"], doc["meta"]["versionId"])
+    subject, doc = create_patient_with_document(fhir, run_id, "Writeback")
+    return subject, SourceRef("DocumentReference", doc["id"], doc["meta"]["versionId"])
 
 
 @pytest.fixture
