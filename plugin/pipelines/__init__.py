@@ -1,0 +1,1 @@
+"""Analysis pipelines: each turns one source resource into a typed PipelineResult."""
