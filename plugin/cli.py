@@ -54,7 +54,7 @@ def serve(dev: bool) -> None:
         return
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
             "--workers", str(settings.workers), "--access-logfile", "-",
-            "plugin.app:create_app()"]
+            "plugin.wsgi:create_service()"]
     os.execv(sys.executable, args)  # noqa: S606 -- replaces this process; settings reach workers via env/file
 
 
@@ -114,6 +114,31 @@ def demo() -> None:
     from plugin.demo import run_demo
 
     _run(lambda: run_demo(settings_of(current_app), _sandbox()))
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.option("--patient", "patient_id", required=True, help="The patient's FHIR id.")
+def analyze(pipeline: str, patient_id: str) -> None:
+    """Analyse a patient's inputs with one pipeline (documents, speech, ...) and write the
+    results back, with a progress bar per input."""
+    from plugin.analysis import analyze_patient, print_run, service_client_for
+    from plugin.pipelines.registry import installed_pipelines
+
+    settings = settings_of(current_app)
+    pipelines = installed_pipelines(settings)
+    if pipeline not in pipelines:
+        raise click.UsageError(f"no pipeline {pipeline!r}; installed: {', '.join(sorted(pipelines))}")
+    chosen = pipelines[pipeline]
+    if chosen.unavailable_reason:
+        raise click.ClickException(f"{pipeline} cannot run here: {chosen.unavailable_reason}")
+    console = Console()
+    run = _run(lambda: analyze_patient(
+        service_fhir_client(settings), job_store_of(current_app), chosen, patient_id,
+        client_for=service_client_for(settings), workers=settings.job_workers, console=console))
+    print_run(run, console)
+    if run.failed:
+        raise click.ClickException(f"{len(run.failed)} of {len(run.jobs)} input(s) failed (see above)")
 
 
 @cli.group()
@@ -199,3 +224,7 @@ def _run(action: Callable[[], T]) -> T:
 
 def main() -> None:
     cli(prog_name="chartlight")
+
+
+if __name__ == "__main__":
+    main()

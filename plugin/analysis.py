@@ -1,0 +1,144 @@
+"""Analyse a patient's inputs with one pipeline: find the sources, queue a job per source
+version, run the jobs with a progress bar each, and report what every job wrote."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from plugin.app import service_fhir_client
+from plugin.config import Settings
+from plugin.fhir import FhirClient
+from plugin.jobs import Job, JobRunner, JobState, JobStore
+from plugin.pipelines.registry import InstalledPipeline
+
+
+@dataclass(frozen=True)
+class AnalysisRun:
+    pipeline: str
+    jobs: tuple[Job, ...]  # as they ended
+
+    @property
+    def failed(self) -> tuple[Job, ...]:
+        return tuple(j for j in self.jobs if j.state is JobState.FAILED)
+
+
+def service_client_for(settings: Settings) -> Callable[[Job], FhirClient]:
+    """Clients for background jobs run with the service's own credentials: the configured token
+    goes only to the configured FHIR server, never to a job's other base URL."""
+    def client_for(job: Job) -> FhirClient:
+        client = service_fhir_client(settings)
+        if client.base_url == job.fhir_base_url.rstrip("/"):
+            return client
+        return FhirClient(job.fhir_base_url, timeout_s=settings.fhir_timeout_s,
+                          max_response_bytes=settings.max_response_bytes)
+    return client_for
+
+
+def print_run(run: AnalysisRun, console: Console) -> None:
+    """Per input: what was written (resource type, ids, status) or why the input failed."""
+    table = Table(title=f"{run.pipeline}: {len(run.jobs)} input(s)")
+    for column in ("input", "job", "resources", "ids", "status"):
+        table.add_column(column)
+    for job in run.jobs:
+        source = f"{job.source_type}/{job.source_id} v{job.source_version}"
+        if job.state is not JobState.SUCCEEDED:
+            table.add_row(source, job.state.value, "-", "-", job.error or job.progress_text)
+            continue
+        summary = job.summary
+        path = summary.get("path", "")
+        rows = [*_grouped(summary.get("created", []) + summary.get("updated", []),
+                          "written, preliminary" + ("" if path == "observations" else f" ({path})")),
+                *_grouped(summary.get("unchanged", []), "unchanged (already written)"),
+                *_grouped(summary.get("kept_signed", []), "kept: reviewed by a clinician")]
+        if summary.get("reason"):
+            rows.append(("-", "-", summary["reason"]))
+        for n, (resources, ids, status) in enumerate(rows or [("-", "-", "nothing to write")]):
+            table.add_row(source if n == 0 else "", job.state.value if n == 0 else "", resources,
+                          ids, status)
+        table.add_row("", "", "", "", _model_note(summary), end_section=True)
+    console.print(table)
+
+
+def _grouped(locations: list[str], status: str) -> list[tuple[str, str, str]]:
+    """["Observation/7/_history/1", ...] -> one row per resource type with its ids."""
+    by_type: dict[str, list[str]] = {}
+    for location in locations:
+        resource_type, resource_id = location.split("/")[:2]
+        by_type.setdefault(resource_type, []).append(resource_id)
+    return [(f"{len(ids)} {resource_type}", ", ".join(ids), status)
+            for resource_type, ids in by_type.items()]
+
+
+def _model_note(summary: dict[str, Any]) -> str:
+    model = summary.get("model") or {}
+    if not model:
+        return ""
+    note = f"by {model.get('name')} {model.get('version')}"
+    return note + " (random test weights: not clinical)" if model.get("test_weights") else note
+
+
+def submit_patient_jobs(client: FhirClient, store: JobStore, pipeline: InstalledPipeline,
+                        patient_id: str) -> list[Job]:
+    """One job per source (at its current version); existing jobs are reused, not duplicated."""
+    jobs = []
+    for source in pipeline.find_sources(client, patient_id):
+        jobs.append(store.submit(
+            pipeline=pipeline.name, source_type=source["resourceType"], source_id=source["id"],
+            source_version=source["meta"]["versionId"], subject=f"Patient/{patient_id}",
+            fhir_base_url=client.base_url))
+    return jobs
+
+
+def analyze_patient(
+    client: FhirClient,
+    store: JobStore,
+    pipeline: InstalledPipeline,
+    patient_id: str,
+    *,
+    client_for: Callable[[Job], FhirClient],
+    workers: int = 1,
+    console: Console | None = None,
+    timeout_s: float = 3600,
+) -> AnalysisRun:
+    """Queue and run the patient's jobs for `pipeline`, showing each job's progress."""
+    console = console or Console()
+    jobs = submit_patient_jobs(client, store, pipeline, patient_id)
+    pending = [j.id for j in jobs if j.state is not JobState.SUCCEEDED]
+    if pending:
+        runner = JobRunner(store, {pipeline.name: pipeline.run}, client_for, workers=workers,
+                           poll_s=0.2)
+        runner.start()
+        try:
+            _follow(store, pending, console, timeout_s)
+        finally:
+            runner.stop()
+    return AnalysisRun(pipeline.name, tuple(store.get(j.id) for j in jobs))
+
+
+def _follow(store: JobStore, job_ids: list[int], console: Console, timeout_s: float) -> None:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn())
+    deadline = time.monotonic() + timeout_s
+    with Progress(*columns, console=console) as progress:
+        tasks = {}
+        for job_id in job_ids:
+            job = store.get(job_id)
+            tasks[job_id] = progress.add_task(job.source, total=1.0, status=job.state.value)
+        while time.monotonic() < deadline:
+            done = 0
+            for job_id, task in tasks.items():
+                job = store.get(job_id)
+                finished = job.state in (JobState.SUCCEEDED, JobState.FAILED)
+                done += finished
+                status = job.state.value if finished else f"{job.state.value}: {job.progress_text}"
+                progress.update(task, completed=1.0 if finished else job.progress, status=status)
+            if done == len(tasks):
+                return
+            time.sleep(0.2)

@@ -1,0 +1,189 @@
+"""PDFs: open them defensively, read each page's text layer (pypdf) with where every word was
+printed (pdfium), tell which pages need OCR, and render pages within a pixel budget."""
+
+from __future__ import annotations
+
+import difflib
+import io
+import math
+import re
+import threading
+from dataclasses import dataclass
+
+import pypdf
+import pypdfium2
+import pypdfium2.raw as pdfium_c
+from PIL import Image
+
+from plugin.errors import InputError
+from plugin.results import Box
+
+from .pages import PageText, Word
+
+# pdfium is not thread-safe, not even across documents: every call into it in this process
+# goes through this lock (jobs run on several threads).
+PDFIUM_LOCK = threading.Lock()
+MIN_RENDER_DPI = 100  # below this OCR reads nothing useful: a page that needs less is refused
+_TOKEN = re.compile(r"\S+")
+_EOF_WINDOW = 8192  # a complete PDF ends with %%EOF; producers append at most a little junk
+
+
+@dataclass(frozen=True)
+class PageImageInfo:
+    """The largest image drawn on a page: its pixel size and how much of the page it covers."""
+
+    px_width: int
+    px_height: int
+    dpi: float
+    page_fraction: float
+
+
+class PdfFile:
+    """One PDF, opened with both libraries: pypdf for the text layer, pdfium for geometry and
+    rendering. Refuses encrypted, truncated, corrupt and empty files with InputError."""
+
+    def __init__(self, data: bytes, *, source: str, max_page_pixels: int) -> None:
+        self.source = source
+        self.max_page_pixels = max_page_pixels
+        end_marker = data.rfind(b"%%EOF")
+        if end_marker < 0 or end_marker < len(data) - _EOF_WINDOW:
+            raise InputError(source, "the PDF is truncated (it has no end-of-file marker)")
+        self._reader = _open_reader(data, source)
+        try:
+            page_count = len(self._reader.pages)
+        except Exception as exc:  # pypdf raises many types for broken page trees
+            raise InputError(source, f"the PDF is corrupt ({_describe(exc)})") from None
+        if page_count == 0:
+            raise InputError(source, "the PDF has no pages")
+        with PDFIUM_LOCK:
+            try:
+                self._pdfium = pypdfium2.PdfDocument(data)
+            except pypdfium2.PdfiumError as exc:
+                raise InputError(source, f"the PDF is corrupt ({exc})") from None
+            self.page_count = min(page_count, len(self._pdfium))
+
+    def close(self) -> None:
+        with PDFIUM_LOCK:
+            self._pdfium.close()
+
+    def __enter__(self) -> PdfFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def page_text(self, index: int) -> PageText:
+        """The text layer of page `index` (0-based), each word boxed in PDF points."""
+        try:
+            text = self._reader.pages[index].extract_text() or ""
+        except Exception:  # a broken content stream: the page is treated as having no text
+            text = ""
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        with PDFIUM_LOCK:
+            page = self._pdfium[index]
+            width, height = page.get_size()
+            words = _boxed_words(text, page, height) if text.strip() else ()
+            page.close()
+        return PageText(number=index + 1, text=text, origin="text-layer", words=words,
+                        width=round(width, 2), height=round(height, 2), note="text layer")
+
+    def largest_image(self, index: int) -> PageImageInfo | None:
+        """The biggest image on the page, checked against the pixel budget before anything
+        decodes it (a tiny PDF can hold a decompression bomb)."""
+        with PDFIUM_LOCK:
+            page = self._pdfium[index]
+            width, height = page.get_size()
+            best: PageImageInfo | None = None
+            for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
+                px_w, px_h = image.get_px_size()
+                if px_w * px_h > self.max_page_pixels:
+                    page.close()
+                    raise InputError(self.source, f"page {index + 1} holds a {px_w}x{px_h} image, "
+                                                  f"over the {self.max_page_pixels}-pixel limit")
+                left, bottom, right, top = image.get_bounds()
+                shown_w = max(right - left, 1e-3)
+                info = PageImageInfo(px_w, px_h, dpi=px_w / (shown_w / 72),
+                                     page_fraction=min(1.0, shown_w * (top - bottom)
+                                                       / (width * height)))
+                if best is None or px_w * px_h > best.px_width * best.px_height:
+                    best = info
+            page.close()
+        return best
+
+    def render(self, index: int, dpi: float, *, grayscale: bool = True) -> tuple[Image.Image, float]:
+        """The page as an image at `dpi`, or at the highest dpi the pixel budget allows;
+        returns the image and the dpi used."""
+        with PDFIUM_LOCK:
+            page = self._pdfium[index]
+            width, height = page.get_size()
+            budget_dpi = 72 * math.sqrt(self.max_page_pixels / max(width * height, 1.0))
+            dpi = min(dpi, budget_dpi)
+            if dpi < MIN_RENDER_DPI:
+                page.close()
+                raise InputError(self.source, f"page {index + 1} is {width / 72:.0f}x"
+                                              f"{height / 72:.0f} inches, too large to render "
+                                              f"within the {self.max_page_pixels}-pixel limit")
+            bitmap = page.render(scale=dpi / 72, grayscale=grayscale)
+            image = bitmap.to_pil().convert("L" if grayscale else "RGB")
+            bitmap.close()
+            page.close()
+        return image, dpi
+
+
+def has_usable_text(page: PageText) -> bool:
+    """Enough real characters to read: not empty, not a few stray marks, not unmapped glyphs."""
+    visible = [c for c in page.text if not c.isspace()]
+    letters = sum(c.isalnum() for c in visible)
+    broken = page.text.count("\ufffd") + page.text.count("(cid:")
+    return letters >= 20 and letters >= 0.5 * len(visible) and broken <= 0.05 * len(visible)
+
+
+def _open_reader(data: bytes, source: str) -> pypdf.PdfReader:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+    except Exception as exc:
+        raise InputError(source, f"the PDF is corrupt or truncated ({_describe(exc)})") from None
+    if reader.is_encrypted:
+        # An empty user password (owner-only protection) opens; anything else cannot be read.
+        try:
+            opened = reader.decrypt("") != pypdf.PasswordType.NOT_DECRYPTED
+        except pypdf.errors.DependencyError as exc:
+            raise InputError(source, f"the PDF is encrypted and cannot be opened here ({exc})") \
+                from None
+        if not opened:
+            raise InputError(source, "the PDF is encrypted (password protected)")
+    return reader
+
+
+def _boxed_words(text: str, page: pypdfium2.PdfPage, height: float) -> tuple[Word, ...]:
+    """pypdf's words matched to pdfium's characters, which know where they were printed."""
+    textpage = page.get_textpage()
+    try:
+        printed = textpage.get_text_range()
+        ours = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+        theirs = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(printed)]
+        matcher = difflib.SequenceMatcher(None, [t[2] for t in ours], [t[2] for t in theirs],
+                                          autojunk=False)
+        boxes: dict[int, Box] = {}
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                start, end, _ = theirs[block.b + k]
+                boxes[block.a + k] = _union([textpage.get_charbox(i) for i in range(start, end)],
+                                            height)
+    finally:
+        textpage.close()
+    return tuple(Word(start, end, boxes.get(i)) for i, (start, end, _) in enumerate(ours))
+
+
+def _union(charboxes: list[tuple[float, float, float, float]], height: float) -> Box:
+    """pdfium boxes (left, bottom, right, top; origin bottom left) as one top-left-origin Box."""
+    left = min(b[0] for b in charboxes)
+    right = max(b[2] for b in charboxes)
+    top = max(b[3] for b in charboxes)
+    bottom = min(b[1] for b in charboxes)
+    return Box(round(left, 1), round(height - top, 1), round(right, 1), round(height - bottom, 1))
+
+
+def _describe(exc: Exception) -> str:
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

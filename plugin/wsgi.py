@@ -1,0 +1,23 @@
+"""What `chartlight serve` runs under gunicorn: the app plus a job runner in each worker
+process (claims are atomic and leased, so workers never run the same job twice at once)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from plugin.analysis import service_client_for
+from plugin.app import create_app, job_store_of, settings_of
+from plugin.jobs import JobRunner
+from plugin.pipelines.registry import installed_pipelines
+
+
+def create_service() -> Flask:
+    app = create_app()
+    settings = settings_of(app)
+    runnable = {name: p.run for name, p in installed_pipelines(settings).items()
+                if not p.unavailable_reason}
+    runner = JobRunner(job_store_of(app), runnable, service_client_for(settings),
+                       workers=settings.job_workers, lease_s=settings.job_lease_s)
+    runner.start()
+    app.extensions["chartlight.runner"] = runner
+    return app
