@@ -25,10 +25,13 @@ class InstalledPipeline:
 
 def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     """The pipelines by name. Models load lazily, on a pipeline's first job."""
+    from plugin.engines import MedGemmaEngine
     from plugin.pipelines import documents, speech
 
-    doc_pipeline = documents.DocumentsPipeline(documents.DocumentsOptions())
-    medgemma_missing = doc_pipeline.engine.why_unavailable()
+    doc_options = documents.DocumentsOptions()
+    medgemma = MedGemmaEngine(doc_options.medgemma_model)
+    doc_pipeline = documents.DocumentsPipeline(doc_options, medgemma)
+    medgemma_missing = medgemma.why_unavailable()
     doc_note = ("MedGemma 1.5 reads each page; every value is checked against the page"
                 if medgemma_missing is None else
                 f"MedGemma cannot run here ({medgemma_missing}), so the deterministic lab-report "
