@@ -1,1 +1,7 @@
-"""The CDS Hooks service (Flask blueprint). Not built yet: see the CDS Hooks issue."""
+"""The CDS Hooks 2.0.1 service: discovery, hook services, prefetch, JWT auth, feedback, CORS."""
+
+from cds_hooks.blueprint import create_blueprint
+from cds_hooks.runtime import CdsRuntime, runtime_of
+from cds_hooks.services import SERVICES, SERVICES_BY_ID
+
+__all__ = ["SERVICES", "SERVICES_BY_ID", "CdsRuntime", "create_blueprint", "runtime_of"]

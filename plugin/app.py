@@ -26,6 +26,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
     app.extensions["chartlight.settings"] = settings
     app.add_url_rule("/health", view_func=_health)
+    from cds_hooks import create_blueprint  # here: cds_hooks uses this module's accessors
+
+    app.register_blueprint(create_blueprint(settings))
     return app
 
 

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from rich.console import Console
 from rich.table import Table
 
+from cds_hooks.cli import feedback
 from plugin import __version__
 from plugin.app import create_app, job_store_of, service_fhir_client, settings_of
 from plugin.config import CONFIG_FILE_ENV, load_settings
@@ -53,7 +54,8 @@ def serve(dev: bool) -> None:
         app.run(host=settings.host, port=settings.port)
         return
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
-            "--workers", str(settings.workers), "--access-logfile", "-",
+            "--workers", str(settings.workers), "--threads", str(settings.threads),
+            "--access-logfile", "-",
             "plugin.wsgi:create_service()"]
     os.execv(sys.executable, args)  # noqa: S606 -- replaces this process; settings reach workers via env/file
 
@@ -220,6 +222,9 @@ def _run(action: Callable[[], T]) -> T:
         return action()
     except ChartlightError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+cli.add_command(feedback)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ them all. Settings are validated once, here, into a frozen object.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +21,34 @@ from plugin.errors import ConfigError
 
 ENV_PREFIX = "CHARTLIGHT_"
 CONFIG_FILE_ENV = "CHARTLIGHT_CONFIG"
+# JWS algorithms a CDS client may sign with. CDS Hooks forbids `none` and symmetric (HMAC) ones.
+ASYMMETRIC_JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                       "ES256", "ES384", "ES512"})
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class TrustedEhr:
+    """An EHR allowed to call the CDS Hooks service: the `iss` of its JWTs, the JWK Set its keys
+    are in, further JWK Set URLs it may name in a JWT's `jku` header, and the FHIR servers
+    (`fhirServer` of a hook request) the service may use its access tokens on."""
+
+    iss: str
+    jwks_url: str
+    jku: tuple[str, ...] = ()
+    fhir_servers: tuple[str, ...] = ()
+    name: str = ""
+
+    @property
+    def jwks_urls(self) -> tuple[str, ...]:
+        return (self.jwks_url, *self.jku)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.iss
+
+    def allows_fhir_server(self, url: str) -> bool:
+        return url.rstrip("/") in {s.rstrip("/") for s in self.fhir_servers}
 
 
 @dataclass(frozen=True)
@@ -44,16 +73,44 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
+    threads: int = 4  # per gunicorn worker: hooks that must fetch from FHIR wait on I/O
     secret_key: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     # The local HAPI FHIR sandbox (tests and demo).
     sandbox_port: int = 8080
     sandbox_heap_mb: int = 1536
     sandbox_persistent: bool = False
+    # CDS Hooks service (docs/cds-hooks.md). EHRs whose signed JWTs are accepted: a TOML array of
+    # tables, or JSON in the environment.
+    cds_trusted_ehrs: tuple[TrustedEhr, ...] = ()
+    # The service's public base URL as EHRs call it (JWT `aud` is checked against it); unset: the
+    # URL of the request itself.
+    cds_public_base_url: str | None = None
+    # Browser origins allowed to call the service (CORS); "*" allows any.
+    cds_allowed_origins: tuple[str, ...] = ()
+    # SMART launch URL of the chartlight app that cards link to; unset: <base>/smart/launch.
+    cds_app_launch_url: str | None = None
+    cds_jwt_algorithms: tuple[str, ...] = ("ES384", "RS384", "RS256")
+    cds_clock_skew_s: float = 60.0
+    cds_max_token_lifetime_s: float = 900.0
+    # Where used JWT ids are remembered: "database" (shared by every worker process, in
+    # database_url) or "memory" (per process).
+    cds_replay_cache: str = "database"
+    cds_jwks_cache_s: float = 300.0
+    cds_jwks_refetch_interval_s: float = 30.0
+    cds_jwks_timeout_s: float = 5.0
+    cds_jwks_max_bytes: int = 64 * 1024
+    cds_max_request_bytes: int = 16 * 1024 * 1024
+    # FHIR reads a hook makes itself (prefetch the EHR left out) must be quick.
+    cds_fhir_timeout_s: float = 5.0
+    # How often per patient a hook looks for inputs not analysed yet, and how long it waits for
+    # that look before answering without it.
+    cds_source_check_interval_s: float = 300.0
+    cds_source_check_wait_s: float = 0.25
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
-        for name in ("fhir_timeout_s", "max_response_bytes", "port", "sandbox_port", "workers",
+        for name in ("fhir_timeout_s", "max_response_bytes", "port", "sandbox_port", "workers", "threads",
                      "job_workers", "job_lease_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -61,6 +118,36 @@ class Settings:
             raise ConfigError("fhir_max_retries must be 0 or more")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}")
+        self._check_cds()
+
+    def _check_cds(self) -> None:
+        for name in ("cds_max_token_lifetime_s", "cds_jwks_cache_s", "cds_jwks_timeout_s",
+                     "cds_jwks_max_bytes", "cds_max_request_bytes", "cds_fhir_timeout_s",
+                     "cds_source_check_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("cds_clock_skew_s", "cds_jwks_refetch_interval_s", "cds_source_check_wait_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more")
+        if self.cds_replay_cache not in {"database", "memory"}:
+            raise ConfigError(f"cds_replay_cache must be database or memory, not {self.cds_replay_cache!r}")
+        refused = set(self.cds_jwt_algorithms) - ASYMMETRIC_JWT_ALGORITHMS
+        if refused or not self.cds_jwt_algorithms:
+            raise ConfigError(f"cds_jwt_algorithms: {', '.join(sorted(refused)) or 'none given'}: only "
+                              f"asymmetric JWS algorithms ({', '.join(sorted(ASYMMETRIC_JWT_ALGORITHMS))})")
+        for optional_url in ("cds_public_base_url", "cds_app_launch_url"):
+            if getattr(self, optional_url) is not None:
+                _check_http_url(optional_url, getattr(self, optional_url))
+        issuers = [ehr.iss for ehr in self.cds_trusted_ehrs]
+        if len(set(issuers)) != len(issuers):
+            raise ConfigError("cds_trusted_ehrs: each iss may appear once")
+        for ehr in self.cds_trusted_ehrs:
+            if not ehr.iss.strip():
+                raise ConfigError("cds_trusted_ehrs: iss must not be empty")
+            for url in ehr.jwks_urls:
+                _check_key_url(f"cds_trusted_ehrs ({ehr.iss}) JWK Set URL", url)
+            for url in ehr.fhir_servers:
+                _check_http_url(f"cds_trusted_ehrs ({ehr.iss}) fhir_servers", url)
 
 
 def load_settings(
@@ -131,6 +218,8 @@ def _convert(name: str, raw: Any, hint: Any) -> Any:
             return int(raw)
         if hint is float:
             return float(raw)
+        if "TrustedEhr" in text:
+            return _trusted_ehrs(name, raw)
         if "tuple" in text:
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
             return tuple(str(item).strip() for item in items if str(item).strip())
@@ -139,6 +228,43 @@ def _convert(name: str, raw: Any, hint: Any) -> Any:
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"setting {name}: invalid value {raw!r} ({exc})") from None
+
+
+def _trusted_ehrs(name: str, raw: Any) -> tuple[TrustedEhr, ...]:
+    """From a TOML array of tables, or the same as JSON (the environment's form)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else []
+        except ValueError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(raw, list | tuple):
+        raise ValueError("expected a list of tables with iss, jwks_url, jku, fhir_servers, name")
+    ehrs = []
+    known = {f.name for f in dataclasses.fields(TrustedEhr)}
+    for entry in raw:
+        if isinstance(entry, TrustedEhr):
+            ehrs.append(entry)
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError("each trusted EHR is a table")
+        unknown = set(entry) - known
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        if not entry.get("iss") or not entry.get("jwks_url"):
+            raise ValueError("each trusted EHR needs iss and jwks_url")
+        lists = {key: tuple(str(v).strip() for v in entry.get(key, ()) if str(v).strip())
+                 for key in ("jku", "fhir_servers")}
+        ehrs.append(TrustedEhr(iss=str(entry["iss"]), jwks_url=str(entry["jwks_url"]),
+                               name=str(entry.get("name", "")), **lists))
+    return tuple(ehrs)
+
+
+def _check_key_url(name: str, value: str) -> None:
+    """Keys travel over https; plain http only to this machine (tests, local development)."""
+    parts = urlsplit(value)
+    if not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)) \
+            or not parts.netloc:
+        raise ConfigError(f"{name} must be an https URL (http only on loopback), got {value!r}")
 
 
 def _field_names() -> set[str]:

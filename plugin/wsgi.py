@@ -14,8 +14,9 @@ from plugin.pipelines.registry import installed_pipelines
 def create_service() -> Flask:
     app = create_app()
     settings = settings_of(app)
-    runnable = {name: p.run for name, p in installed_pipelines(settings).items()
-                if not p.unavailable_reason}
+    pipelines = installed_pipelines(settings)
+    app.extensions["chartlight.pipelines"] = pipelines  # CDS hooks queue unanalysed inputs
+    runnable = {name: p.run for name, p in pipelines.items() if not p.unavailable_reason}
     runner = JobRunner(job_store_of(app), runnable, service_client_for(settings),
                        workers=settings.job_workers, lease_s=settings.job_lease_s)
     runner.start()
