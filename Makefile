@@ -16,8 +16,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
 # Debian packages the code and tests call: Java + Maven build the HAPI sandbox, Tesseract OCRs
-# scans, espeak-ng speaks the synthetic dictation, libsndfile reads/writes audio.
-APT_PACKAGES := default-jdk-headless maven tesseract-ocr tesseract-ocr-eng espeak-ng libsndfile1
+# scans, espeak-ng speaks the synthetic dictation, libsndfile reads/writes audio; kenlm (locked
+# Python package, built from source) links zlib, bzip2 and xz.
+APT_PACKAGES := default-jdk-headless maven tesseract-ocr tesseract-ocr-eng espeak-ng libsndfile1 \
+	g++ cmake zlib1g-dev libbz2-dev liblzma-dev
 
 # Tests use their own sandbox port so a running demo sandbox is left alone.
 TEST_SANDBOX_PORT ?= 8091

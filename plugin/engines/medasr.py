@@ -10,6 +10,7 @@ chunks batched together; chunk outputs are joined by plugin.pipelines.speech.ctc
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plugin.errors import ConfigError
+from plugin.pipelines.speech.beam_search import BeamOptions, decode_beam
 from plugin.pipelines.speech.ctc import (
     ChunkFrames,
     CtcTranscript,
-    CtcWord,
     FrameTiming,
     decode_greedy,
     plan_chunks,
@@ -107,6 +108,7 @@ class MedAsrEngine:
         batch_size: int = 4,
         quantize: bool = True,
         lm_path: str | None = None,
+        beam: BeamOptions | None = None,
         device: str | None = None,
         cache_dir: str | None = None,
         loaded: LoadedMedAsr | None = None,
@@ -118,6 +120,7 @@ class MedAsrEngine:
         self.model = model
         self.chunk_s, self.stride_s, self.batch_size = chunk_s, stride_s, batch_size
         self.quantize, self.lm_path = quantize, lm_path
+        self.beam = beam or BeamOptions()  # alpha, beta, width: used only with lm_path
         self.device, self.cache_dir = device, cache_dir
         self._loaded = loaded
 
@@ -170,7 +173,10 @@ class MedAsrEngine:
             global_log_probs = np.concatenate([
                 lp[lo - c.first_frame:hi - c.first_frame]
                 for c, lp, lo, hi in zip(decided, log_probs, bounds[:-1], bounds[1:], strict=True)])
-            return _beam_search(self.lm_path, loaded, global_log_probs, duration_s, seams)
+            return decode_beam(global_log_probs, pieces=_pieces(loaded),
+                               scorer=load_language_model(self.lm_path), timing=loaded.timing,
+                               options=self.beam, blank_id=loaded.blank_id,
+                               skip_ids=_special_ids(loaded), duration_s=duration_s, seams=seams)
         return decode_greedy(frame_ids, blank_id=loaded.blank_id, pieces=_pieces(loaded),
                              timing=loaded.timing, skip_ids=_special_ids(loaded),
                              duration_s=duration_s, seams=seams)
@@ -179,7 +185,7 @@ class MedAsrEngine:
 
     def load(self) -> LoadedMedAsr:
         if self.lm_path is not None:
-            _check_lm(self.lm_path)
+            load_language_model(self.lm_path)
         if self._loaded is None:
             weights = _weights_dir(self.model, self.cache_dir)
             if weights is None:
@@ -345,38 +351,64 @@ def _special_ids(loaded: LoadedMedAsr) -> frozenset[int]:
 
 # ---- KenLM beam search (optional) ------------------------------------------------------------
 
+# KenLM scores are log10; the beam search adds natural logs.
+_LN_10 = math.log(10.0)
 
-def _check_lm(lm_path: str) -> None:
-    if not Path(lm_path).is_file():
-        raise ConfigError(f"speech lm_path {lm_path!r} is not a file")
+
+class KenLmScorer:
+    """A KenLM n-gram model (ARPA or binary) as beam_search's WordScorer. Words the model does
+    not know, brace tokens included, get its <unk> score."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._context = int(model.order) - 1
+
+    def score(self, prev_words: tuple[str, ...], word: str) -> float:
+        state, out = self._state(prev_words), _kenlm().State()
+        return self.model.BaseScore(state, word, out) * _LN_10
+
+    def end_score(self, prev_words: tuple[str, ...]) -> float:
+        return self.score(prev_words, "</s>")
+
+    def _state(self, prev_words: tuple[str, ...]) -> Any:
+        """The model's state after the sentence so far: from <s> when the whole sentence fits
+        the n-gram order, else from no context with the last order-1 words."""
+        kenlm = _kenlm()
+        state = kenlm.State()
+        if len(prev_words) < self._context:
+            self.model.BeginSentenceWrite(state)
+        else:
+            self.model.NullContextWrite(state)
+            prev_words = prev_words[len(prev_words) - self._context:]
+        for word in prev_words:
+            out = kenlm.State()
+            self.model.BaseScore(state, word, out)
+            state = out
+        return state
+
+
+def _kenlm() -> Any:
     try:
-        import pyctcdecode  # noqa: F401
+        import kenlm
     except ImportError:
         raise ConfigError(
-            "speech lm_path is set but KenLM beam search needs the pyctcdecode and kenlm packages, "
-            "which are not installed (pyctcdecode 0.5.0 requires numpy<2, which conflicts with "
-            "this project's numpy 2; unset lm_path to use greedy decoding)") from None
+            "speech lm_path is set but KenLM beam search needs the kenlm package (pip install "
+            "kenlm==0.3.0, a C++ build), which is not installed; unset lm_path to use greedy "
+            "decoding") from None
+    return kenlm
 
 
-def _beam_search(lm_path: str, loaded: LoadedMedAsr, log_probs: np.ndarray, duration_s: float,
-                 seams: tuple[int, ...]) -> CtcTranscript:
-    """Beam search with a KenLM n-gram model through pyctcdecode, which understands
-    SentencePiece "▁" word starts and reports each word's frame span. Checked by hand against
-    pyctcdecode 0.5.0 without a KenLM model (kenlm cannot be built here); not in the test suite,
-    since pyctcdecode cannot be installed beside numpy 2."""
-    from pyctcdecode import build_ctcdecoder
-
-    pieces = _pieces(loaded)
-    special = _special_ids(loaded)
-    labels = ["" if i == loaded.blank_id else (f"<special-{i}>" if i in special else p)
-              for i, p in enumerate(pieces)]
-    decoder = build_ctcdecoder(labels, kenlm_model_path=lm_path)
-    scores = log_probs.copy()
-    scores[:, sorted(i for i in special if i < scores.shape[1])] = -1e4  # never emitted
-    text, _state, word_frames, *_scores = decoder.decode_beams(scores)[0]
-    timing = loaded.timing
-    words = tuple(CtcWord(word, round(timing.start_s(start), 3),
-                          round(min(timing.end_s(end - 1), duration_s), 3), start, end - 1)
-                  for word, (start, end) in word_frames)
-    return CtcTranscript(text=" ".join(w.text for w in words) or text, words=words, tokens=(),
-                         frames=len(log_probs), timing=timing, seams=seams)
+@lru_cache(maxsize=2)
+def load_language_model(lm_path: str) -> KenLmScorer:
+    """Load a KenLM model once per process (a 6-gram binary takes seconds and much memory)."""
+    if not Path(lm_path).is_file():
+        raise ConfigError(f"speech lm_path {lm_path!r} is not a file")
+    kenlm = _kenlm()
+    config = kenlm.Config()
+    config.show_progress = False  # its progress bar on stderr is noise in a server's log
+    try:
+        model = kenlm.Model(lm_path, config)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"speech lm_path {lm_path!r} is not a KenLM model (ARPA or binary): "
+                          f"{exc}") from exc
+    return KenLmScorer(model)

@@ -48,7 +48,7 @@ class SpeechOptions:
     # Dictations run minutes; an hour bounds memory (230 MB of samples) and time, and refuses
     # decompression bombs (hours of compressed silence) before they are decoded.
     max_duration_s: float = 3600.0
-    lm_path: str | None = None  # KenLM model for beam search (needs pyctcdecode + kenlm)
+    lm_path: str | None = None  # KenLM model (ARPA or binary): CTC beam search with it
     # int8 dynamic quantisation of the Linear layers on CPU (bench/speech.py: ~2x faster, log-prob
     # cosine 0.9999 against fp32); False keeps exact fp32. Ignored on GPU (bf16/fp16 there).
     quantize: bool = True
