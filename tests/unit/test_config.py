@@ -60,3 +60,11 @@ def test_bad_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_secrets_are_not_in_repr() -> None:
     settings = Settings(fhir_token="very-secret", secret_key="also-secret")
     assert "very-secret" not in repr(settings) and "also-secret" not in repr(settings)
+
+
+def test_every_setting_is_documented() -> None:
+    import dataclasses
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [f.name for f in dataclasses.fields(Settings) if f"`{f.name}`" not in doc]
+    assert missing == []
