@@ -37,7 +37,7 @@ from fhir_mappers import (
     to_provenance,
     to_structured_results_document,
 )
-from plugin.errors import FhirResponseError
+from plugin.errors import FhirError, FhirResponseError
 from plugin.fhir import FhirClient
 from plugin.results import Finding, MeasuredValue, Narrative, PipelineResult
 
@@ -253,10 +253,10 @@ def _existing_by_identifier(client: FhirClient, planned: Iterable[Planned]) -> d
                     key = _ident_key(ident)
                     if key in wanted:
                         if key in found:
-                            raise FhirResponseError(
-                                method="GET", url=f"{resource_type}?identifier", status=409,
-                                outcome=None, body_excerpt=f"two {resource_type} resources carry "
-                                                           f"identifier {key}")
+                            # Not an HTTP failure and not transient: the job fails with this.
+                            raise FhirError(f"two {resource_type} resources carry identifier {key}; "
+                                            "fix the data before re-running", method="GET",
+                                            url=f"{client.base_url}/{resource_type}")
                         found[key] = resource
     return found
 

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fhir_mappers import AIAST_CODE
+from fhir_mappers import AIAST_CODE, device_identifier, item_identifier
 from fhir_mappers.systems import SID_RESULT as RESULT_IDENTIFIER_SYSTEM
-from plugin.errors import InputError
+from plugin.errors import FhirError, FhirResponseError, InputError
 from plugin.fhir import FhirClient
 from plugin.results import SourceRef
 from plugin.review import approve, reject
@@ -68,8 +68,9 @@ def test_one_transaction_and_five_runs_leave_one_copy(fhir: FhirClient, source) 
         entities = [e["what"]["reference"] for e in provenances[0]["entity"]]
         assert f"DocumentReference/{ref.id}/_history/{ref.version_id}" in entities
     # One Device for the model, found again rather than duplicated.
-    devices = list(fhir.search("Device", {"identifier": "https://chartlight.dev/fhir/sid/device|"}))
-    assert len({d["id"] for d in devices if d.get("version")}) >= 1
+    device = device_identifier(fixed_result(ref).model)
+    devices = list(fhir.search("Device", {"identifier": f"{device['system']}|{device['value']}"}))
+    assert len(devices) == 1
 
 
 def test_new_model_version_updates_the_same_resources(fhir: FhirClient, source) -> None:  # type: ignore[no-untyped-def]
@@ -146,3 +147,16 @@ def test_writes_refused_entirely_write_nothing(fhir: FhirClient, source) -> None
     outcome = write_result(fhir, fixed_result(ref), subject=subject, now=NOW, writes_allowed=False)
     assert outcome.path == "not-written" and outcome.written == []
     assert ours(fhir, "DocumentReference", subject) == []
+
+
+def test_two_resources_with_one_identifier_stop_the_write(fhir: FhirClient, source) -> None:  # type: ignore[no-untyped-def]
+    subject, ref = source
+    result = fixed_result(ref)
+    identifier = item_identifier(result, "glucose")
+    for _ in range(2):
+        fhir.create({"resourceType": "Observation", "status": "preliminary", "identifier": [identifier],
+                     "code": {"text": "Glucose"}, "subject": {"reference": subject}})
+    with pytest.raises(FhirError, match="two Observation resources carry identifier") as err:
+        write_result(fhir, result, subject=subject, now=NOW)
+    assert not isinstance(err.value, FhirResponseError)  # a data problem, not a (transient) HTTP one
+    assert ours(fhir, "DiagnosticReport", subject) == []
