@@ -17,9 +17,10 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
 # Debian packages the code and tests call: Java + Maven build the HAPI sandbox, Tesseract OCRs
 # scans, espeak-ng speaks the synthetic dictation, libsndfile reads/writes audio; kenlm (locked
-# Python package, built from source) links zlib, bzip2 and xz.
+# Python package, built from source) links zlib, bzip2 and xz; Orthanc + its DICOMweb plugin are the
+# PACS sandbox; Chromium runs the SMART app browser tests (Playwright drives it, never its own browser).
 APT_PACKAGES := default-jdk-headless maven tesseract-ocr tesseract-ocr-eng espeak-ng libsndfile1 \
-	g++ cmake zlib1g-dev libbz2-dev liblzma-dev
+	g++ cmake zlib1g-dev libbz2-dev liblzma-dev orthanc orthanc-dicomweb chromium
 
 # Tests use their own sandbox port so a running demo sandbox is left alone.
 TEST_SANDBOX_PORT ?= 8091
