@@ -59,7 +59,7 @@ class SourceScanner:
             except Exception:  # a failed look is logged by _scan; the card still answers
                 log.debug("source scan failed", exc_info=True)
         fhir_base = client.base_url if client is not None else None
-        jobs = [j for j in store.list(subject=f"Patient/{patient_id}", limit=500)
+        jobs = [j for j in store.briefs(subject=f"Patient/{patient_id}")
                 if fhir_base is None or j.fhir_base_url.rstrip("/") == fhir_base]
         counts = {state: sum(j.state is state for j in jobs) for state in JobState}
         failures = tuple(f"{j.pipeline}: {j.source}: {(j.error or 'failed').splitlines()[0][:160]}"

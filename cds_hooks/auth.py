@@ -15,7 +15,11 @@ Any failure raises NotAuthenticated with the reason for the log; the caller sees
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,15 +73,15 @@ class JwtVerifier:
         self.clock_skew_s = clock_skew_s
         self.max_lifetime_s = max_lifetime_s
         self._clock = clock
+        # Parsed verification keys by (JWK Set URL, kid, alg) and the JWK they came from: building
+        # a key from its JWK costs more than checking a signature with it.
+        self._keys: dict[tuple[str, str, str], tuple[Jwk, jwt.PyJWK]] = {}
+        self._keys_lock = threading.Lock()
 
     def verify(self, authorization: str | None, audience: str) -> Caller:
         """The verified caller of a request to `audience` (the exact URL called)."""
         token = _bearer_token(authorization)
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise NotAuthenticated(f"malformed JWT ({type(exc).__name__})") from None
+        header, unverified = _unverified_parts(token)
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in self.algorithms:
             raise NotAuthenticated(f"algorithm {str(alg)[:20]!r} not accepted")
@@ -92,10 +96,11 @@ class JwtVerifier:
         jku = header.get("jku")
         if jku is not None and jku not in ehr.jwks_urls:
             raise NotAuthenticated(f"jku {str(jku)[:200]!r} is not allow-listed for {ehr.label}")
-        jwk = self._jwks.key(jku or ehr.jwks_url, kid)
+        jwks_url = jku or ehr.jwks_url
+        jwk = self._jwks.key(jwks_url, kid)
         if jwk is None:
             raise NotAuthenticated(f"no key {kid[:100]!r} in the JWK Set of {ehr.label}")
-        claims = self._verified_claims(token, jwk, alg, audience, ehr)
+        claims = self._verified_claims(token, self._key(jwks_url, jwk, alg), alg, audience, ehr)
         if not self._replay.first_use(replay_key(ehr.iss, claims["jti"]),
                                       float(claims["exp"]) + self.clock_skew_s):
             raise NotAuthenticated(f"jti replayed (issuer {ehr.label})")
@@ -103,15 +108,31 @@ class JwtVerifier:
         return Caller(ehr=ehr, jti=claims["jti"], kid=kid,
                       tenant=tenant if isinstance(tenant, str) else None)
 
-    def _verified_claims(self, token: str, jwk: Jwk, alg: str, audience: str,
-                         ehr: TrustedEhr) -> dict[str, Any]:
+    def _key(self, jwks_url: str, jwk: Jwk, alg: str) -> jwt.PyJWK:
+        """The verification key of `jwk` for `alg`, parsed once per key (a rotated key with the
+        same kid is a different JWK and is parsed again)."""
         key_type, curve = _KEY_TYPES[alg]
         if jwk.get("kty") != key_type or (curve is not None and jwk.get("crv") != curve):
             raise NotAuthenticated(f"key {jwk.get('kid')!r} does not fit {alg}")
         if jwk.get("alg") not in (None, alg):
             raise NotAuthenticated(f"key {jwk.get('kid')!r} is for {jwk.get('alg')}, not {alg}")
+        cache_key = (jwks_url, str(jwk.get("kid")), alg)
+        cached = self._keys.get(cache_key)
+        if cached is not None and cached[0] == jwk:
+            return cached[1]
         try:
             key = jwt.PyJWK(jwk, algorithm=alg)
+        except jwt.PyJWTError as exc:
+            raise NotAuthenticated(f"key {jwk.get('kid')!r} is unusable: {type(exc).__name__}") from None
+        with self._keys_lock:
+            if len(self._keys) > 1000:
+                self._keys.clear()
+            self._keys[cache_key] = (jwk, key)
+        return key
+
+    def _verified_claims(self, token: str, key: jwt.PyJWK, alg: str, audience: str,
+                         ehr: TrustedEhr) -> dict[str, Any]:
+        try:
             claims: dict[str, Any] = jwt.decode(
                 token, key, algorithms=[alg], audience=audience, issuer=ehr.iss,
                 leeway=self.clock_skew_s, options={"require": REQUIRED_CLAIMS})
@@ -126,6 +147,27 @@ class JwtVerifier:
         if float(claims["exp"]) > now + self.max_lifetime_s + self.clock_skew_s:
             raise NotAuthenticated("exp is further away than the longest token lifetime accepted")
         return claims
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JOSE header and the claims of a compact JWS, not yet verified: only to choose the
+    issuer and key (the signature and every claim are checked afterwards by PyJWT)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise NotAuthenticated("malformed JWT (not three parts)")
+    try:
+        header, claims = (json.loads(_b64url(part)) for part in parts[:2])
+    except (ValueError, binascii.Error):
+        raise NotAuthenticated("malformed JWT (header or claims are not base64url JSON)") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise NotAuthenticated("malformed JWT (header or claims are not JSON objects)")
+    return header, claims
+
+
+def _b64url(segment: str) -> bytes:
+    if not segment or not segment.isascii() or "=" in segment or "+" in segment or "/" in segment:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -1,6 +1,6 @@
 """Persistent analysis jobs: one per (source resource version, pipeline), run by a worker pool."""
 
 from plugin.jobs.runner import JobContext, JobRunner, Pipeline
-from plugin.jobs.store import Job, JobState, JobStore
+from plugin.jobs.store import Job, JobBrief, JobState, JobStore
 
-__all__ = ["Job", "JobContext", "JobRunner", "JobState", "JobStore", "Pipeline"]
+__all__ = ["Job", "JobBrief", "JobContext", "JobRunner", "JobState", "JobStore", "Pipeline"]

@@ -49,7 +49,7 @@ class _JobRow(_Base):
     source_type: Mapped[str] = mapped_column(String(40))
     source_id: Mapped[str] = mapped_column(String(64))
     source_version: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(100), index=True)
     fhir_base_url: Mapped[str] = mapped_column(String(500))
     state: Mapped[str] = mapped_column(String(16), index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -84,6 +84,17 @@ class Job:
     @property
     def source(self) -> str:
         return f"{self.source_type}/{self.source_id}/_history/{self.source_version}"
+
+
+@dataclass(frozen=True)
+class JobBrief:
+    """The few columns a status display needs, read without building whole jobs."""
+
+    pipeline: str
+    source: str
+    fhir_base_url: str
+    state: JobState
+    error: str
 
 
 def _now() -> datetime:
@@ -208,6 +219,17 @@ class JobStore:
             query = query.where(_JobRow.subject == subject)
         with Session(self.engine) as session:
             return [_job(row) for row in session.scalars(query)]
+
+    def briefs(self, *, subject: str, limit: int = 500) -> list[JobBrief]:
+        """The newest `limit` jobs of `subject`, briefly (one light query: hooks call this on
+        every request)."""
+        query = (select(_JobRow.pipeline, _JobRow.source_type, _JobRow.source_id, _JobRow.source_version,
+                        _JobRow.fhir_base_url, _JobRow.state, _JobRow.error)
+                 .where(_JobRow.subject == subject).order_by(_JobRow.id.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            return [JobBrief(row.pipeline, f"{row.source_type}/{row.source_id}/_history/{row.source_version}",
+                             row.fhir_base_url, JobState(row.state), row.error or "")
+                    for row in connection.execute(query)]
 
     def _set(self, job_id: int, **values: Any) -> None:
         with Session(self.engine) as session, session.begin():

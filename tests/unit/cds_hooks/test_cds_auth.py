@@ -11,10 +11,13 @@ import jwt
 import pytest
 from flask.testing import FlaskClient
 
+from cds_hooks.auth import JwtVerifier
+from cds_hooks.errors import NotAuthenticated
 from cds_hooks.jwks import JwksCache
 from cds_hooks.replay import MemoryReplayCache, SqlReplayCache
 from cds_hooks.storage import cds_engine
 from plugin.app import create_app
+from plugin.config import TrustedEhr
 from tests.support.cds_ehr import (
     PATIENT_VIEW,
     PUBLIC_BASE,
@@ -83,6 +86,8 @@ def bad_tokens(ehr: Ehr) -> dict[str, str]:
         "tampered payload": ".".join(tampered),
         "typ is not JWT": ehr.token(AUD, headers={"typ": "at+jwt"}),
         "not a JWT": "not-a-jwt",
+        "header not base64url JSON": "e30=." + ".".join(ehr.token(AUD).split(".")[1:]),
+        "four parts": ehr.token(AUD) + ".e30",
     }
 
 
@@ -109,6 +114,8 @@ REASONS = {
     "tampered payload": "InvalidSignatureError",
     "typ is not JWT": "typ is not JWT",
     "not a JWT": "malformed JWT",
+    "header not base64url JSON": "malformed JWT",
+    "four parts": "malformed JWT",
 }
 
 
@@ -213,6 +220,18 @@ def test_jwks_is_cached_and_refetched_for_a_rotated_key() -> None:
         ehr.state.body = jwks_body([old, new])  # the EHR rotates
         assert cache.key(ehr.jwks_url, "new") is not None
         assert ehr.jwks_fetches() == 2
+
+
+def test_a_key_replaced_under_the_same_kid_is_used_at_once() -> None:
+    first, second = rsa_key("k1"), rsa_key("k1")
+    with ehr_with_jwks([first]) as ehr:
+        verifier = JwtVerifier((TrustedEhr(iss=ehr.iss, jwks_url=ehr.jwks_url),),
+                               JwksCache(ttl_s=0, refetch_interval_s=0), MemoryReplayCache())
+        assert verifier.verify(bearer(ehr.token(AUD, key=first))["Authorization"], AUD).kid == "k1"
+        ehr.state.body = jwks_body([second])  # same kid, new key: the parsed old key must not linger
+        with pytest.raises(NotAuthenticated, match="InvalidSignatureError"):
+            verifier.verify(bearer(ehr.token(AUD, key=first))["Authorization"], AUD)
+        assert verifier.verify(bearer(ehr.token(AUD, key=second))["Authorization"], AUD).kid == "k1"
 
 
 def test_unknown_kids_refetch_at_most_once_per_interval() -> None:

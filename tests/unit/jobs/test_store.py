@@ -83,3 +83,15 @@ def test_succeed_keeps_the_summary(store: JobStore) -> None:
     assert done.state is JobState.SUCCEEDED and done.progress == 1.0
     assert done.summary["created"] == ["Observation/1/_history/1"]
     assert [j.id for j in store.list(state=JobState.SUCCEEDED)] == [job.id]
+
+
+def test_briefs_list_one_subjects_jobs_newest_first(store: JobStore) -> None:
+    first, second = submit(store, version="1"), submit(store, version="2")
+    store.fail(first.id, "the PDF is encrypted\nmore detail")
+    store.submit(pipeline="documents", source_type="DocumentReference", source_id="8", source_version="1",
+                 subject="Patient/2", fhir_base_url="http://127.0.0.1:8091/fhir")
+    briefs = store.briefs(subject="Patient/1")
+    assert [b.source for b in briefs] == [second.source, first.source]
+    assert [b.state for b in briefs] == [JobState.QUEUED, JobState.FAILED]
+    assert briefs[1].error.startswith("the PDF is encrypted") and briefs[1].pipeline == "documents"
+    assert store.briefs(subject="Patient/1", limit=1)[0].source == second.source
