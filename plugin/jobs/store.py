@@ -210,16 +210,6 @@ class JobStore:
                 raise KeyError(f"no job {job_id}")
             return _job(row)
 
-    def list(self, *, state: JobState | None = None, subject: str | None = None,
-             limit: int = 100) -> list[Job]:
-        query = select(_JobRow).order_by(_JobRow.id.desc()).limit(limit)
-        if state is not None:
-            query = query.where(_JobRow.state == state)
-        if subject is not None:
-            query = query.where(_JobRow.subject == subject)
-        with Session(self.engine) as session:
-            return [_job(row) for row in session.scalars(query)]
-
     def briefs(self, *, subject: str, limit: int = 500) -> list[JobBrief]:
         """The newest `limit` jobs of `subject`, briefly (one light query: hooks call this on
         every request)."""
@@ -230,6 +220,16 @@ class JobStore:
             return [JobBrief(row.pipeline, f"{row.source_type}/{row.source_id}/_history/{row.source_version}",
                              row.fhir_base_url, JobState(row.state), row.error or "")
                     for row in connection.execute(query)]
+
+    def list(self, *, state: JobState | None = None, subject: str | None = None,
+             limit: int = 100) -> list[Job]:
+        query = select(_JobRow).order_by(_JobRow.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(_JobRow.state == state)
+        if subject is not None:
+            query = query.where(_JobRow.subject == subject)
+        with Session(self.engine) as session:
+            return [_job(row) for row in session.scalars(query)]
 
     def _set(self, job_id: int, **values: Any) -> None:
         with Session(self.engine) as session, session.begin():
