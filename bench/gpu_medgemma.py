@@ -17,9 +17,17 @@ Random weights give random text: the numbers are speed and memory only, never ou
 Text tokens are ids drawn from the vocabulary with the lengths of our prompts (the real tokenizer
 cannot be downloaded here); image tokens and the chat-turn markers are the real Gemma 3 ids.
 
-Run on a CUDA machine: python3 bench/gpu_medgemma.py [--out results.json]
-A CPU smoke run of the same code on a tiny config: python3 bench/gpu_medgemma.py --tiny
-Needs only torch, transformers (Gemma 3), numpy and pillow, so it runs on a bare GPU image.
+With --engine it measures chartlight's own local engine instead (plugin.engines.medgemma): the
+full-size random checkpoint is saved to disk with a Gemma 3 processor (896 px, 256 tokens per
+image, a small stand-in vocabulary), loaded through MedGemmaEngine as a deployment would load
+MedGemma, and asked through its chat template with the pipeline's interleaved parts (85 slices
+each followed by "SLICE i", or prior + current X-ray): checkpoint load time, first answer, and the
+engine's time to first token from PIL images (processor included).
+
+Run on a CUDA machine: python3 bench/gpu_medgemma.py [--engine] [--out results.json]
+A CPU smoke run of the same code on a tiny config: python3 bench/gpu_medgemma.py --tiny [--engine]
+Needs only torch, transformers (Gemma 3), numpy and pillow (and, with --engine, this repository's
+plugin package), so it runs on a bare GPU image.
 """
 
 from __future__ import annotations
@@ -61,17 +69,18 @@ class Prompt:
     input_ids: list[int]
 
 
-def build_model(tiny: bool, device: str) -> Any:
+def build_model(tiny: bool, device: str, special: dict[str, int] | None = None) -> Any:
     import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
+    special = special or {"image_token_id": IMAGE, "boi_token_id": BOI, "eoi_token_id": EOI}
     text = dict(TEXT_TINY if tiny else TEXT_4B)
     layers = int(text["num_hidden_layers"])
     # Five sliding-window layers, then one global layer, as Gemma 3 does.
     text["layer_types"] = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
                            for i in range(layers)]
     config = Gemma3Config(text_config=text, vision_config=VISION_TINY if tiny else VISION_SO400M,
-                          mm_tokens_per_image=256, image_token_id=IMAGE, boi_token_id=BOI, eoi_token_id=EOI)
+                          mm_tokens_per_image=256, **special)
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     torch.manual_seed(0)
     with torch.device(device):
@@ -144,6 +153,94 @@ def measure(model: Any, prompt: Prompt, *, new_tokens: int, repeats: int, device
             "new_tokens": new_tokens, "peak_gpu_gib": round(peak / 2**30, 2)}
 
 
+def import_engine_module() -> Any:
+    """plugin.engines.medgemma without running plugin/engines/__init__.py, which also imports the
+    speech engine and its audio libraries (absent on a bare GPU image; MedGemma needs none)."""
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    if "plugin.engines" not in sys.modules:
+        package = types.ModuleType("plugin.engines")
+        package.__path__ = [str(root / "plugin" / "engines")]
+        sys.modules["plugin.engines"] = package
+    spec = importlib.util.spec_from_file_location("plugin.engines.medgemma",
+                                                  root / "plugin" / "engines" / "medgemma.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["plugin.engines.medgemma"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def engine_run(tiny: bool, repeats: int) -> dict[str, Any]:
+    """Save a checkpoint, load it through chartlight's MedGemmaEngine, time its answers."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from transformers import Gemma3ImageProcessor, Gemma3Processor
+
+    medgemma = import_engine_module()
+    from tests.support.tiny_gemma import CHAT_TEMPLATE, tiny_tokenizer
+
+    device = "cpu" if tiny else "cuda"
+    tokenizer = tiny_tokenizer()
+    special = {"image_token_id": tokenizer.image_token_id, "boi_token_id": tokenizer.boi_token_id,
+               "eoi_token_id": tokenizer.eoi_token_id}
+    processor = Gemma3Processor(image_processor=Gemma3ImageProcessor(size={"height": 896, "width": 896}),
+                                tokenizer=tokenizer, chat_template=CHAT_TEMPLATE, image_seq_length=256)
+    folder = Path(tempfile.mkdtemp(prefix="medgemma-shaped-"))
+    model = build_model(tiny, device, special)
+    model.config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")]
+    model.generation_config.eos_token_id = model.config.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    started = time.perf_counter()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    save_s = time.perf_counter() - started
+    checkpoint_gib = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 2**30
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+    engine = medgemma.MedGemmaEngine(str(folder), name="bench/random-medgemma-shaped", device=device,
+                            dtype="float32" if tiny else "bfloat16", test_weights=True)
+    rng = np.random.default_rng(1)
+    slices = 6 if tiny else 85
+    ct_parts: list[Image.Image | str] = ["You are reading a CT volume. Slices follow in order."]
+    for i in range(slices):
+        ct_parts += [Image.fromarray(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)), f"SLICE {i + 1}"]
+    ct_parts.append("List the findings as JSON.")
+    xrays = [Image.fromarray(rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)) for _ in range(2)]
+    cxr_parts: list[Image.Image | str] = ["Prior:", xrays[0], "Current:", xrays[1],
+                                          "Compare the current chest X-ray with the prior as JSON."]
+    started = time.perf_counter()
+    engine.generate(cxr_parts, max_new_tokens=1)
+    first_s = time.perf_counter() - started
+    rows = []
+    for name, parts in ((f"ct-{slices}", ct_parts), ("cxr-2", cxr_parts)):
+        engine.generate(parts, max_new_tokens=1)  # warm-up at this prompt size
+        runs = []
+        for _ in range(repeats):
+            sync(device)
+            begun = time.perf_counter()
+            engine.generate(parts, max_new_tokens=1)
+            sync(device)
+            runs.append(time.perf_counter() - begun)
+        rows.append({"prompt": name, "images": sum(not isinstance(p, str) for p in parts),
+                     "engine_ttft_s": round(statistics.median(runs), 4),
+                     "runs_s": [round(r, 4) for r in runs]})
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
+    return {"checkpoint_gib": round(checkpoint_gib, 2), "save_s": round(save_s, 1),
+            "load_and_first_answer_s": round(first_s, 1), "peak_gpu_gib": round(peak, 2),
+            "model_info": str(engine.model_info()), "rows": rows}
+
+
 def sync(device: str) -> None:
     import torch
 
@@ -156,8 +253,16 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny config on CPU (checks the script)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--engine", action="store_true", help="measure chartlight's MedGemmaEngine")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
+    if args.engine:
+        result = engine_run(args.tiny, args.repeats)
+        print(json.dumps(result, indent=2))
+        if args.out:
+            with open(args.out, "w") as handle:
+                json.dump(result, handle, indent=2)
+        return
 
     import torch
     import transformers
