@@ -43,3 +43,9 @@ def body_site(name: str) -> JsonDict | None:
     if found is None:
         return concept(text=text)
     return concept(coding(SNOMED, *found), text=text)
+
+
+def is_known_body_site(name: str) -> bool:
+    """True when `name` is a site of the table above (written SNOMED-coded)."""
+    site = body_site(name)
+    return site is not None and "coding" in site

@@ -15,6 +15,7 @@ from .labels import aiast
 from .systems import (
     AI_DEVICE_TYPE_CS,
     CS_REVIEW_DECISION,
+    DICOM_UID,
     PROVENANCE_PARTICIPANT_TYPE,
     V3_DATA_OPERATION,
 )
@@ -36,11 +37,14 @@ def to_provenance(
     on_behalf_of: str | None,
     activity_text: str,
     occurred: datetime | None = None,
+    instances: list[str] | None = None,
 ) -> JsonDict:
     """The Provenance of one write: `targets` are every resource written (references or
     urn:uuid fullUrls of the same transaction), `device` the model's Device, `sources` the inputs
     (written as versioned references), `on_behalf_of` the user who ran it when known.
-    `occurred` (when the model ran) defaults to `recorded`."""
+    `occurred` (when the model ran) defaults to `recorded`. `instances` are the DICOM SOP
+    Instance UIDs the model was shown: each is a source entity named by its identifier
+    (system urn:dicom:uid, value urn:oid:<uid>), as ImagingStudy names its study."""
     if not targets:
         raise ValueError("a Provenance needs at least one target")
     agent: JsonDict = {
@@ -62,11 +66,18 @@ def to_provenance(
     resource["activity"] = concept(coding(V3_DATA_OPERATION, "CREATE", "create"),
                                    text=activity_text)
     resource["agent"] = [agent]
-    if sources:
-        resource["entity"] = [
-            {"role": "source", "what": {"reference": s.versioned_reference}} for s in sources
-        ]
+    entities = [{"role": "source", "what": {"reference": s.versioned_reference}} for s in sources]
+    entities += [{"role": "source", "what": dicom_instance_reference(uid)}
+                 for uid in dict.fromkeys(instances or ())]
+    if entities:
+        resource["entity"] = entities
     return resource
+
+
+def dicom_instance_reference(sop_instance_uid: str) -> JsonDict:
+    """A logical Reference to one DICOM instance (there is no FHIR resource for it)."""
+    return {"identifier": {"system": DICOM_UID, "value": f"urn:oid:{sop_instance_uid}"},
+            "display": "DICOM SOP Instance"}
 
 
 def to_review_provenance(

@@ -45,6 +45,7 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"  # DiagnosticReport.category
 V3_DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"  # Provenance.activity
 PROVENANCE_PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DICOM_UID = "urn:dicom:uid"  # identifier system of DICOM UIDs (values urn:oid:<uid>)
 US_CORE_DOCUMENTREFERENCE_CATEGORY = (
     "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
 )

@@ -59,6 +59,11 @@ def print_run(run: AnalysisRun, console: Console) -> None:
                 *_grouped(summary.get("kept_signed", []), "kept: reviewed by a clinician")]
         if summary.get("reason"):
             rows.append(("-", "-", summary["reason"]))
+        problems = summary.get("problems") or []
+        if problems:  # e.g. a model answer that could not be read: say so beside what was written
+            first = problems[0].get("reason", "")
+            more = f" (+{len(problems) - 1} more: chartlight jobs show {job.id})" if len(problems) > 1 else ""
+            rows.append(("-", "-", f"to check: {first}{more}"))
         for n, (resources, ids, status) in enumerate(rows or [("-", "-", "nothing to write")]):
             table.add_row(source if n == 0 else "", job.state.value if n == 0 else "", resources,
                           ids, status)

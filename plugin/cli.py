@@ -23,9 +23,14 @@ from plugin.config import CONFIG_FILE_ENV, load_settings
 from plugin.errors import ChartlightError
 from plugin.jobs import Job, JobState
 from plugin.review import approve, reject
+from plugin.sandbox.ehr import EhrSandbox, default_ehr_sandbox
 from plugin.sandbox.hapi import HapiSandbox, default_sandbox
+from plugin.sandbox.orthanc import OrthancSandbox, default_pacs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# gunicorn's default access log line without the query string (%(U)s is the path alone): SMART
+# callbacks carry an authorization code and state there, and app URLs may carry resource ids.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "-" "%(a)s"'
 T = TypeVar("T")
 
 
@@ -55,14 +60,24 @@ def serve(dev: bool) -> None:
         return
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
             "--workers", str(settings.workers), "--threads", str(settings.threads),
-            "--access-logfile", "-",
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
             "plugin.wsgi:create_service()"]
     os.execv(sys.executable, args)  # noqa: S606 -- replaces this process; settings reach workers via env/file
 
 
 @cli.group()
 def sandbox() -> None:
-    """The local HAPI FHIR sandbox (tests and demo)."""
+    """The local HAPI FHIR sandbox and Orthanc PACS sandbox (tests and demo)."""
+
+
+def _pacs() -> OrthancSandbox:
+    return default_pacs(REPO_ROOT, port=settings_of(current_app).pacs_port)
+
+
+def _ehr() -> EhrSandbox:
+    settings = settings_of(current_app)
+    return default_ehr_sandbox(REPO_ROOT, fhir_upstream=_sandbox().base_url, port=settings.sandbox_ehr_port,
+                               app_base=f"http://{settings.host}:{settings.port}")
 
 
 def _sandbox() -> HapiSandbox:
@@ -78,6 +93,8 @@ def sandbox_up() -> None:
     click.echo("starting HAPI FHIR sandbox (first start builds it with Maven) ...")
     base = _run(_sandbox().start)
     click.echo(f"HAPI FHIR sandbox up at {base}")
+    click.echo(f"Orthanc PACS sandbox (DICOMweb) up at {_run(_pacs().start)}")
+    click.echo(f"sandbox EHR (SMART authorization + FHIR proxy) up at {_run(_ehr().start)}")
 
 
 @sandbox.command("down")
@@ -85,6 +102,10 @@ def sandbox_down() -> None:
     """Stop the HAPI FHIR sandbox."""
     _run(_sandbox().stop)
     click.echo("HAPI FHIR sandbox stopped")
+    _run(_pacs().stop)
+    click.echo("Orthanc PACS sandbox stopped")
+    _run(_ehr().stop)
+    click.echo("sandbox EHR stopped")
 
 
 @sandbox.command("reset")
@@ -92,6 +113,10 @@ def sandbox_reset() -> None:
     """Delete everything stored in the sandbox ($expunge)."""
     _run(_sandbox().reset)
     click.echo("HAPI FHIR sandbox emptied")
+    pacs = _pacs()
+    if pacs.is_running():
+        _run(pacs.reset)
+        click.echo("Orthanc PACS sandbox emptied")
 
 
 @sandbox.command("status")
@@ -99,6 +124,10 @@ def sandbox_status() -> None:
     """Say whether the sandbox answers."""
     box = _sandbox()
     click.echo(f"{box.base_url}: {'up' if box.is_running() else 'down'}")
+    pacs = _pacs()
+    click.echo(f"{pacs.dicomweb_url}: {'up' if pacs.is_running() else 'down'}")
+    ehr = _ehr()
+    click.echo(f"{ehr.fhir_base}: {'up' if ehr.is_running() else 'down'}")
 
 
 @sandbox.command("seed")
@@ -107,7 +136,8 @@ def sandbox_seed() -> None:
     from plugin.sandbox.seed import print_seed_report, seed_demo_patient
 
     client = service_fhir_client(settings_of(current_app))
-    print_seed_report(_run(lambda: seed_demo_patient(client)))
+    pacs_url = _run(_pacs().start)  # imaging goes to the PACS sandbox, behind an Endpoint
+    print_seed_report(_run(lambda: seed_demo_patient(client, pacs_url=pacs_url)))
 
 
 @cli.command()
@@ -115,23 +145,40 @@ def demo() -> None:
     """Start the sandbox, seed the patient, run every pipeline built so far, print the results."""
     from plugin.demo import run_demo
 
-    _run(lambda: run_demo(settings_of(current_app), _sandbox()))
+    _run(lambda: run_demo(settings_of(current_app), _sandbox(), pacs=_pacs(), ehr=_ehr()))
 
 
 @cli.command()
 @click.argument("pipeline")
 @click.option("--patient", "patient_id", required=True, help="The patient's FHIR id.")
-def analyze(pipeline: str, patient_id: str) -> None:
-    """Analyse a patient's inputs with one pipeline (documents, speech, ...) and write the
+@click.option("--task", type=click.Choice(["findings", "question", "compare", "localize"]),
+              default=None, help="imaging only: what to ask MedGemma (default findings).")
+@click.option("--question", default=None, help="imaging --task question: the question to ask.")
+@click.option("--find", "find", multiple=True,
+              help="imaging --task localize: a structure or finding to box (repeat for more).")
+def analyze(pipeline: str, patient_id: str, task: str | None, question: str | None,
+            find: tuple[str, ...]) -> None:
+    """Analyse a patient's inputs with one pipeline (documents, speech, imaging) and write the
     results back, with a progress bar per input."""
     from plugin.analysis import analyze_patient, print_run, service_client_for
-    from plugin.pipelines.registry import installed_pipelines
+    from plugin.pipelines.registry import imaging_pipeline, installed_pipelines
 
     settings = settings_of(current_app)
-    pipelines = installed_pipelines(settings)
-    if pipeline not in pipelines:
-        raise click.UsageError(f"no pipeline {pipeline!r}; installed: {', '.join(sorted(pipelines))}")
-    chosen = pipelines[pipeline]
+    if pipeline == "imaging":
+        from plugin.pipelines.imaging import ImagingTask
+
+        try:
+            chosen = imaging_pipeline(settings, ImagingTask(task or "findings",  # type: ignore[arg-type]
+                                                            question=question or "", find=find))
+        except ChartlightError as exc:
+            raise click.UsageError(str(exc)) from None
+    else:
+        if task or question or find:
+            raise click.UsageError("--task, --question and --find apply to the imaging pipeline only")
+        pipelines = installed_pipelines(settings)
+        if pipeline not in pipelines:
+            raise click.UsageError(f"no pipeline {pipeline!r}; installed: {', '.join(sorted(pipelines))}")
+        chosen = pipelines[pipeline]
     if chosen.unavailable_reason:
         raise click.ClickException(f"{pipeline} cannot run here: {chosen.unavailable_reason}")
     console = Console()

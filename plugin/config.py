@@ -25,6 +25,14 @@ CONFIG_FILE_ENV = "CHARTLIGHT_CONFIG"
 ASYMMETRIC_JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                        "ES256", "ES384", "ES512"})
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# SMART confidential asymmetric clients sign their token-endpoint assertions with one of these.
+SMART_CLIENT_ALGORITHMS = frozenset({"RS384", "ES384"})
+SMART_CLIENT_AUTH = frozenset({"public", "private_key_jwt"})
+SMART_DEFAULT_SCOPES = (
+    "openid fhirUser online_access patient/Patient.r patient/Encounter.rs patient/DocumentReference.crus "
+    "patient/DiagnosticReport.crus patient/Media.rs patient/ImagingStudy.rs patient/Observation.crus "
+    "patient/Provenance.crs user/Endpoint.r user/Binary.r user/Device.crus"
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,22 @@ class TrustedEhr:
 
     def allows_fhir_server(self, url: str) -> bool:
         return url.rstrip("/") in {s.rstrip("/") for s in self.fhir_servers}
+
+
+@dataclass(frozen=True)
+class SmartEhr:
+    """An EHR the SMART app may be launched from: its FHIR base (`iss`), the client id it
+    registered us under, how we authenticate at its token endpoint, and the scopes we ask for."""
+
+    name: str
+    iss: str
+    client_id: str
+    client_auth: str = "public"
+    alg: str = "RS384"  # private_key_jwt only
+    scopes: str = SMART_DEFAULT_SCOPES
+
+    def matches(self, iss: str) -> bool:
+        return iss.rstrip("/") == self.iss.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,25 @@ class Settings:
     sandbox_port: int = 8080
     sandbox_heap_mb: int = 1536
     sandbox_persistent: bool = False
+    # The sandbox EHR (SMART authorization server + FHIR proxy in front of the HAPI sandbox).
+    sandbox_ehr_port: int = 9090
+    # The local Orthanc PACS sandbox (DICOMweb at http://127.0.0.1:<pacs_port>/dicom-web).
+    pacs_port: int = 8042
+    # Imaging (docs/pacs.md): DICOMweb base URL prefixes that may receive the FHIR bearer token
+    # (other endpoints are called without it), slices per volume, and size limits.
+    imaging_trusted_endpoints: tuple[str, ...] = ()
+    imaging_max_slices: int = 85
+    imaging_max_instance_bytes: int = 64 * 1024 * 1024
+    imaging_max_study_bytes: int = 1024 * 1024 * 1024
+    # MedGemma (docs/imaging.md): "local" runs it with transformers (medgemma_model: a Hugging Face
+    # id in the local cache, or a folder); "remote" calls an OpenAI-compatible chat endpoint
+    # (vLLM, Vertex AI Model Garden) at medgemma_remote_url serving medgemma_remote_model.
+    medgemma_engine: str = "local"
+    medgemma_model: str = "google/medgemma-1.5-4b-it"
+    medgemma_remote_url: str | None = None
+    medgemma_remote_model: str = "google/medgemma-1.5-4b-it"
+    medgemma_remote_api_key: str | None = field(default=None, repr=False)
+    medgemma_remote_timeout_s: float = 300.0
     # CDS Hooks service (docs/cds-hooks.md). EHRs whose signed JWTs are accepted: a TOML array of
     # tables, or JSON in the environment.
     cds_trusted_ehrs: tuple[TrustedEhr, ...] = ()
@@ -107,6 +150,19 @@ class Settings:
     # that look before answering without it.
     cds_source_check_interval_s: float = 300.0
     cds_source_check_wait_s: float = 0.25
+    # SMART on FHIR app (docs/smart-app.md). EHRs it may be launched from: a TOML array of
+    # tables, or JSON in the environment.
+    smart_ehrs: tuple[SmartEhr, ...] = ()
+    # Private keys (PEM) for private_key_jwt; created on first start when absent.
+    smart_signing_key_path: str = ".chartlight/smart-signing-keys.pem"
+    # Origins allowed to frame the app (CSP frame-ancestors); unset: the configured EHRs' origins.
+    smart_frame_ancestors: tuple[str, ...] = ()
+    # The app's public base URL (redirect_uri is <base>/smart/callback); unset: the request's URL.
+    smart_public_base_url: str | None = None
+    smart_state_ttl_s: float = 600.0
+    smart_session_ttl_s: float = 8 * 3600.0
+    smart_discovery_cache_s: float = 3600.0
+    smart_http_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -119,6 +175,55 @@ class Settings:
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}")
         self._check_cds()
+        self._check_imaging()
+        self._check_medgemma()
+        self._check_smart()
+
+    def _check_smart(self) -> None:
+        for name in ("smart_state_ttl_s", "smart_session_ttl_s", "smart_http_timeout_s", "sandbox_ehr_port"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.smart_discovery_cache_s < 0:
+            raise ConfigError("smart_discovery_cache_s must be 0 or more")
+        if self.smart_public_base_url is not None:
+            _check_http_url("smart_public_base_url", self.smart_public_base_url)
+        names = [ehr.name for ehr in self.smart_ehrs]
+        issuers = [ehr.iss.rstrip("/") for ehr in self.smart_ehrs]
+        if len(set(names)) != len(names) or len(set(issuers)) != len(issuers):
+            raise ConfigError("smart_ehrs: each name and each iss may appear once")
+        for ehr in self.smart_ehrs:
+            where = f"smart_ehrs ({ehr.name or ehr.iss})"
+            if not ehr.name.strip() or not ehr.client_id.strip():
+                raise ConfigError(f"{where}: name and client_id must not be empty")
+            _check_key_url(f"{where} iss", ehr.iss)
+            if ehr.client_auth not in SMART_CLIENT_AUTH:
+                raise ConfigError(f"{where}: client_auth must be public or private_key_jwt, "
+                                  f"not {ehr.client_auth!r}")
+            if ehr.alg not in SMART_CLIENT_ALGORITHMS:
+                raise ConfigError(f"{where}: alg must be RS384 or ES384, not {ehr.alg!r}")
+            if not ehr.scopes.split():
+                raise ConfigError(f"{where}: scopes must not be empty")
+
+    def _check_medgemma(self) -> None:
+        if self.medgemma_engine not in {"local", "remote"}:
+            raise ConfigError(f"medgemma_engine must be local or remote, not {self.medgemma_engine!r}")
+        if self.medgemma_remote_timeout_s <= 0:
+            raise ConfigError("medgemma_remote_timeout_s must be positive")
+        if self.medgemma_remote_url is not None:
+            _check_http_url("medgemma_remote_url", self.medgemma_remote_url)
+        if self.medgemma_engine == "remote":
+            if self.medgemma_remote_url is None:
+                raise ConfigError("medgemma_engine is remote: set medgemma_remote_url")
+            if not self.medgemma_remote_model.strip():
+                raise ConfigError("medgemma_engine is remote: set medgemma_remote_model")
+
+    def _check_imaging(self) -> None:
+        for name in ("pacs_port", "imaging_max_slices", "imaging_max_instance_bytes",
+                     "imaging_max_study_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for url in self.imaging_trusted_endpoints:
+            _check_http_url("imaging_trusted_endpoints", url)
 
     def _check_cds(self) -> None:
         for name in ("cds_max_token_lifetime_s", "cds_jwks_cache_s", "cds_jwks_timeout_s",
@@ -220,6 +325,8 @@ def _convert(name: str, raw: Any, hint: Any) -> Any:
             return float(raw)
         if "TrustedEhr" in text:
             return _trusted_ehrs(name, raw)
+        if "SmartEhr" in text:
+            return _smart_ehrs(raw)
         if "tuple" in text:
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
             return tuple(str(item).strip() for item in items if str(item).strip())
@@ -256,6 +363,38 @@ def _trusted_ehrs(name: str, raw: Any) -> tuple[TrustedEhr, ...]:
                  for key in ("jku", "fhir_servers")}
         ehrs.append(TrustedEhr(iss=str(entry["iss"]), jwks_url=str(entry["jwks_url"]),
                                name=str(entry.get("name", "")), **lists))
+    return tuple(ehrs)
+
+
+def _smart_ehrs(raw: Any) -> tuple[SmartEhr, ...]:
+    """From a TOML array of tables, or the same as JSON (the environment's form). `scopes` may be
+    a string or a list of scopes."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else []
+        except ValueError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(raw, list | tuple):
+        raise ValueError("expected a list of tables with name, iss, client_id, client_auth, alg, scopes")
+    known = {f.name for f in dataclasses.fields(SmartEhr)}
+    ehrs = []
+    for entry in raw:
+        if isinstance(entry, SmartEhr):
+            ehrs.append(entry)
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError("each SMART EHR is a table")
+        unknown = set(entry) - known
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        missing = {"name", "iss", "client_id"} - {k for k, v in entry.items() if v}
+        if missing:
+            raise ValueError(f"each SMART EHR needs {', '.join(sorted(missing))}")
+        values = {key: str(value) for key, value in entry.items() if key != "scopes"}
+        if "scopes" in entry:
+            scopes = entry["scopes"]
+            values["scopes"] = " ".join(str(s) for s in scopes) if isinstance(scopes, list) else str(scopes)
+        ehrs.append(SmartEhr(**values))
     return tuple(ehrs)
 
 

@@ -12,16 +12,14 @@ from plugin.config import Settings
 from plugin.fhir import FhirClient
 from plugin.jobs import JobStore
 from plugin.pipelines.registry import installed_pipelines
+from plugin.sandbox.ehr import EhrSandbox, app_environment, ensure_user
 from plugin.sandbox.hapi import HapiSandbox
+from plugin.sandbox.orthanc import OrthancSandbox
 from plugin.sandbox.seed import print_seed_report, seed_demo_patient
 
-# Pipelines not built yet, with what each will do. Removed from here as they land.
-NOT_BUILT = (
-    ("imaging", "CT / chest X-ray -> imaging findings (MedGemma 1.5)"),
-)
 
-
-def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None = None) -> None:
+def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None = None, *,
+             pacs: OrthancSandbox | None = None, ehr: EhrSandbox | None = None) -> None:
     console = console or Console()
     console.rule("chartlight demo")
     console.print("1. starting the HAPI FHIR sandbox (the first start builds it with Maven) ...")
@@ -32,7 +30,11 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
                         max_response_bytes=settings.max_response_bytes)
 
     console.print("2. seeding the synthetic patient's documents, dictation and imaging ...")
-    report = seed_demo_patient(client)
+    pacs_url = None
+    if pacs is not None:
+        pacs_url = pacs.start()
+        console.print(f"   imaging goes to the Orthanc PACS sandbox, DICOMweb at {pacs_url}")
+    report = seed_demo_patient(client, pacs_url=pacs_url)
     print_seed_report(report, console)
 
     console.print("3. analysing the patient's inputs with every installed pipeline ...")
@@ -47,9 +49,9 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
         run = analyze_patient(client, store, pipeline, report.patient_id,
                               client_for=service_client_for(settings), console=console)
         print_run(run, console)
-    for name, what in NOT_BUILT:
-        console.print(f"   [yellow]{name}: not built yet[/yellow] ({what}); nothing written")
     console.print(f"\nResults are on the sandbox at {base_url} (preliminary, labelled as AI output).")
+    if ehr is not None:
+        _print_smart_launch(ehr, client, report.patient_id, console)
     console.print("The sandbox keeps running; stop it with `make sandbox-down`.")
 
 
@@ -60,3 +62,13 @@ def _demo_jobs_url(sandbox: HapiSandbox, fresh: bool) -> str:
     if fresh and not sandbox.persistent:
         path.unlink(missing_ok=True)
     return f"sqlite:///{path}"
+
+
+def _print_smart_launch(ehr: EhrSandbox, client: FhirClient, patient_id: str, console: Console) -> None:
+    """Start the sandbox EHR and say how to open the SMART app inside it for the patient."""
+    ensure_user(client)
+    ehr.start()
+    env = " ".join(f"{name}='{value}'" for name, value in app_environment(ehr).items())
+    console.print(f"\nThe SMART app inside a sandbox EHR ({ehr.base_url}):")
+    console.print(f"   start the app:  {env} chartlight serve", soft_wrap=True)
+    console.print(f"   then open:      {ehr.launch_page(patient_id)}", soft_wrap=True)

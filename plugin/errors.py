@@ -5,6 +5,8 @@
     ├── SandboxError                the HAPI/Orthanc sandbox could not be built, started or reset
     ├── InputError                  one input (attachment, file) is unusable; names it and why
     │   └── AttachmentRefused       an attachment url points at a host we may not contact
+    ├── EngineError                 a model engine gave no answer (a remote endpoint refused,
+    │                               timed out or replied in a shape it should not)
     └── FhirError                   talking to a FHIR server failed
         ├── FhirTransportError      no HTTP answer at all (connection refused, timeout)
         ├── FhirResponseError       the server answered with an error status; keeps the
@@ -42,6 +44,15 @@ class InputError(ChartlightError):
 
 class AttachmentRefused(InputError):
     """An attachment url points at a host that is neither the FHIR server nor allow-listed."""
+
+
+class EngineError(ChartlightError):
+    """A model engine could not produce an answer; the message says why (never a secret).
+    `transient` marks a failure worth retrying later (timeout, no connection, overloaded)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class FhirError(ChartlightError):

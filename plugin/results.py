@@ -212,3 +212,5 @@ class PipelineResult:
     problems: tuple[InputProblem, ...] = ()
     # Extra inputs (e.g. the prior study of a comparison), at their exact versions.
     other_sources: tuple[SourceRef, ...] = field(default=())
+    # DICOM SOP Instance UIDs whose pixels the model was shown (imaging), for the Provenance.
+    instances_used: tuple[str, ...] = ()

@@ -227,7 +227,7 @@ def build_transaction(
                for e in entries]
     provenance = to_provenance(
         targets=targets, device=refs[DEVICE_KEY], sources=[result.source, *result.other_sources],
-        recorded=now, on_behalf_of=on_behalf_of,
+        instances=list(result.instances_used), recorded=now, on_behalf_of=on_behalf_of,
         activity_text=f"chartlight {result.pipeline} pipeline {result.pipeline_version}",
     )
     entries.append(_entry(_urn("provenance", now.isoformat(), *targets), provenance, "POST",

@@ -12,6 +12,7 @@ import pytest
 
 from plugin.fhir import FhirClient
 from plugin.sandbox.hapi import default_sandbox
+from plugin.sandbox.orthanc import default_pacs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,18 @@ def sandbox_url() -> Iterator[str]:
     yield box.base_url
     if started_here:
         box.stop()
+
+
+@pytest.fixture(scope="session")
+def pacs_url() -> Iterator[str]:
+    """The Orthanc PACS sandbox's DICOMweb base, emptied once per session."""
+    pacs = default_pacs(REPO_ROOT, port=int(os.environ.get("CHARTLIGHT_PACS_PORT", "8052")))
+    started_here = not pacs.is_running()
+    url = pacs.start()
+    pacs.reset()
+    yield url
+    if started_here:
+        pacs.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,9 +96,9 @@ class MedGemmaEngine:
         return ModelInfo(name=self.name, version=self._version(), kinds=KINDS, display=display,
                          test_weights=self.test_weights)
 
-    def generate(self, images: list[Image], prompt: str, *, max_new_tokens: int = 1024) -> str:
-        """One user turn (the images, then the prompt) answered with greedy decoding. The answer
-        keeps any thought block; callers strip it (plugin.engines.answers)."""
+    def generate(self, parts: Sequence[Image | str], *, max_new_tokens: int = 1024) -> str:
+        """One user turn (images and texts in the order given) answered with greedy decoding.
+        The answer keeps any thought block; callers strip it (plugin.engines.answers)."""
         reason = self.why_unavailable()
         if reason is not None:
             raise ConfigError(f"MedGemma engine unavailable: {reason}")
@@ -105,10 +106,7 @@ class MedGemmaEngine:
         import torch
 
         # Gemma 3 has no system role: the whole instruction is the user's turn.
-        content: list[dict[str, Any]] = [{"type": "image", "image": image.convert("RGB")}
-                                         for image in images]
-        content.append({"type": "text", "text": prompt})
-        messages = [{"role": "user", "content": content}]
+        messages = [{"role": "user", "content": user_content(parts)}]
         with loaded.lock:
             inputs = loaded.processor.apply_chat_template(
                 messages, add_generation_prompt=True, tokenize=True, return_dict=True,
@@ -169,6 +167,19 @@ class MedGemmaEngine:
             if path.suffix in {".safetensors", ".bin"}:
                 digest.update(f"{path.name}:{path.stat().st_size}".encode())
         return "local-" + digest.hexdigest()[:12]
+
+
+def user_content(parts: Sequence[Image | str]) -> list[dict[str, Any]]:
+    """The chat-template content of one user turn: each part in order, images as RGB."""
+    if not parts:
+        raise ValueError("a user turn needs at least one part")
+    content: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, str):
+            content.append({"type": "text", "text": part})
+        else:
+            content.append({"type": "image", "image": part.convert("RGB")})
+    return content
 
 
 @dataclass(frozen=True)

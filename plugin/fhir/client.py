@@ -62,6 +62,12 @@ class FhirClient:
     def __repr__(self) -> str:  # never show the token
         return f"FhirClient({self.base_url!r})"
 
+    @property
+    def access_token(self) -> str | None:
+        """The bearer token sent to this FHIR server, for the one caller allowed to forward it: a
+        DICOMweb endpoint configured as trusted (plugin.pipelines.imaging.sources). Never log it."""
+        return self._token
+
     # ---- reads -------------------------------------------------------------------------------
 
     def capabilities(self) -> Resource:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from plugin.errors import ChartlightError, FhirResponseError, FhirTransportError
+from plugin.errors import ChartlightError, EngineError, FhirResponseError, FhirTransportError
 from plugin.fhir import FhirClient
 from plugin.jobs.store import Job, JobState, JobStore
 from plugin.results import PipelineResult
@@ -137,8 +137,8 @@ class JobRunner:
             result = pipeline(context)
             self.store.set_progress(job.id, 0.95, "writing results")
             outcome = write_result(client, result, subject=job.subject, now=self.clock())
-        except (FhirTransportError, FhirResponseError) as exc:
-            if isinstance(exc, FhirResponseError) and exc.status not in TRANSIENT_STATUSES:
+        except (FhirTransportError, FhirResponseError, EngineError) as exc:
+            if not is_transient(exc):
                 self.store.fail(job.id, str(exc))
             elif job.attempts >= self.max_attempts:
                 self.store.fail(job.id, f"gave up after {job.attempts} attempts: {exc}")
@@ -196,3 +196,12 @@ class JobRunner:
 
     def _has_queued(self) -> bool:
         return bool(self.store.list(state=JobState.QUEUED, limit=1))
+
+
+def is_transient(exc: FhirTransportError | FhirResponseError | EngineError) -> bool:
+    """Whether the same job may succeed if tried again later."""
+    if isinstance(exc, FhirResponseError):
+        return exc.status in TRANSIENT_STATUSES
+    if isinstance(exc, EngineError):
+        return exc.transient
+    return True  # no answer from the FHIR server at all

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin.config import Settings
+from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.fhir import FhirClient
 from plugin.jobs import Pipeline
+
+if TYPE_CHECKING:
+    from plugin.pipelines.imaging import ImagingTask
 
 
 @dataclass(frozen=True)
@@ -25,19 +29,19 @@ class InstalledPipeline:
 
 def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     """The pipelines by name. Models load lazily, on a pipeline's first job."""
-    from plugin.engines import MedGemmaEngine
     from plugin.pipelines import documents, speech
 
-    doc_options = documents.DocumentsOptions()
-    medgemma = MedGemmaEngine(doc_options.medgemma_model)
+    doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model)
+    medgemma = medgemma_engine(settings)
     doc_pipeline = documents.DocumentsPipeline(doc_options, medgemma)
-    medgemma_missing = medgemma.why_unavailable()
+    medgemma_missing = _why_unavailable(medgemma)
     doc_note = ("MedGemma 1.5 reads each page; every value is checked against the page"
                 if medgemma_missing is None else
                 f"MedGemma cannot run here ({medgemma_missing}), so the deterministic lab-report "
                 "layout extractor reads the pages instead")
     speech_options = speech.SpeechOptions()
     speech_pipeline = speech.SpeechPipeline(speech_options)
+    imaging = imaging_pipeline(settings, engine=medgemma)
     return {
         documents.PIPELINE: InstalledPipeline(
             documents.PIPELINE, "lab reports (PDF, scans, photos) -> lab Observations",
@@ -46,4 +50,47 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             speech.PIPELINE, "dictation audio -> transcript DocumentReference (MedASR)",
             speech.find_sources, speech_pipeline,
             unavailable_reason=speech_pipeline.unavailable_reason()),
+        imaging.name: imaging,
     }
+
+
+def medgemma_engine(settings: Settings) -> VisionLanguageEngine:
+    """The MedGemma engine the settings choose: local transformers, or a remote chat endpoint."""
+    if settings.medgemma_engine == "remote":
+        from plugin.engines.openai_chat import OpenAIChatEngine
+
+        assert settings.medgemma_remote_url is not None  # Settings checked it
+        return OpenAIChatEngine(settings.medgemma_remote_url, settings.medgemma_remote_model,
+                                api_key=settings.medgemma_remote_api_key,
+                                timeout_s=settings.medgemma_remote_timeout_s)
+    from plugin.engines import MedGemmaEngine
+
+    return MedGemmaEngine(settings.medgemma_model)
+
+
+def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
+                     engine: VisionLanguageEngine | None = None) -> InstalledPipeline:
+    """The imaging pipeline for one task (default: findings). Each task is its own job queue
+    name (ImagingTask.job_pipeline), so asking a new question of a study runs a new job."""
+    from plugin.pipelines.imaging import ImagingPipeline, ImagingTask
+    from plugin.pipelines.imaging.pipeline import task_sources
+    from plugin.pipelines.imaging.prepare import find_imaging_studies, imaging_options
+
+    task = task or ImagingTask()
+    engine = engine or medgemma_engine(settings)
+    pipeline = ImagingPipeline(engine, task=task, preparation=imaging_options(settings))
+    where = ("local transformers" if settings.medgemma_engine == "local"
+             else f"the remote endpoint {settings.medgemma_remote_url}")
+    return InstalledPipeline(
+        task.job_pipeline,
+        f"CT/MRI volumes and chest X-rays -> imaging findings (MedGemma 1.5, task {task.kind})",
+        lambda client, patient_id: task_sources(task, find_imaging_studies(client, patient_id)),
+        pipeline, unavailable_reason=pipeline.unavailable_reason(),
+        engine_note=f"MedGemma 1.5 through {where}")
+
+
+def _why_unavailable(engine: VisionLanguageEngine) -> str | None:
+    if engine.available():
+        return None
+    reason: str | None = getattr(engine, "why_unavailable", lambda: "not available")()
+    return reason or "not available"

@@ -7,7 +7,6 @@ database live in `state_dir`, named by port, so a test sandbox and a demo sandbo
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 import requests
 
 from plugin.errors import SandboxError
+from plugin.sandbox.processes import alive, send_signal, wait_gone
 
 MAIN_CLASS = "org.chartlight.sandbox.SandboxServer"
 JAR_NAME = "chartlight-hapi-sandbox.jar"
@@ -99,7 +99,7 @@ class HapiSandbox:
             pid = self._spawn()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise SandboxError(
                     f"HAPI sandbox (pid {pid}) exited during start-up; last lines of "
@@ -119,10 +119,10 @@ class HapiSandbox:
         """Stop the sandbox this state_dir started: SIGTERM, then SIGKILL after `timeout_s`."""
         pid = self._sandbox_pid()
         if pid is not None:
-            _signal(pid, signal.SIGTERM)
-            if not _wait_gone(pid, timeout_s):
-                _signal(pid, signal.SIGKILL)
-                if not _wait_gone(pid, 10):
+            send_signal(pid, signal.SIGTERM)
+            if not wait_gone(pid, timeout_s):
+                send_signal(pid, signal.SIGKILL)
+                if not wait_gone(pid, 10):
                     raise SandboxError(f"HAPI sandbox (pid {pid}) survived SIGKILL")
         self.pid_file.unlink(missing_ok=True)
 
@@ -209,7 +209,7 @@ class HapiSandbox:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _alive(pid):
+        if not alive(pid):
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -239,38 +239,3 @@ def default_sandbox(
         heap_mb=heap_mb,
         persistent=persistent,
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        # Reaps the server if this process started it and it has exited.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child; its parent (or init) reaps it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        # A zombie nobody has reaped yet (container inits often do not) is not running.
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def _signal(pid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.kill(pid, signum)
-
-
-def _wait_gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.2)
-    return True

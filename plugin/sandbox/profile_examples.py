@@ -92,8 +92,10 @@ def imaging_example() -> PipelineResult:
                                 box=Box(301.5, 655.0, 372.5, 726.0)),))
     read = Narrative(key="report", kind="report-draft", title="Chest X-ray comparison (draft)",
                      text="Comparison with 2025-05-12: the right lower zone opacity has grown.")
+    prior_instance = "1.2.826.0.1.3680043.8.498.2.1.1"
     return PipelineResult(
         pipeline="imaging", pipeline_version="1", source=source, other_sources=(prior,),
+        instances_used=(study + ".1.1", prior_instance),
         model=ModelInfo("google/medgemma-1.5-4b-it", "example-revision",
                         ("Vision-Language-Models", "Large-Language-Models"), display="MedGemma 1.5 4B"),
         items=(opacity, read),

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from fhir_mappers.systems import SID_RESULT as RESULT_IDENTIFIER_SYSTEM
+from plugin.errors import EngineError
 from plugin.fhir import FhirClient
-from plugin.jobs import JobRunner, JobState, JobStore
+from plugin.jobs import JobContext, JobRunner, JobState, JobStore
+from plugin.results import PipelineResult
 from plugin.sandbox.hapi import HapiSandbox
 from tests.support.loopback import ServerState, loopback_server
 from tests.support.pipelines import fixed_pipeline
@@ -86,6 +88,33 @@ def test_unknown_pipeline_and_missing_source_fail_with_a_reason(fhir: FhirClient
     assert "no pipeline named 'no-such'" in store.get(odd.id).error
     missing = store.get(gone.id)
     assert missing.state is JobState.FAILED and "404" in missing.error
+
+
+def test_a_model_endpoint_that_is_overloaded_is_retried_a_refusal_is_not(
+        fhir: FhirClient, run_id: str, tmp_path: Path) -> None:
+    store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+    subject, doc = make_source(fhir, run_id)
+    calls: list[str] = []
+
+    def flaky(context: JobContext) -> PipelineResult:
+        calls.append("flaky")
+        if len(calls) == 1:
+            raise EngineError("POST http://model/v1/chat/completions -> HTTP 503", transient=True)
+        return fixed_pipeline()(context)
+
+    def refused(context: JobContext) -> PipelineResult:
+        raise EngineError("POST http://model/v1/chat/completions -> HTTP 400: bad model")
+
+    source = {"source_type": "DocumentReference", "source_id": doc["id"],
+              "source_version": doc["meta"]["versionId"], "subject": subject, "fhir_base_url": fhir.base_url}
+    retried = store.submit(pipeline="flaky", **source)
+    failed = store.submit(pipeline="refused", **source)
+    JobRunner(store, {"flaky": flaky, "refused": refused}, lambda j: FhirClient(j.fhir_base_url),
+              backoff_s=0.05).run_until_idle(include_delayed=True)
+    done = store.get(retried.id)
+    assert done.state is JobState.SUCCEEDED and done.attempts == 2 and calls == ["flaky", "flaky"]
+    refusal = store.get(failed.id)
+    assert refusal.state is JobState.FAILED and refusal.attempts == 1 and "HTTP 400" in refusal.error
 
 
 @pytest.mark.parametrize("mode", ["slow", "die-after-write"])

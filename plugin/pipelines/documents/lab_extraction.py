@@ -71,7 +71,7 @@ def page_prompt(page: PageText, page_count: int) -> str:
 
 def extract_page(engine: VisionLanguageEngine, image: Image, page: PageText, page_count: int,
                  *, max_new_tokens: int = MAX_NEW_TOKENS) -> PageExtraction:
-    answer = engine.generate([image], page_prompt(page, page_count), max_new_tokens=max_new_tokens)
+    answer = engine.generate([image, page_prompt(page, page_count)], max_new_tokens=max_new_tokens)
     try:
         rows, problems = parse_answer(answer, page=page.number)
     except AnswerFormatError as exc:

@@ -5,6 +5,7 @@ generation, parsing — whose noise must be reported, never turned into values."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -48,8 +49,11 @@ class ScriptedModel:
     def model_info(self) -> ModelInfo:
         return ModelInfo("google/medgemma-1.5-4b-it", "scripted", ("Vision-Language-Models",))
 
-    def generate(self, images: list[Image.Image], prompt: str, *, max_new_tokens: int = 1024) -> str:
-        self.calls.append((len(images), prompt, max_new_tokens))
+    def generate(self, parts: Sequence[Image.Image | str], *, max_new_tokens: int = 1024) -> str:
+        # One page: its image, then the prompt.
+        images = [p for p in parts if isinstance(p, Image.Image)]
+        assert isinstance(parts[0], Image.Image) and isinstance(parts[-1], str)
+        self.calls.append((len(images), parts[-1], max_new_tokens))
         return self.answers[len(self.calls) - 1]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 
 import pytest
 from PIL import Image
@@ -35,7 +36,7 @@ class AbsentModel:
     def model_info(self) -> ModelInfo:
         return ModelInfo("google/medgemma-1.5-4b-it", "unresolved", ("Vision-Language-Models",))
 
-    def generate(self, images: list[Image.Image], prompt: str, *, max_new_tokens: int = 1024) -> str:
+    def generate(self, parts: Sequence[Image.Image | str], *, max_new_tokens: int = 1024) -> str:
         raise AssertionError("an unavailable engine is never asked")
 
 

@@ -1,0 +1,285 @@
+"""Make one ImagingStudy ready for the model: find its instances, choose the series and slices
+from headers, fetch and decode only those, and preprocess them (see docs/pacs.md).
+
+    find_imaging_studies(client, patient_id)      ImagingStudy resources, newest first
+    prepare_study(client, study, options)          -> PreparedStudy, or InputError for bad input
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import requests
+
+from plugin.config import Settings
+from plugin.errors import InputError
+from plugin.fhir import FhirClient
+from plugin.pipelines.imaging import preprocessing
+from plugin.pipelines.imaging.instance_headers import InstanceHeader
+from plugin.pipelines.imaging.pixels import DecodedInstance, decode_instance
+from plugin.pipelines.imaging.prepared import PreparedImage, PreparedStudy, StudyKind
+from plugin.pipelines.imaging.series_selection import (
+    ProjectionPlan,
+    VolumePlan,
+    plan_projection,
+    plan_volume,
+    study_kind,
+)
+from plugin.pipelines.imaging.sources import InstanceSource, SourceLimits, open_source, study_instance_uid
+from plugin.results import SourceRef
+
+Progress = Callable[[float, str], None]
+Resource = dict[str, Any]
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImagingOptions:
+    """Limits and choices of image preparation (settings `imaging_*`, docs/configuration.md)."""
+
+    max_slices: int = 85
+    # DICOMweb base URL prefixes that may receive the FHIR bearer token; other endpoints get none.
+    trusted_endpoints: tuple[str, ...] = ()
+    # Foreign hosts that application/dicom attachments may be fetched from (never with the token).
+    attachment_allowed_hosts: tuple[str, ...] = ()
+    timeout_s: float = 30.0
+    max_metadata_bytes: int = 64 * MB
+    max_instance_bytes: int = 64 * MB
+    max_study_bytes: int = 1024 * MB  # everything read for one study
+    max_pixels: int = 100_000_000  # rows x columns x frames x samples of one instance
+    max_volume_side: int = 512
+    fetch_workers: int = 4
+    session: requests.Session | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_slices < 1 or self.fetch_workers < 1 or self.max_volume_side < 1:
+            raise ValueError("max_slices, fetch_workers and max_volume_side must be positive")
+
+
+def imaging_options(settings: Settings) -> ImagingOptions:
+    """ImagingOptions from the service settings."""
+    return ImagingOptions(
+        max_slices=settings.imaging_max_slices,
+        trusted_endpoints=settings.imaging_trusted_endpoints,
+        attachment_allowed_hosts=settings.attachment_allowed_hosts,
+        timeout_s=settings.fhir_timeout_s,
+        max_metadata_bytes=settings.imaging_max_instance_bytes,
+        max_instance_bytes=settings.imaging_max_instance_bytes,
+        max_study_bytes=settings.imaging_max_study_bytes,
+    )
+
+
+def find_imaging_studies(client: FhirClient, patient_id: str) -> list[Resource]:
+    """The patient's ImagingStudy resources, newest `started` first (undated last)."""
+    studies = list(client.search("ImagingStudy", {"patient": patient_id, "_count": 100}))
+    dated = sorted((s for s in studies if s.get("started")), key=lambda s: _parse_time(s["started"]),
+                   reverse=True)
+    return dated + [s for s in studies if not s.get("started")]
+
+
+def prepare_study(client: FhirClient, study: Resource, options: ImagingOptions, *,
+                  progress: Progress | None = None) -> PreparedStudy:
+    """Fetch what the model needs of `study` and preprocess it. Raises InputError naming the study
+    (and the series or instance) and the reason when the study cannot be used."""
+    report = progress or (lambda _fraction, _text: None)
+    where = f"ImagingStudy/{study.get('id', '?')}"
+    try:
+        return _Preparation(client, study, options, report, where).run()
+    except InputError as exc:
+        if exc.source.startswith(where):
+            raise
+        raise InputError(f"{where} {exc.source}", exc.reason) from None
+
+
+class _Preparation:
+    def __init__(self, client: FhirClient, study: Resource, options: ImagingOptions, report: Progress,
+                 where: str) -> None:
+        self.client, self.study, self.options, self.report, self.where = client, study, options, report, where
+        self.fetched: dict[str, bytes] = {}
+        self.source: InstanceSource | None = None
+
+    def run(self) -> PreparedStudy:
+        version = (self.study.get("meta") or {}).get("versionId")
+        if not self.study.get("id") or not version:
+            raise InputError(self.where, "the ImagingStudy has no id or meta.versionId")
+        limits = SourceLimits(timeout_s=self.options.timeout_s,
+                              max_metadata_bytes=self.options.max_metadata_bytes,
+                              max_instance_bytes=self.options.max_instance_bytes,
+                              trusted_endpoints=self.options.trusted_endpoints,
+                              attachment_allowed_hosts=self.options.attachment_allowed_hosts,
+                              session=self.options.session)
+        self.source = open_source(self.client, self.study, limits, where=self.where)
+        try:
+            return self._prepare(str(version))
+        finally:
+            self.source.close()
+
+    def _prepare(self, version: str) -> PreparedStudy:
+        assert self.source is not None
+        self.report(0.02, "reading series metadata")
+        series = self.source.series_headers()
+        self._check_budget()
+        headers = [h for hs in series.values() for h in hs]
+        if not headers:
+            raise InputError(self.where, "the study has no instances")
+        kind, modality = study_kind([h.modality for h in headers], source=self.where)
+        self.report(0.1, f"{len(headers)} instance headers read")
+        if kind == "projection":
+            plan = plan_projection(series, modality, source=self.where)
+            images, choices = self._projection(plan)
+            used = [plan.instance]
+        else:
+            volume = plan_volume(series, modality, max_slices=self.options.max_slices,
+                                 source=self.where)
+            images, choices = self._volume(volume, kind)
+            used = [volume.ordered[i] for i in volume.sampled]
+        digest = hashlib.sha256()
+        for header in used:
+            digest.update(self.fetched[header.instance_uid])
+        choices["bytes_read"] = self.source.bytes_read
+        choices["instances_fetched"] = len(self.fetched)
+        choices["instances_stored"] = len(headers)
+        choices.update(self.source.describe())
+        first = used[0]
+        return PreparedStudy(
+            source=SourceRef("ImagingStudy", str(self.study["id"]), version, digest.hexdigest()),
+            study_uid=study_instance_uid(self.study) or first.study_uid,
+            kind=kind,
+            modality=modality,
+            body_part=first.body_part or _body_site(self.study, first.series_uid),
+            started=_parse_time(self.study["started"]) if self.study.get("started") else None,
+            images=tuple(images),
+            choices=choices,
+        )
+
+    # ---- volumes ---------------------------------------------------------------------------
+
+    def _volume(self, plan: VolumePlan, kind: StudyKind) -> tuple[list[PreparedImage], dict[str, Any]]:
+        chosen = [plan.ordered[i] for i in plan.sampled]
+        decoded = self._fetch_and_decode(chosen)
+        stacks = [self._single_frame(d, h) for d, h in zip(decoded, chosen, strict=True)]
+        choices: dict[str, Any] = {"kind": kind, **plan.choices}
+        total = len(chosen)
+        if kind == "ct-volume":
+            slices = []
+            for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
+                ds = ds_instance.dataset
+                hu = preprocessing.rescale(frame, float(ds.get("RescaleSlope", 1) or 1),
+                                           float(ds.get("RescaleIntercept", 0) or 0))
+                slices.append(preprocessing.ct_rgb(hu))
+                self.report(0.8 + 0.2 * (index + 1) / total, f"slices prepared {index + 1}/{total}")
+            choices["windows_hu"] = {name: [low, high] for name, low, high in preprocessing.CT_WINDOWS}
+            choices["units"] = "HU (RescaleSlope/RescaleIntercept)"
+        else:
+            values = [preprocessing.rescale(f, float(d.dataset.get("RescaleSlope", 1) or 1),
+                                            float(d.dataset.get("RescaleIntercept", 0) or 0))
+                      for f, d in zip(stacks, decoded, strict=True)]
+            low = min(float(v.min()) for v in values)
+            high = max(float(v.max()) for v in values)
+            slices = []
+            for index, value in enumerate(values):
+                slices.append(preprocessing.mr_gray(value, low, high))
+                self.report(0.8 + 0.2 * (index + 1) / total, f"slices prepared {index + 1}/{total}")
+            choices["normalisation"] = {"method": "min-max over the sampled volume", "min": low, "max": high}
+        images = []
+        for number, (pixels, header, ordered_index) in enumerate(
+                zip(slices, chosen, plan.sampled, strict=True), start=1):
+            image = preprocessing.fit_within(preprocessing.to_rgb_image(pixels), self.options.max_volume_side)
+            images.append(PreparedImage(image=image, series_uid=header.series_uid,
+                                        instance_uid=header.instance_uid, frame=1, label=f"SLICE {number}",
+                                        original_size=(header.columns, header.rows),
+                                        slice_index=ordered_index))
+        if images and images[0].image.size != images[0].original_size:
+            choices["resized_to"] = list(images[0].image.size)
+        return images, choices
+
+    # ---- projections -----------------------------------------------------------------------
+
+    def _projection(self, plan: ProjectionPlan) -> tuple[list[PreparedImage], dict[str, Any]]:
+        header = plan.instance
+        decoded = self._fetch_and_decode([header])[0]
+        frame = decoded.frames[0]
+        where = f"instance {header.instance_uid}"
+        if frame.ndim != 2:
+            raise InputError(where, "a colour radiograph is not supported (monochrome expected)")
+        try:
+            gray, display = preprocessing.projection_gray(frame, decoded.dataset)
+        except ValueError as exc:
+            raise InputError(where, str(exc)) from None
+        square, padding = preprocessing.pad_to_square(gray)
+        self.report(1.0, "slices prepared 1/1")
+        image = PreparedImage(image=preprocessing.to_rgb_image(square), series_uid=header.series_uid,
+                              instance_uid=header.instance_uid, frame=1, label="",
+                              original_size=(frame.shape[1], frame.shape[0]), padding=padding)
+        choices = {"kind": "projection", **plan.choices, "voi": display.voi,
+                   "window": list(display.window) if display.window else None,
+                   "inverted": display.inverted, "padding": list(padding),
+                   "padded_size": list(image.image.size), "frames_in_instance": int(decoded.frames.shape[0])}
+        return [image], choices
+
+    # ---- fetching --------------------------------------------------------------------------
+
+    def _fetch_and_decode(self, headers: list[InstanceHeader]) -> list[DecodedInstance]:
+        """Fetch and decode the chosen instances (a few at a time), keeping their order."""
+        assert self.source is not None
+        source, total, done = self.source, len(headers), 0
+
+        def work(header: InstanceHeader) -> tuple[bytes, DecodedInstance]:
+            data = source.fetch(header)
+            where = f"instance {header.instance_uid}"
+            return data, decode_instance(data, source=where, max_pixels=self.options.max_pixels)
+
+        results: list[DecodedInstance] = []
+        pool = ThreadPoolExecutor(max_workers=min(self.options.fetch_workers, total))
+        try:
+            for header, (data, decoded) in zip(headers, pool.map(work, headers), strict=True):
+                self.fetched[header.instance_uid] = data
+                self._check_budget()
+                _check_identity(decoded, header)
+                results.append(decoded)
+                done += 1
+                self.report(0.1 + 0.7 * done / total, f"instances fetched {done}/{total}")
+        finally:
+            # A bad instance stops the study: the fetches not started yet are not made.
+            pool.shutdown(wait=True, cancel_futures=True)
+        return results
+
+    def _single_frame(self, decoded: DecodedInstance, header: InstanceHeader) -> np.ndarray:
+        frame = decoded.frames[0]
+        if frame.ndim != 2:
+            raise InputError(f"instance {header.instance_uid}", "colour slices are not supported in a volume")
+        return np.asarray(frame)
+
+    def _check_budget(self) -> None:
+        assert self.source is not None
+        if self.source.bytes_read > self.options.max_study_bytes:
+            raise InputError(self.where, f"more than the {self.options.max_study_bytes}-byte study limit "
+                                         "would have to be read")
+
+
+def _check_identity(decoded: DecodedInstance, header: InstanceHeader) -> None:
+    """The file fetched must be the instance the metadata described (same UID and size)."""
+    ds = decoded.dataset
+    where = f"instance {header.instance_uid}"
+    if str(ds.get("SOPInstanceUID", "")) != header.instance_uid:
+        raise InputError(where, f"the file fetched is instance {ds.get('SOPInstanceUID', '?')}")
+    if (int(ds.Rows), int(ds.Columns)) != (header.rows, header.columns):
+        raise InputError(where, "the file fetched does not match its metadata (rows/columns)")
+
+
+def _body_site(study: Resource, series_uid: str) -> str:
+    for series in study.get("series", []):
+        if series.get("uid") == series_uid:
+            site = series.get("bodySite") or {}
+            return str(site.get("display") or site.get("code") or "")
+    return ""
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,138 @@
+"""Turn decoded DICOM pixel values into the images the model saw in training (pure, no I/O).
+
+CT: stored values -> Hounsfield units (modality rescale) -> three windows packed into RGB:
+R = -1024..1024 HU, G = -135..215 HU, B = 0..80 HU, each clipped and scaled to 0..255.
+MR: one min-max over the whole volume to 0..255, the same value in R, G and B.
+Projection radiographs: modality rescale, the VOI LUT or the first window (DICOM's linear
+function), MONOCHROME1 inverted so bone is bright, scaled to 0..255, then padded to a square with
+zeros split evenly on both sides. Volume slices larger than 512x512 are downscaled, keeping aspect.
+Scaling rounds half up: value 127.5 becomes 128.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_voi_lut
+
+CT_WINDOWS: tuple[tuple[str, float, float], ...] = (
+    ("R", -1024.0, 1024.0),
+    ("G", -135.0, 215.0),
+    ("B", 0.0, 80.0),
+)
+MAX_VOLUME_SIDE = 512
+
+
+def _to_byte(values: np.ndarray) -> np.ndarray:
+    """0..255 floats to uint8, rounding half up (np.round would round half to even)."""
+    return np.floor(np.clip(values, 0.0, 255.0) + 0.5).astype(np.uint8)
+
+
+def rescale(stored: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> np.ndarray:
+    """The modality LUT as a linear rescale: stored values -> output units (HU for CT)."""
+    return stored.astype(np.float64) * slope + intercept
+
+
+def window_to_byte(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Clip to [low, high] and scale linearly to 0..255."""
+    if high <= low:
+        raise ValueError(f"window {low}..{high} is empty")
+    return _to_byte((np.clip(values, low, high) - low) * 255.0 / (high - low))
+
+
+def ct_rgb(hu: np.ndarray) -> np.ndarray:
+    """A CT slice in HU as (rows, cols, 3) uint8: one window per channel (CT_WINDOWS)."""
+    return np.stack([window_to_byte(hu, low, high) for _, low, high in CT_WINDOWS], axis=-1)
+
+
+def volume_min_max(volume: np.ndarray) -> tuple[float, float]:
+    return float(np.min(volume)), float(np.max(volume))
+
+
+def mr_gray(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """MR values min-max normalised with the whole volume's `low`/`high`, as (rows, cols, 3) uint8."""
+    if high <= low:
+        gray = np.zeros(values.shape, dtype=np.uint8)
+    else:
+        gray = _to_byte((values.astype(np.float64) - low) * 255.0 / (high - low))
+    return np.repeat(gray[..., np.newaxis], 3, axis=-1)
+
+
+@dataclass(frozen=True)
+class ProjectionDisplay:
+    """How a radiograph's values were made into display values (recorded in choices)."""
+
+    voi: str  # "VOI LUT", "window C/W", or "min-max"
+    window: tuple[float, float] | None
+    inverted: bool
+
+
+def linear_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2.1 'LINEAR' VOI function, output 0..1."""
+    if width < 1:
+        raise ValueError(f"window width {width} is below 1")
+    scaled = (values - (center - 0.5)) / (width - 1) + 0.5
+    return np.clip(scaled, 0.0, 1.0)
+
+
+def projection_gray(stored: np.ndarray, ds: Dataset) -> tuple[np.ndarray, ProjectionDisplay]:
+    """A monochrome radiograph's stored values -> display values 0..255 (bright = dense)."""
+    if ds.get("PhotometricInterpretation", "MONOCHROME2") not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(f"photometric interpretation {ds.PhotometricInterpretation} is not monochrome")
+    values = rescale(stored, float(ds.get("RescaleSlope", 1) or 1),
+                     float(ds.get("RescaleIntercept", 0) or 0))
+    window: tuple[float, float] | None = None
+    if "VOILUTSequence" in ds:
+        lut = ds.VOILUTSequence[0]
+        bits = int(lut.LUTDescriptor[2])
+        unit = np.clip(apply_voi_lut(stored, ds, index=0).astype(np.float64) / (2**bits - 1), 0.0, 1.0)
+        voi = "VOI LUT"
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+        unit = linear_window(values, center, width)
+        window, voi = (center, width), "window C/W"
+    else:
+        low, high = float(values.min()), float(values.max())
+        unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        voi = "min-max"
+    inverted = ds.PhotometricInterpretation == "MONOCHROME1"
+    if inverted:
+        unit = 1.0 - unit
+    return _to_byte(unit * 255.0), ProjectionDisplay(voi=voi, window=window, inverted=inverted)
+
+
+def pad_to_square(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """Zero-pad (rows, cols[, channels]) to a square, evenly on both sides (the odd pixel goes
+    right/bottom). Returns the square and the (left, top) padding."""
+    rows, cols = image.shape[:2]
+    side = max(rows, cols)
+    left, top = (side - cols) // 2, (side - rows) // 2
+    pad = [(top, side - rows - top), (left, side - cols - left)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, pad, mode="constant", constant_values=0), (left, top)
+
+
+def to_rgb_image(pixels: np.ndarray) -> Image.Image:
+    """(rows, cols) or (rows, cols, 3) uint8 -> an RGB PIL image."""
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., np.newaxis], 3, axis=-1)
+    return Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
+
+
+def fit_within(image: Image.Image, max_side: int = MAX_VOLUME_SIDE) -> Image.Image:
+    """Downscale so neither side exceeds `max_side`, keeping the aspect ratio; never upscale."""
+    width, height = image.size
+    if max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _first(value: object) -> float:
+    """WindowCenter/WindowWidth may be multi-valued; the first pair is the default view."""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return float(value[0])  # type: ignore[index]
+    return float(value)  # type: ignore[arg-type]

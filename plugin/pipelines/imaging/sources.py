@@ -1,0 +1,251 @@
+"""Where an ImagingStudy's DICOM instances come from: its DICOMweb Endpoint (WADO-RS), or DICOM
+files attached as Binary to a DocumentReference whose context.related names the study.
+
+Both routes give the same two steps: headers of every instance first (no pixel data), then the
+bytes of only the instances chosen. The FHIR bearer token goes to a DICOMweb endpoint only when
+its address lies under a configured trusted prefix; otherwise requests carry no Authorization.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+from plugin.errors import FhirError, InputError
+from plugin.fhir import FhirClient
+from plugin.fhir.attachments import resolve_attachment
+from plugin.pipelines.imaging.dicomweb import DicomWebClient
+from plugin.pipelines.imaging.instance_headers import (
+    InstanceHeader,
+    header_from_json,
+    header_from_part10,
+)
+
+WADO_RS = "dicom-wado-rs"
+DICOM_CONTENT_TYPE = "application/dicom"
+SERIES_UID_TAG = "0020000E"
+
+Resource = dict[str, Any]
+
+
+class InstanceSource(Protocol):
+    """The instances of one study: headers first, then bytes of the chosen few."""
+
+    route: str
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    def series_headers(self) -> dict[str, list[InstanceHeader]]: ...
+
+    def fetch(self, header: InstanceHeader) -> bytes: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SourceLimits:
+    timeout_s: float
+    max_metadata_bytes: int
+    max_instance_bytes: int
+    trusted_endpoints: tuple[str, ...] = ()
+    attachment_allowed_hosts: tuple[str, ...] = ()
+    session: requests.Session | None = field(default=None, compare=False)
+
+
+class DicomWebSource:
+    """A study on a DICOMweb server: WADO-RS series metadata, then single-instance retrieval."""
+
+    route = "dicomweb"
+
+    def __init__(self, client: DicomWebClient, study_uid: str, series_uids: Sequence[str]) -> None:
+        self.client, self.study_uid, self.series_uids = client, study_uid, tuple(series_uids)
+
+    @property
+    def bytes_read(self) -> int:
+        return self.client.bytes_read
+
+    def series_headers(self) -> dict[str, list[InstanceHeader]]:
+        series_uids = self.series_uids or self._series_from_qido()
+        found: dict[str, list[InstanceHeader]] = {}
+        for series_uid in series_uids:
+            items = self.client.series_metadata(self.study_uid, series_uid)
+            where = f"series {series_uid}"
+            found[series_uid] = [header_from_json(item, source=where) for item in items]
+        return found
+
+    def fetch(self, header: InstanceHeader) -> bytes:
+        return self.client.instance(header.study_uid, header.series_uid, header.instance_uid)
+
+    def describe(self) -> dict[str, Any]:
+        return {"route": self.route, "endpoint": self.client.base_url,
+                "token_sent": self.client.sends_token, "requests": self.client.requests_made}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _series_from_qido(self) -> list[str]:
+        uids = []
+        for item in self.client.study_series(self.study_uid):
+            values = item.get(SERIES_UID_TAG, {}).get("Value") or []
+            if values:
+                uids.append(str(values[0]))
+        return uids
+
+
+class BinarySource:
+    """DICOM files attached to DocumentReferences (application/dicom). Headers need every file,
+    so all are read once; pixel data is still decoded only for the instances chosen."""
+
+    route = "binary"
+
+    def __init__(self, client: FhirClient, attachments: Sequence[tuple[str, Resource]],
+                 allowed_hosts: Iterable[str] = ()) -> None:
+        self.client, self.attachments, self.allowed_hosts = client, tuple(attachments), tuple(allowed_hosts)
+        self.bytes_read = 0
+        self._files: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def series_headers(self) -> dict[str, list[InstanceHeader]]:
+        found: dict[str, list[InstanceHeader]] = {}
+        for where, attachment in self.attachments:
+            try:
+                data = resolve_attachment(self.client, attachment, source=where,
+                                          allowed_hosts=self.allowed_hosts)
+            except FhirError as exc:
+                raise InputError(where, f"the DICOM attachment could not be read ({exc})") from None
+            self.bytes_read += len(data)
+            header = header_from_part10(data, source=where)
+            self._files[header.instance_uid] = data
+            found.setdefault(header.series_uid, []).append(header)
+        return found
+
+    def fetch(self, header: InstanceHeader) -> bytes:
+        with self._lock:
+            return self._files[header.instance_uid]
+
+    def describe(self) -> dict[str, Any]:
+        return {"route": self.route, "attachments": len(self.attachments), "token_sent": False}
+
+    def close(self) -> None:
+        self._files.clear()
+
+
+def open_source(client: FhirClient, study: Resource, limits: SourceLimits, *, where: str) -> InstanceSource:
+    """The study's instances: through its first usable DICOMweb Endpoint, else its Binary DICOM files."""
+    study_uid = study_instance_uid(study)
+    skipped: list[str] = []
+    for reference in endpoint_references(study):
+        endpoint = _resolve_endpoint(client, study, reference, where=where)
+        reason = _unusable_endpoint_reason(endpoint)
+        if reason:
+            skipped.append(f"{reference}: {reason}")
+            continue
+        address = str(endpoint["address"]).rstrip("/")
+        token = client_token(client) if is_trusted(address, limits.trusted_endpoints) else None
+        dicomweb = DicomWebClient(address, token=token, session=limits.session, timeout_s=limits.timeout_s,
+                                  max_metadata_bytes=limits.max_metadata_bytes,
+                                  max_instance_bytes=limits.max_instance_bytes)
+        series_uids = [s["uid"] for s in study.get("series", []) if s.get("uid")]
+        if study_uid is None:
+            raise InputError(where, "the ImagingStudy has no DICOM Study Instance UID (identifier "
+                                    "urn:dicom:uid) to ask the PACS for")
+        return DicomWebSource(dicomweb, study_uid, series_uids)
+    attachments = dicom_attachments(client, study, where=where)
+    if attachments:
+        return BinarySource(client, attachments, limits.attachment_allowed_hosts)
+    detail = f" (endpoints skipped: {'; '.join(skipped)})" if skipped else ""
+    raise InputError(where, f"no active {WADO_RS} Endpoint and no DICOM attachments{detail}")
+
+
+def study_instance_uid(study: Resource) -> str | None:
+    """The Study Instance UID from identifier system urn:dicom:uid (value `urn:oid:<uid>`)."""
+    for identifier in study.get("identifier", []):
+        if identifier.get("system") == "urn:dicom:uid" and identifier.get("value"):
+            value = str(identifier["value"])
+            return value.removeprefix("urn:oid:")
+    return None
+
+
+def endpoint_references(study: Resource) -> list[str]:
+    """Endpoint references of the study, then of its series, without repeats."""
+    references = [e.get("reference", "") for e in study.get("endpoint", [])]
+    for series in study.get("series", []):
+        references += [e.get("reference", "") for e in series.get("endpoint", [])]
+    return [r for r in dict.fromkeys(references) if r]
+
+
+def is_trusted(address: str, prefixes: Iterable[str]) -> bool:
+    """Whether `address` lies under one of the trusted prefixes (whole path segments only, so
+    `https://pacs` does not trust `https://pacs.example.org`)."""
+    address = address.rstrip("/")
+    for prefix in prefixes:
+        prefix = prefix.rstrip("/")
+        if prefix and (address == prefix or address.startswith(prefix + "/")):
+            return True
+    return False
+
+
+def client_token(client: FhirClient) -> str | None:
+    """The FHIR client's bearer token, handed on to a DICOMweb endpoint only after the trust
+    check in open_source."""
+    return client.access_token
+
+
+def dicom_attachments(client: FhirClient, study: Resource, *, where: str) -> list[tuple[str, Resource]]:
+    """application/dicom attachments of DocumentReferences whose context.related is the study."""
+    try:
+        documents = list(client.search("DocumentReference",
+                                       {"related": f"ImagingStudy/{study['id']}", "_count": 50}))
+    except FhirError as exc:
+        raise InputError(where, f"searching for the study's DICOM documents failed ({exc})") from None
+    found = []
+    for document in documents:
+        if document.get("status") == "entered-in-error":
+            continue
+        for index, content in enumerate(document.get("content", [])):
+            attachment = content.get("attachment", {})
+            if str(attachment.get("contentType", "")).split(";")[0].strip().lower() == DICOM_CONTENT_TYPE:
+                found.append((f"DocumentReference/{document['id']} content[{index}]", attachment))
+    return found
+
+
+def _resolve_endpoint(client: FhirClient, study: Resource, reference: str, *, where: str) -> Resource:
+    if reference.startswith("#"):
+        for contained in study.get("contained", []):
+            if contained.get("id") == reference[1:]:
+                return dict(contained)
+        raise InputError(where, f"endpoint {reference} is not among the contained resources")
+    path = reference
+    if "://" in reference:
+        if not client.is_on_fhir_server(reference):
+            raise InputError(where, f"endpoint reference {reference} is not on the FHIR server")
+        path = urlsplit(reference).path[len(urlsplit(client.base_url).path):]
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 2 or parts[-2] != "Endpoint":
+        raise InputError(where, f"endpoint reference {reference!r} is not an Endpoint")
+    try:
+        return client.read("Endpoint", parts[-1])
+    except FhirError as exc:
+        raise InputError(where, f"reading {reference} failed ({exc})") from None
+
+
+def _unusable_endpoint_reason(endpoint: Resource) -> str:
+    if endpoint.get("resourceType") != "Endpoint":
+        return "not an Endpoint"
+    if endpoint.get("status", "active") != "active":
+        return f"status {endpoint.get('status')}"
+    code = (endpoint.get("connectionType") or {}).get("code")
+    if code != WADO_RS:
+        return f"connectionType {code!r} is not {WADO_RS}"
+    address = str(endpoint.get("address", ""))
+    if urlsplit(address).scheme not in ("http", "https") or not urlsplit(address).netloc:
+        return f"address {address!r} is not an http(s) URL"
+    return ""
