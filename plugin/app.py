@@ -29,6 +29,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from cds_hooks import create_blueprint  # here: cds_hooks uses this module's accessors
 
     app.register_blueprint(create_blueprint(settings))
+    import smart_launch  # here too: the SMART app uses this module's accessors
+
+    app.register_blueprint(smart_launch.create_blueprint(settings))
     return app
 
 

@@ -1,0 +1,143 @@
+"""Start, stop and probe the sandbox EHR (tests/sandbox/ehr: a SMART authorization server and FHIR
+proxy in front of the HAPI sandbox) as its own process, for `chartlight sandbox up` and the demo.
+
+It registers one public client, the chartlight app at `app_base`, so a person can open
+`launch_page(patient)` in a browser and see the app launched inside an EHR-like page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+
+from plugin.errors import SandboxError
+from plugin.fhir import FhirClient
+from plugin.sandbox.processes import alive, send_signal, wait_gone
+
+MODULE = "tests.sandbox.ehr"
+DEMO_CLIENT_ID = "chartlight-demo"
+USER_ID = "sandbox-clinician"  # the EHR's signed-in user (tests.sandbox.ehr.server.EhrConfig.user)
+POLL_INTERVAL_S = 0.3
+
+
+@dataclass(frozen=True)
+class EhrSandbox:
+    repo_root: Path
+    state_dir: Path
+    fhir_upstream: str
+    app_base: str  # the chartlight service the EHR launches, e.g. http://127.0.0.1:8000
+    port: int = 9090
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def fhir_base(self) -> str:
+        """What the app sees as `iss`: the proxy's FHIR base."""
+        return f"{self.base_url}/fhir"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"ehr-{self.port}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"ehr-{self.port}.log"
+
+    def launch_page(self, patient_id: str, client_id: str = DEMO_CLIENT_ID) -> str:
+        """The EHR page that opens the app for `patient_id` in an iframe."""
+        return f"{self.base_url}/ehr?{urlencode({'patient': patient_id, 'app': client_id})}"
+
+    def start(self, timeout_s: float = 30) -> str:
+        if self.is_running():
+            return self.base_url
+        pid = self._pid() or self._spawn()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise SandboxError(f"sandbox EHR (pid {pid}) exited during start-up; see {self.log_file}")
+            if self.is_running():
+                return self.base_url
+            time.sleep(POLL_INTERVAL_S)
+        self.stop()
+        raise SandboxError(f"sandbox EHR did not answer at {self.base_url} within {timeout_s:.0f} s")
+
+    def stop(self, timeout_s: float = 10) -> None:
+        pid = self._pid()
+        if pid is not None:
+            send_signal(pid, signal.SIGTERM)
+            if not wait_gone(pid, timeout_s):
+                send_signal(pid, signal.SIGKILL)
+                wait_gone(pid, 5)
+        self.pid_file.unlink(missing_ok=True)
+
+    def is_running(self) -> bool:
+        try:
+            answer = requests.get(f"{self.fhir_base}/.well-known/smart-configuration", timeout=5)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200
+
+    def _spawn(self) -> int:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        app = self.app_base.rstrip("/")
+        client = {"client_id": DEMO_CLIENT_ID, "redirect_uris": [f"{app}/smart/callback"],
+                  "launch_url": f"{app}/smart/launch"}
+        argv = [sys.executable, "-m", MODULE, "--port", str(self.port), "--fhir-upstream", self.fhir_upstream,
+                "--client-json", json.dumps(client)]
+        # `-m tests.sandbox.ehr` is found through the repository on the path, wherever we run from.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(self.repo_root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        pid = os.posix_spawn(
+            sys.executable, argv, env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(self.log_file), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,  # detached, like the HAPI sandbox
+        )
+        self.pid_file.write_text(f"{pid}\n")
+        return pid
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return pid
+        return pid if MODULE.encode() in cmdline else None
+
+
+def default_ehr_sandbox(repo_root: Path, *, fhir_upstream: str, app_base: str,
+                        port: int = 9090) -> EhrSandbox:
+    return EhrSandbox(repo_root=repo_root, state_dir=repo_root / ".sandbox" / "ehr",
+                      fhir_upstream=fhir_upstream, app_base=app_base, port=port)
+
+
+def ensure_user(client: FhirClient) -> str:
+    """Create the sandbox EHR's signed-in user on the FHIR server (it names them as fhirUser)."""
+    client.update({"resourceType": "Practitioner", "id": USER_ID,
+                   "name": [{"family": "Clinician", "given": ["Sandbox"]}]})
+    return f"Practitioner/{USER_ID}"
+
+
+def app_environment(ehr: EhrSandbox) -> dict[str, str]:
+    """The settings (as environment variables) that let `chartlight serve` be launched by `ehr`."""
+    smart_ehrs = [{"name": "sandbox", "iss": ehr.fhir_base, "client_id": DEMO_CLIENT_ID}]
+    return {"CHARTLIGHT_SMART_EHRS": json.dumps(smart_ehrs), "CHARTLIGHT_FHIR_BASE_URL": ehr.fhir_upstream}

@@ -1,0 +1,457 @@
+"""The SMART app's pages: the patient's inputs with their analysis status (live), starting an
+analysis, review of each result beside its evidence, approve / edit / reject, and dictation.
+
+Every route needs a launched session (smart_launch.session.login_required); URLs carry resource
+ids only, never patient data or tokens. State-changing requests are POSTs, which the blueprint's
+CSRF check covers (header X-CSRF-Token from the page's <meta> tag)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+
+from fhir_mappers.systems import SID_DEVICE, SID_RESULT
+from plugin.app import job_store_of, settings_of
+from plugin.errors import FhirError, FhirResponseError, InputError
+from plugin.fhir import FhirClient
+from plugin.jobs import Job
+from plugin.pipelines.imaging.prepare import imaging_options
+from plugin.review import approve, edit, reject
+from smart_launch.session import SmartSession, current_session, fhir_client_for, login_required
+
+from .views.context import Abilities, evidence_cache_of, pipelines_of, runs_of
+from .views.dictation import MAX_DICTATION_BYTES, dictation_source
+from .views.evidence import audio_bytes, document_bytes, page_png
+from .views.imaging import frame_png, prior_study_reference
+from .views.inputs import KIND_TITLES, InputRow, Status, job_statuses, patient_inputs, statuses
+from .views.patient import banner_of
+from .views.results import ReviewItem, TextSpan, Word, review_items, source_of, transcript_words
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+RESULT_TYPES = ("Observation", "DiagnosticReport", "DocumentReference")
+SOURCE_TYPES = ("DocumentReference", "DiagnosticReport", "Media", "ImagingStudy")
+PREVIEW_PREFIX = "preview-"
+
+
+def register_pages(bp: Blueprint) -> None:
+    """Add the app's pages to the smart blueprint (templates and static files live beside this
+    module)."""
+    if bp.template_folder is None:
+        bp.template_folder = str(HERE / "templates")
+    if bp.static_folder is None:
+        bp.static_folder = str(HERE / "static")
+        bp.static_url_path = "/static"
+    routes: list[tuple[str, str, Any, list[str]]] = [
+        ("/app", "app_home", home, ["GET"]),
+        ("/app/status.json", "app_status", status, ["GET"]),
+        ("/app/analyze", "app_analyze", analyze, ["POST"]),
+        ("/app/source/<resource_type>/<resource_id>", "app_source", source_review, ["GET"]),
+        ("/app/evidence/<resource_type>/<resource_id>/page.png", "app_evidence_page", evidence_page,
+         ["GET"]),
+        ("/app/audio/<resource_type>/<resource_id>", "app_audio", audio, ["GET"]),
+        ("/app/imaging/<resource_type>/<resource_id>/<which>.png", "app_imaging", imaging, ["GET"]),
+        ("/app/review/<resource_type>/<resource_id>/<decision>", "app_review", review, ["POST"]),
+        ("/app/dictation", "app_dictation", dictation, ["GET"]),
+        ("/app/dictation/upload", "app_dictation_upload", dictation_upload, ["POST"]),
+    ]
+    for rule, endpoint, view, methods in routes:
+        bp.add_url_rule(rule, endpoint, login_required(view), methods=methods)
+    bp.register_error_handler(FhirError, _fhir_error)
+
+
+def _fhir_error(exc: FhirError) -> Any:
+    """The EHR refused or could not be reached: say so (its diagnostics, never a token), as JSON
+    for the pages' fetch calls and as a page otherwise."""
+    log.info("FHIR request of a page failed (%s)", type(exc).__name__)
+    status = 502
+    if isinstance(exc, FhirResponseError) and exc.status in (401, 403, 404):
+        status = exc.status
+    if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json") \
+            or request.method == "POST":
+        return _fail(status, _fhir_message(exc))
+    return render_template("app_error.html", message=_fhir_message(exc)), status
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def _session() -> SmartSession:
+    session = current_session()
+    if session is None:  # login_required has run: only a race with logout gets here
+        abort(401)
+    return session
+
+
+def _patient(session: SmartSession) -> str:
+    if not session.patient_id:
+        abort(400, "this launch has no patient in context: open the app from a patient's chart")
+    return session.patient_id
+
+
+def _fail(status: int, message: str) -> Response:
+    response = jsonify(ok=False, error=message)
+    response.status_code = status
+    return response
+
+
+def _fhir_message(exc: FhirError) -> str:
+    if isinstance(exc, FhirResponseError):
+        return f"the EHR answered HTTP {exc.status}: {exc.diagnostics or 'no details'}"
+    return f"the EHR could not be reached ({type(exc).__name__})"
+
+
+def _inputs(session: SmartSession, client: FhirClient) -> list[InputRow]:
+    """The patient's inputs on the EHR, plus dictations this session recorded but could not
+    store (no write scope), which live in memory only."""
+    rows = patient_inputs(client, pipelines_of(current_app), _patient(session))
+    for source in runs_of(current_app).sources(session.id):
+        rows.append(InputRow("recording", f"DocumentReference/{source['id']}", "1",
+                             "Dictation (kept in this session only)", str(source.get("date", ""))[:16]
+                             .replace("T", " "), "speech", ""))
+    return rows
+
+
+def _jobs(session: SmartSession) -> list[Job]:
+    """The job store's jobs for this patient on this EHR (analyses run by the service: CDS
+    hooks, the CLI)."""
+    return [j for j in job_store_of(current_app).list(subject=f"Patient/{_patient(session)}", limit=500)
+            if j.fhir_base_url.rstrip("/") == session.fhir_base.rstrip("/")]
+
+
+def _statuses(session: SmartSession, rows: list[InputRow]) -> dict[str, Status]:
+    return statuses(rows, _jobs(session), runs_of(current_app).statuses(session.id))
+
+
+def _patient_results(session: SmartSession, client: FhirClient) -> list[ReviewItem]:
+    """Every chartlight result about the patient that this session may read on the EHR, plus the
+    ones this session's runs hold in memory (shown, not written)."""
+    patient_id = _patient(session)
+    resources: list[dict[str, Any]] = []
+    devices: list[dict[str, Any]] = []
+    searches: list[tuple[str, dict[str, str | int]]] = [
+        (t, {"subject": f"Patient/{patient_id}", "identifier": f"{SID_RESULT}|", "_count": 200})
+        for t in RESULT_TYPES]
+    searches.append(("Device", {"identifier": f"{SID_DEVICE}|", "_count": 100}))
+    for resource_type, params in searches:
+        if not session.can_read(resource_type):
+            continue
+        try:
+            found = list(client.search(resource_type, params))
+        except FhirResponseError as exc:
+            if exc.status not in (401, 403):
+                raise
+            continue  # the EHR's policy is narrower than the scopes said
+        (devices if resource_type == "Device" else resources).extend(found)
+    # A result already in the record is shown from the record, not from this session's memory.
+    held, held_devices = runs_of(current_app).results(session.id)
+    recorded = {_identifier(r) for r in resources}
+    resources += [r for r in held if _identifier(r) not in recorded]
+    return review_items(resources, devices + held_devices, patient_id)
+
+
+def _identifier(resource: dict[str, Any]) -> str:
+    return next((f"{i.get('system')}|{i.get('value')}" for i in resource.get("identifier", [])
+                 if i.get("system") == SID_RESULT), "")
+
+
+# ---- pages ---------------------------------------------------------------------------------------
+
+
+def home() -> Any:
+    session = _session()
+    client = fhir_client_for(session)
+    abilities = Abilities.of(session)
+    banner = banner_of(client, _patient(session)) if session.need_patient_banner else None
+    rows = _inputs(session, client)
+    states = _statuses(session, rows)
+    items = _patient_results(session, client)
+    by_source: dict[str, list[ReviewItem]] = {}
+    for item in items:
+        by_source.setdefault(source_of(item), []).append(item)
+    groups = [(title, [r for r in rows if r.kind == kind]) for kind, title in KIND_TITLES.items()]
+    return render_template(
+        "app_home.html", smart=session, banner=banner, abilities=abilities, groups=groups,
+        states=states, by_source=by_source, dictation=_speech_ready())
+
+
+def status() -> Any:
+    """The analyses' status by input row key, for the pages' live updates: ids only, no PHI, and
+    no request to the EHR (the pages poll this)."""
+    session = _session()
+    jobs = job_statuses(_jobs(session))
+    runs = runs_of(current_app).statuses(session.id)
+    return jsonify(inputs={key: s.as_json() for key, s in {**jobs, **runs}.items()})
+
+
+def analyze() -> Any:
+    """Start analysis of one input (`source` = "DocumentReference/5", `pipeline`) or of all the
+    patient's inputs (`source` = "all")."""
+    session = _session()
+    body = request.get_json(silent=True) or request.form
+    wanted = str(body.get("source", ""))
+    client = fhir_client_for(session)
+    try:
+        rows = _inputs(session, client)
+    except FhirError as exc:
+        return _fail(502, _fhir_message(exc))
+    if wanted == "all":  # what has not been analysed yet (or failed)
+        states = _statuses(session, rows)
+        chosen = [r for r in rows if r.pipeline and states[r.key].state in ("not analysed", "failed")]
+    else:
+        chosen = [r for r in rows if not r.unavailable and r.pipeline and r.reference == wanted
+                  and body.get("pipeline", r.pipeline) == r.pipeline]
+    if not chosen and wanted == "all":
+        return jsonify(ok=True, started=[], written=Abilities.of(session).write)
+    if not chosen:
+        return _fail(400, f"source {wanted!r}: not an input of this patient that an installed "
+                          "pipeline can analyse")
+    started = _start(session, client, chosen)
+    return jsonify(ok=True, started=started, written=Abilities.of(session).write)
+
+
+def _start(session: SmartSession, client: FhirClient, rows: list[InputRow]) -> list[str]:
+    """Run each row's pipeline with the user's client: written back when the scopes allow,
+    else kept for this session only (no write is attempted)."""
+    write = Abilities.of(session).write
+    pipelines = pipelines_of(current_app)
+    subject = f"Patient/{_patient(session)}"
+    started = []
+    for row in rows:
+        resource_type, resource_id = row.reference.split("/", 1)
+        source = client.vread(resource_type, resource_id, row.version)
+        runs_of(current_app).start(session.id, row.key, pipelines[row.pipeline], client, source,
+                                   subject, write_as=(session.user or "") if write else None)
+        log.info("analysis of %s with %s started (%s)", row.reference, row.pipeline,
+                 "written back" if write else "shown only")
+        started.append(row.key)
+    return started
+
+
+def source_review(resource_type: str, resource_id: str) -> Any:
+    """One input's results, each beside its evidence, with the review actions."""
+    if resource_type not in SOURCE_TYPES:
+        abort(404)
+    session = _session()
+    client = fhir_client_for(session)
+    reference = f"{resource_type}/{resource_id}"
+    rows = [r for r in _inputs(session, client) if r.reference == reference]
+    if not rows:
+        abort(404)
+    items = [i for i in _patient_results(session, client) if source_of(i) == reference]
+    kind = rows[0].kind
+    words: tuple[Word, ...] = ()
+    transcript = next((i for i in items if i.result.kind == "document" and i.result.value == "transcript"),
+                      None)
+    if transcript is not None:
+        words = transcript_words(transcript.result.resource)
+    return render_template(
+        "app_source.html", smart=session, abilities=Abilities.of(session), row=rows[0], kind=kind,
+        items=items, words=words, transcript=transcript, state=_statuses(session, rows)[rows[0].key],
+        banner=banner_of(client, _patient(session)) if session.need_patient_banner else None)
+
+
+def evidence_page(resource_type: str, resource_id: str) -> Any:
+    """The page a result was read from, as PNG, its region highlighted (`view=crop` for a band
+    around it). Only the ids travel in the URL; the document is fetched with the user's client."""
+    if resource_type not in RESULT_TYPES:
+        abort(404)
+    session = _session()
+    client = fhir_client_for(session)
+    item = _find_item(session, client, f"{resource_type}/{resource_id}")
+    spans = item.text_spans
+    if not spans:
+        abort(404)
+    view = "crop" if request.args.get("view") == "crop" else "page"
+    source_ref = source_of(item)
+    cache = evidence_cache_of(current_app)
+    try:
+        key = (session.id, item.reference, item.version, view)
+        png = cache.get_or_make(key, lambda: _render(client, source_ref, spans, view))
+    except (InputError, FhirError) as exc:
+        log.info("evidence of %s could not be rendered (%s)", item.reference, type(exc).__name__)
+        return _fail(422, str(exc) if isinstance(exc, InputError) else _fhir_message(exc))
+    response = Response(png, mimetype="image/png")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _render(client: FhirClient, source_ref: str, spans: tuple[TextSpan, ...], view: str) -> bytes:
+    source_type, _, source_id = source_ref.partition("/")
+    if source_type not in ("DocumentReference", "DiagnosticReport"):
+        raise InputError(source_ref, "is not a document")
+    document = document_bytes(client, client.read(source_type, source_id))
+    page = spans[0].page
+    boxes = tuple(s.box for s in spans if s.page == page and s.box is not None)
+    return page_png(document, page=page, boxes=boxes, view="crop" if view == "crop" else "page",
+                    source=source_ref)
+
+
+def audio(resource_type: str, resource_id: str) -> Any:
+    """A recording's audio for the transcript player (fetched with the user's client)."""
+    if resource_type not in ("Media", "DocumentReference"):
+        abort(404)
+    session = _session()
+    client = fhir_client_for(session)
+    reference = f"{resource_type}/{resource_id}"
+    if not any(r.reference == reference and r.kind == "recording" for r in _inputs(session, client)):
+        abort(404)
+    kept = {f"DocumentReference/{s['id']}": s for s in runs_of(current_app).sources(session.id)}
+    try:
+        sound = evidence_cache_of(current_app).get_or_make(
+            (session.id, reference, "audio"),
+            lambda: audio_bytes(client, kept.get(reference) or client.read(resource_type, resource_id)))
+    except (InputError, FhirError) as exc:
+        return _fail(422, str(exc) if isinstance(exc, InputError) else _fhir_message(exc))
+    response = Response(sound.data, mimetype=sound.content_type)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def imaging(resource_type: str, resource_id: str, which: str) -> Any:
+    """The image a finding was seen on (`current`), or the prior study's image it was compared
+    with (`prior`), as PNG at the frame's pixel size; the page draws the boxes over it."""
+    if resource_type not in RESULT_TYPES or which not in ("current", "prior"):
+        abort(404)
+    session = _session()
+    client = fhir_client_for(session)
+    item = _find_item(session, client, f"{resource_type}/{resource_id}")
+    current = source_of(item)
+    if not current.startswith("ImagingStudy/"):
+        abort(404)
+    study_ref: str | None = current
+    spot = item.image_spots[0] if item.image_spots else None
+    if which == "prior":
+        spot = None
+        if resource_id.startswith(PREVIEW_PREFIX) or not session.can_read("Provenance"):
+            abort(404)  # the prior study is named only by the write's Provenance
+        study_ref = prior_study_reference(
+            list(client.search("Provenance", {"target": item.reference})), current)
+        if study_ref is None:
+            abort(404)
+    study_type, _, study_id = str(study_ref).partition("/")
+    options = imaging_options(settings_of(current_app))
+    try:
+        png = evidence_cache_of(current_app).get_or_make(
+            (session.id, item.reference, item.version, which),
+            lambda: frame_png(client, client.read(study_type, study_id), spot, options))
+    except (InputError, FhirError) as exc:
+        log.info("image of %s could not be rendered (%s)", item.reference, type(exc).__name__)
+        return _fail(422, str(exc) if isinstance(exc, InputError) else _fhir_message(exc))
+    response = Response(png, mimetype="image/png")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def review(resource_type: str, resource_id: str, decision: str) -> Any:
+    """approve | edit (`value`, optional `comment`) | reject (`reason`) one result."""
+    if resource_type not in RESULT_TYPES or decision not in ("approve", "edit", "reject"):
+        abort(404)
+    session = _session()
+    abilities = Abilities.of(session)
+    if not abilities.sign:
+        return _fail(403, abilities.why_not_sign)
+    if resource_id.startswith(PREVIEW_PREFIX):
+        return _fail(409, "this result was shown only, never written: there is nothing to sign")
+    body = request.get_json(silent=True) or request.form
+    client = fhir_client_for(session)
+    reference = f"{resource_type}/{resource_id}"
+    _find_item(session, client, reference)  # 404 unless one of chartlight's results about this patient
+    now = datetime.now(UTC)
+    clinician = str(session.user)
+    try:
+        if decision == "approve":
+            location = approve(client, reference, clinician=clinician, now=now)
+        elif decision == "edit":
+            location = edit(client, reference, str(body.get("value", "")), clinician=clinician,
+                            now=now, comment=str(body.get("comment", "")))
+        else:
+            location = reject(client, reference, clinician=clinician,
+                              reason=str(body.get("reason", "")), now=now)
+    except InputError as exc:
+        return _fail(400, exc.reason)
+    except FhirResponseError as exc:
+        return _fail(409 if exc.status in (409, 412) else 502, _fhir_message(exc))
+    log.info("%s %s by the session's user", decision, location)
+    item = _find_item(session, client, reference)
+    return jsonify(ok=True, reference=reference, version=location.rsplit("/", 1)[-1],
+                   state=item.state, value=item.result.value, ai_original=item.ai_original)
+
+
+def _find_item(session: SmartSession, client: FhirClient, reference: str) -> ReviewItem:
+    """One of the patient's results: read from the EHR, or from this session's unwritten ones."""
+    resource_type, _, resource_id = reference.partition("/")
+    if resource_id.startswith(PREVIEW_PREFIX):
+        resources, devices = runs_of(current_app).results(session.id)
+        resources = [r for r in resources if f"{r['resourceType']}/{r['id']}" == reference]
+    else:
+        try:
+            resources, devices = [client.read(resource_type, resource_id)], []
+        except FhirResponseError as exc:
+            if exc.status in (403, 404, 410):
+                abort(404)
+            raise
+    items = review_items(resources, devices, _patient(session))
+    if not items:
+        abort(404)
+    return items[0]
+
+
+# ---- dictation -----------------------------------------------------------------------------------
+
+
+def _speech_ready() -> str:
+    """"" when dictation can be transcribed here, else why not."""
+    speech = pipelines_of(current_app).get("speech")
+    if speech is None:
+        return "no speech pipeline is installed here"
+    return speech.unavailable_reason
+
+
+def dictation() -> Any:
+    session = _session()
+    client = fhir_client_for(session)
+    return render_template(
+        "app_dictation.html", smart=session, abilities=Abilities.of(session),
+        unavailable=_speech_ready(), max_bytes=MAX_DICTATION_BYTES,
+        banner=banner_of(client, _patient(session)) if session.need_patient_banner else None)
+
+
+def dictation_upload() -> Any:
+    """The recorded audio (request body, or multipart field `audio`): stored as the patient's
+    DocumentReference (when writes are allowed) and transcribed with the speech pipeline."""
+    session = _session()
+    unavailable = _speech_ready()
+    if unavailable:
+        return _fail(503, f"dictation cannot be transcribed here: {unavailable}")
+    upload = request.files.get("audio")
+    data = upload.read(MAX_DICTATION_BYTES + 1) if upload else request.get_data(cache=False)
+    content_type = (upload.mimetype if upload else request.mimetype) or "application/octet-stream"
+    client = fhir_client_for(session)
+    abilities = Abilities.of(session)
+    try:
+        source = dictation_source(data, content_type, subject=f"Patient/{_patient(session)}",
+                                  author=session.user, now=datetime.now(UTC))
+    except InputError as exc:
+        return _fail(400, exc.reason)
+    pipeline = pipelines_of(current_app)["speech"]
+    if abilities.write:
+        try:
+            stored = client.create(source)
+        except FhirError as exc:
+            return _fail(502, _fhir_message(exc))
+        reference = f"DocumentReference/{stored['id']}"
+        row = InputRow("recording", reference, str(stored["meta"]["versionId"]), "Dictation", "",
+                       "speech", "")
+        _start(session, client, [row])
+    else:
+        reference = f"DocumentReference/{PREVIEW_PREFIX}dictation-{datetime.now(UTC):%H%M%S%f}"
+        preview_source = {**source, "id": reference.split("/")[1], "meta": {"versionId": "1"}}
+        runs_of(current_app).start(session.id, f"speech:{reference}", pipeline, client,
+                                   preview_source, f"Patient/{_patient(session)}", write_as=None,
+                                   keep_source=True)
+    return jsonify(ok=True, source=reference, written=abilities.write)

@@ -1,0 +1,93 @@
+"""The SMART app's per-app objects (store, keys, discovery cache, token client), built on first use
+and kept in app.extensions."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+import requests
+from flask import Flask
+
+from cds_hooks.storage import cds_engine
+from plugin.config import Settings, SmartEhr
+from smart_launch.discovery import DiscoveryCache
+from smart_launch.errors import LaunchError
+from smart_launch.keys import KeyRing, load_or_create
+from smart_launch.store import SmartStore
+from smart_launch.tokens import TokenClient
+
+EXTENSION = "chartlight.smart"
+_build_lock = threading.Lock()
+MAX_REFRESH_LOCKS = 10_000
+
+
+@dataclass
+class SmartRuntime:
+    settings: Settings
+    store: SmartStore
+    keys: KeyRing
+    discovery: DiscoveryCache
+    tokens: TokenClient
+    clock: Callable[[], float] = time.time
+    _jwks_clients: dict[str, jwt.PyJWKClient] = field(default_factory=dict)
+    _refresh_locks: dict[str, threading.Lock] = field(default_factory=dict)
+
+    def refresh_lock(self, session_id: str) -> threading.Lock:
+        """One refresh at a time per session in this process (the store's version check covers
+        other processes)."""
+        with _build_lock:
+            if len(self._refresh_locks) > MAX_REFRESH_LOCKS:
+                self._refresh_locks = {k: v for k, v in self._refresh_locks.items() if v.locked()}
+            return self._refresh_locks.setdefault(session_id, threading.Lock())
+
+    def ehr_for_iss(self, iss: str) -> SmartEhr:
+        for ehr in self.settings.smart_ehrs:
+            if ehr.matches(iss):
+                return ehr
+        raise LaunchError("this app is not registered with the EHR that launched it (unknown iss)")
+
+    def ehr_named(self, name: str) -> SmartEhr:
+        for ehr in self.settings.smart_ehrs:
+            if ehr.name == name:
+                return ehr
+        raise LaunchError(f"no configured EHR named {name!r}")
+
+    def jwks_client(self, url: str) -> jwt.PyJWKClient:
+        """One cached JWK Set client per EHR key URL (id_token checks)."""
+        with _build_lock:
+            if url not in self._jwks_clients:
+                self._jwks_clients[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=300,
+                                                          timeout=int(self.settings.smart_http_timeout_s))
+            return self._jwks_clients[url]
+
+
+def runtime_of(app: Flask) -> SmartRuntime:
+    if EXTENSION not in app.extensions:
+        with _build_lock:
+            if EXTENSION not in app.extensions:
+                app.extensions[EXTENSION] = build_runtime(app.extensions["chartlight.settings"])
+    runtime: SmartRuntime = app.extensions[EXTENSION]
+    return runtime
+
+
+def build_runtime(settings: Settings) -> SmartRuntime:
+    keys = load_or_create(Path(settings.smart_signing_key_path))
+    material = settings.secret_key.encode() if settings.secret_key else keys.material
+    web = requests.Session()
+    web.cookies.set_policy(http_cookie_policy())
+    return SmartRuntime(
+        settings=settings, store=SmartStore(cds_engine(settings.database_url), material), keys=keys,
+        discovery=DiscoveryCache(web, ttl_s=settings.smart_discovery_cache_s,
+                                 timeout_s=settings.smart_http_timeout_s),
+        tokens=TokenClient(web, keys, timeout_s=settings.smart_http_timeout_s))
+
+
+def http_cookie_policy() -> http.cookiejar.CookiePolicy:
+    """No cookies kept from EHR endpoints: nothing of one user's exchange reaches another's."""
+    return http.cookiejar.DefaultCookiePolicy(allowed_domains=[])

@@ -1,0 +1,324 @@
+// chartlight SMART app: live analysis status, review actions, evidence panel, transcript player,
+// dictation recorder. Plain JS, no build step. Every POST carries the CSRF token from <meta>.
+"use strict";
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
+
+async function post(url, body, isForm) {
+  const headers = { "X-CSRF-Token": csrfToken() };
+  if (!isForm) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, {
+    method: "POST", credentials: "same-origin", headers,
+    body: isForm ? body : JSON.stringify(body || {}),
+  });
+  let answer = {};
+  try { answer = await response.json(); } catch (e) { answer = {}; }
+  if (!response.ok || answer.ok === false) {
+    throw new Error(answer.error || ("HTTP " + response.status));
+  }
+  return answer;
+}
+
+// ---- home: analysis status, updated live ------------------------------------------------------
+
+function initInputs() {
+  const root = document.getElementById("inputs");
+  if (!root) return;
+  const statusUrl = root.dataset.statusUrl;
+  const analyzeUrl = statusUrl.replace(/status\.json$/, "analyze");
+  let polling = false;
+
+  const active = () => root.querySelector('tr[data-state="queued"], tr[data-state="running"]');
+
+  async function poll() {
+    if (polling) return;
+    polling = true;
+    try {
+      while (true) {
+        const response = await fetch(statusUrl, { credentials: "same-origin" });
+        if (!response.ok) break;
+        const data = await response.json();
+        let finished = false;
+        for (const [key, status] of Object.entries(data.inputs)) {
+          const row = root.querySelector(`tr[data-input="${CSS.escape(key)}"]`);
+          if (!row) continue;
+          const before = row.dataset.state;
+          row.dataset.state = status.state;
+          const bar = row.querySelector("progress");
+          bar.value = status.progress;
+          bar.hidden = !(status.state === "queued" || status.state === "running");
+          const label = row.querySelector(".state");
+          label.textContent = status.state;
+          label.className = "state state-" + status.state.replace(/ /g, "-");
+          row.querySelector(".status-text").textContent = status.text;
+          if ((before === "queued" || before === "running") &&
+              (status.state === "done" || status.state === "failed")) finished = true;
+        }
+        if (finished && !active()) { window.location.reload(); return; }
+        if (!active()) break;
+        await new Promise((resolve) => setTimeout(resolve, 700));
+      }
+    } finally {
+      polling = false;
+    }
+  }
+
+  root.closest("main").addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-analyze]");
+    if (!button) return;
+    button.disabled = true;
+    const body = { source: button.dataset.analyze };
+    if (button.dataset.pipeline) body.pipeline = button.dataset.pipeline;
+    try {
+      const answer = await post(analyzeUrl, body);
+      for (const key of answer.started) {
+        const row = root.querySelector(`tr[data-input="${CSS.escape(key)}"]`);
+        if (row) { row.dataset.state = "queued"; row.querySelector("progress").hidden = false; }
+      }
+      poll();
+    } catch (error) {
+      alert("The analysis could not start: " + error.message);
+      button.disabled = false;
+    }
+  });
+  if (active()) poll();
+}
+
+// ---- review: evidence beside each value, approve / edit / reject --------------------------------
+
+function initEvidence() {
+  const panel = document.querySelector("aside.evidence");
+  if (!panel) return;
+  const select = (row) => {
+    document.querySelectorAll("tr.value-row.selected").forEach((r) => r.classList.remove("selected"));
+    row.classList.add("selected");
+    panel.querySelector('[data-role="crop"]').src = row.dataset.cropUrl;
+    panel.querySelector('[data-role="page"]').src = row.dataset.pageUrl;
+    panel.querySelector('[data-role="quote"]').textContent = row.dataset.quote;
+    panel.querySelector('[data-role="page-number"]').textContent = row.dataset.page;
+  };
+  document.querySelectorAll("tr.value-row").forEach((row) => {
+    row.addEventListener("click", (event) => { if (!event.target.closest(".review-actions")) select(row); });
+    row.addEventListener("keydown", (event) => { if (event.key === "Enter") select(row); });
+  });
+}
+
+function initReviewActions() {
+  document.querySelectorAll(".review-actions").forEach((box) => {
+    const message = box.querySelector(".action-message");
+    const editForm = box.querySelector(".edit-form");
+    const rejectForm = box.querySelector(".reject-form");
+    const buttons = () => box.querySelectorAll("button[data-decision]");
+
+    async function decide(decision, body) {
+      buttons().forEach((b) => { b.disabled = true; });
+      message.textContent = "saving…";
+      try {
+        const answer = await post(box.dataset[decision + "Url"], body);
+        const state = box.querySelector(".state");
+        state.textContent = answer.state;
+        state.className = "state state-" + answer.state.replace(/ /g, "-");
+        message.textContent = "saved in the record (version " + answer.version + ")";
+        if (editForm) editForm.hidden = true;
+        if (rejectForm) rejectForm.hidden = true;
+        box.querySelectorAll('button[data-decision="approve"], button[data-decision="reject"]')
+          .forEach((b) => b.remove());
+        const row = box.closest("tr, article");
+        const value = row && row.querySelector('[data-testid="value"]');
+        if (value && decision === "edit" && answer.value) {
+          value.textContent = answer.value;
+          const flag = row.querySelector("td.flag");
+          if (flag) flag.textContent = "";  // the model's flag described the model's value
+        }
+        if (answer.ai_original) {
+          let original = box.querySelector(".ai-original");
+          if (!original) {
+            original = document.createElement("span");
+            original.className = "ai-original";
+            original.dataset.testid = "ai-original";
+            state.after(original);
+          }
+          original.textContent = "AI read: " + answer.ai_original;
+        }
+        if (decision === "reject") buttons().forEach((b) => b.remove());
+      } catch (error) {
+        message.textContent = "not saved: " + error.message;
+      } finally {
+        buttons().forEach((b) => { b.disabled = false; });
+      }
+    }
+
+    box.addEventListener("click", (event) => {
+      const button = event.target.closest("button");
+      if (!button) return;
+      if (button.dataset.cancel !== undefined) {
+        button.closest("form").hidden = true;
+      } else if (button.dataset.decision === "approve") {
+        decide("approve", {});
+      } else if (button.dataset.decision === "edit") {
+        editForm.hidden = false;
+        editForm.querySelector("[name=value]").focus();
+      } else if (button.dataset.decision === "reject") {
+        rejectForm.hidden = false;
+        rejectForm.querySelector("[name=reason]").focus();
+      }
+    });
+    if (editForm) editForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      decide("edit", { value: editForm.elements.value.value, comment: editForm.elements.comment.value });
+    });
+    if (rejectForm) rejectForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      decide("reject", { reason: rejectForm.elements.reason.value });
+    });
+  });
+}
+
+// ---- transcript: the words follow the audio -----------------------------------------------------
+
+function initTranscript() {
+  const audio = document.querySelector('audio[data-testid="audio"]');
+  const words = Array.from(document.querySelectorAll(".words .word"));
+  if (!audio || !words.length) return;
+  const times = words.map((w) => [parseFloat(w.dataset.start), parseFloat(w.dataset.end)]);
+  let current = null;
+  audio.addEventListener("timeupdate", () => {
+    const t = audio.currentTime;
+    let index = -1;
+    for (let i = 0; i < times.length; i++) {
+      if (times[i][0] <= t + 0.05) index = i; else break;
+    }
+    const word = index >= 0 ? words[index] : null;
+    if (word === current) return;
+    if (current) current.classList.remove("speaking");
+    if (word) word.classList.add("speaking");
+    current = word;
+  });
+  words.forEach((word, i) => word.addEventListener("click", () => {
+    audio.currentTime = times[i][0];
+    audio.play();
+  }));
+}
+
+// ---- imaging: localisation boxes over the image -------------------------------------------------
+
+function initImageBoxes() {
+  // A finding that compared nothing has no prior image: its figure goes away.
+  document.querySelectorAll("img[data-optional]").forEach((img) => {
+    const hide = () => { img.closest("figure").hidden = true; };
+    if (img.complete && !img.naturalWidth) hide(); else img.addEventListener("error", hide);
+  });
+  document.querySelectorAll(".image-frame[data-boxes]").forEach((frame) => {
+    const img = frame.querySelector("img");
+    const draw = () => {
+      frame.querySelectorAll(".box").forEach((b) => b.remove());
+      const size = (img.dataset.frameSize || "").split("x").map(Number);
+      const width = size[0] || img.naturalWidth, height = size[1] || img.naturalHeight;
+      if (!width || !height) return;
+      for (const part of frame.dataset.boxes.split(";")) {
+        const b = part.split(",").map(Number);
+        if (b.length !== 4 || b.some(isNaN)) continue;
+        const box = document.createElement("div");
+        box.className = "box";
+        box.style.left = (100 * b[0] / width) + "%";
+        box.style.top = (100 * b[1] / height) + "%";
+        box.style.width = (100 * (b[2] - b[0]) / width) + "%";
+        box.style.height = (100 * (b[3] - b[1]) / height) + "%";
+        frame.appendChild(box);
+      }
+    };
+    if (img.complete) draw(); else img.addEventListener("load", draw);
+  });
+}
+
+// ---- dictation: record, upload, follow the transcription ---------------------------------------
+
+function initDictation() {
+  const root = document.querySelector("section.dictation");
+  if (!root) return;
+  const record = root.querySelector('[data-role="record"]');
+  const stop = root.querySelector('[data-role="stop"]');
+  const message = root.querySelector('[data-role="message"]');
+  const timer = root.querySelector('[data-role="timer"]');
+  const bar = root.querySelector("progress");
+  let recorder = null, chunks = [], started = 0, ticking = null;
+
+  record.addEventListener("click", async () => {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const type = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg"].find(
+        (t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t));
+      recorder = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+    } catch (error) {
+      message.textContent = "The microphone is not available: " + error.message;
+      return;
+    }
+    chunks = [];
+    recorder.addEventListener("dataavailable", (event) => { if (event.data.size) chunks.push(event.data); });
+    recorder.addEventListener("stop", upload);
+    recorder.start(250);
+    started = Date.now();
+    ticking = setInterval(() => { timer.textContent = Math.round((Date.now() - started) / 1000) + " s"; }, 250);
+    record.disabled = true;
+    stop.disabled = false;
+    message.textContent = "recording…";
+  });
+
+  stop.addEventListener("click", () => {
+    stop.disabled = true;
+    clearInterval(ticking);
+    recorder.stop();
+    recorder.stream.getTracks().forEach((track) => track.stop());
+  });
+
+  async function upload() {
+    const blob = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
+    if (blob.size > Number(root.dataset.maxBytes)) {
+      message.textContent = "The recording is too long to upload.";
+      record.disabled = false;
+      return;
+    }
+    const form = new FormData();
+    form.append("audio", blob, "dictation.webm");
+    message.textContent = "uploading " + Math.round(blob.size / 1024) + " KiB…";
+    let answer;
+    try {
+      answer = await post(root.dataset.uploadUrl, form, true);
+    } catch (error) {
+      message.textContent = "The upload failed: " + error.message;
+      record.disabled = false;
+      return;
+    }
+    message.textContent = answer.written ? "stored in the record; transcribing…"
+                                         : "kept in this session only; transcribing…";
+    bar.hidden = false;
+    const key = "speech:" + answer.source;
+    while (true) {
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      const response = await fetch(root.dataset.statusUrl, { credentials: "same-origin" });
+      if (!response.ok) continue;
+      const status = (await response.json()).inputs[key];
+      if (!status) continue;
+      bar.value = status.progress;
+      if (status.state === "failed") {
+        message.textContent = "The transcription failed: " + status.text;
+        record.disabled = false;
+        return;
+      }
+      if (status.state === "done") {
+        window.location.href = root.dataset.reviewUrl.replace("SOURCE_ID", answer.source.split("/")[1]);
+        return;
+      }
+      message.textContent = status.state + ": " + status.text;
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  initInputs();
+  initEvidence();
+  initReviewActions();
+  initTranscript();
+  initImageBoxes();
+  initDictation();
+});

@@ -1,0 +1,71 @@
+"""What the pages need from the app and the session: installed pipelines, job store, preview
+runs, evidence cache, and what the granted scopes let this user do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from plugin.app import settings_of
+from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
+from smart_launch.session import SmartSession
+
+from .evidence import TtlCache
+from .runs import SessionRuns
+
+# What an analysis writes: results, reports, documents and the Provenance of each write.
+WRITE_TYPES = ("Observation", "DiagnosticReport", "DocumentReference", "Provenance")
+PIPELINES = "chartlight.pipelines"
+RUNS = "chartlight.smart.runs"
+EVIDENCE_CACHE = "chartlight.smart.evidence"
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """What the app offers this session, from the granted scopes and the user's identity."""
+
+    write: bool  # analysis results are written back (else shown only)
+    sign: bool  # results can be approved / edited / rejected
+    why_not_write: str
+    why_not_sign: str
+
+    @classmethod
+    def of(cls, session: SmartSession) -> Abilities:
+        missing = [t for t in WRITE_TYPES if not session.can_write(t)]
+        write = not missing
+        why_not_write = "" if write else (
+            "Your EHR granted this app no permission to write " + ", ".join(missing)
+            + ": results are shown here and not written to the record.")
+        if not write:
+            return cls(False, False, why_not_write, why_not_write)
+        if not session.user:
+            return cls(True, False, "", "Your EHR did not say who you are (no fhirUser was granted),"
+                                        " so results cannot be signed in your name.")
+        return cls(True, True, "", "")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"write": self.write, "sign": self.sign}
+
+
+def pipelines_of(app: Flask) -> dict[str, InstalledPipeline]:
+    """The service's pipelines (the ones its job runner runs), built once if nobody did."""
+    if PIPELINES not in app.extensions:
+        app.extensions[PIPELINES] = installed_pipelines(settings_of(app))
+    pipelines: dict[str, InstalledPipeline] = app.extensions[PIPELINES]
+    return pipelines
+
+
+def runs_of(app: Flask) -> SessionRuns:
+    if RUNS not in app.extensions:
+        app.extensions[RUNS] = SessionRuns(workers=settings_of(app).job_workers)
+    runs: SessionRuns = app.extensions[RUNS]
+    return runs
+
+
+def evidence_cache_of(app: Flask) -> TtlCache:
+    if EVIDENCE_CACHE not in app.extensions:
+        app.extensions[EVIDENCE_CACHE] = TtlCache()
+    cache: TtlCache = app.extensions[EVIDENCE_CACHE]
+    return cache

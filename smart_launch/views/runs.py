@@ -1,0 +1,160 @@
+"""Analyses started from the app, run on a worker thread with the user's own FHIR client (the
+launch's access token and granted scopes, never the service's credentials).
+
+With write scopes the result is written back (plugin.writeback: one idempotent transaction, with
+the user as `onBehalfOf` in the Provenance). Without them nothing is written — not even tried: the
+result is mapped to the same FHIR resources a write would create (fhir_mappers, pure) and kept in
+memory for that session only, to be shown. Runs expire; a run's status lives in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir_mappers import to_device
+from plugin.errors import ChartlightError
+from plugin.fhir import FhirClient
+from plugin.jobs import Job, JobContext, JobState
+from plugin.pipelines.registry import InstalledPipeline
+from plugin.writeback import plan_resources, write_result
+
+from .inputs import Status
+
+log = logging.getLogger(__name__)
+Resource = dict[str, Any]
+
+
+@dataclass
+class SessionRun:
+    status: Status
+    resources: list[Resource] = field(default_factory=list)
+    devices: list[Resource] = field(default_factory=list)
+    source: Resource | None = None  # an input that exists only here (an unstored dictation)
+    started: float = field(default_factory=time.monotonic)
+
+
+class SessionRuns:
+    """Runs by (session id, input row key)."""
+
+    def __init__(self, *, ttl_s: float = 3600.0, workers: int = 1) -> None:
+        self.ttl_s = ttl_s
+        self._runs: dict[tuple[str, str], SessionRun] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="chartlight-app-run")
+
+    def start(self, session_id: str, key: str, pipeline: InstalledPipeline, client: FhirClient,
+              source: Resource, subject: str, *, write_as: str | None, keep_source: bool = False) -> None:
+        """Queue the run unless one for this input is already queued or running. `write_as`
+        is the user the results are written for ("Practitioner/7", or "" when unknown); None
+        means not written at all. With `keep_source` the input itself is kept too (it is not on
+        the EHR)."""
+        with self._lock:
+            self._expire()
+            current = self._runs.get((session_id, key))
+            if current is not None and current.status.state in ("queued", "running"):
+                return
+            self._runs[(session_id, key)] = SessionRun(Status("queued", 0.0, "waiting for a worker"),
+                                                       source=source if keep_source else None)
+        self._pool.submit(self._run, session_id, key, pipeline, client, source, subject, write_as)
+
+    def statuses(self, session_id: str) -> dict[str, Status]:
+        with self._lock:
+            return {key: run.status for (sid, key), run in self._runs.items() if sid == session_id}
+
+    def sources(self, session_id: str) -> list[Resource]:
+        """The inputs kept for this session (unstored dictations), oldest first."""
+        with self._lock:
+            runs = [run for (sid, _), run in self._runs.items() if sid == session_id and run.source]
+        return [run.source for run in sorted(runs, key=lambda r: r.started) if run.source]
+
+    def results(self, session_id: str) -> tuple[list[Resource], list[Resource]]:
+        """Every result resource and model Device of the session's finished runs."""
+        with self._lock:
+            runs = [run for (sid, _), run in self._runs.items() if sid == session_id]
+        return ([r for run in runs for r in run.resources], [d for run in runs for d in run.devices])
+
+    def _set(self, session_id: str, key: str, **changes: Any) -> None:
+        with self._lock:
+            run = self._runs.get((session_id, key))
+            if run is not None:
+                for name, value in changes.items():
+                    setattr(run, name, value)
+
+    def _run(self, session_id: str, key: str, pipeline: InstalledPipeline, client: FhirClient,
+             source: Resource, subject: str, write_as: str | None) -> None:
+        progress: Callable[[float, str], None] = lambda fraction, text: self._set(  # noqa: E731
+            session_id, key, status=Status("running", max(0.0, min(1.0, fraction)), text))
+        progress(0.0, "starting")
+        try:
+            result = pipeline.run(JobContext(job=_job_for(pipeline.name, source, subject, client),
+                                             client=client, source=source, report_progress=progress))
+        except ChartlightError as exc:
+            self._set(session_id, key, status=Status("failed", 0.0, str(exc)))
+            return
+        except Exception as exc:  # a bug: the page says so, the worker survives
+            log.exception("an analysis run crashed")
+            self._set(session_id, key, status=Status("failed", 0.0,
+                                                     f"internal error: {type(exc).__name__}"))
+            return
+        test = " — random test weights, not clinical" if result.model.test_weights else ""
+        if write_as is not None:
+            progress(0.95, "writing results")
+            try:
+                outcome = write_result(client, result, subject=subject, now=datetime.now(UTC),
+                                       on_behalf_of=write_as or None)
+            except ChartlightError as exc:
+                self._set(session_id, key, status=Status("failed", 0.95, f"writing failed: {exc}"))
+                return
+            text = (f"{len(outcome.written)} result(s) written, {len(outcome.unchanged)} unchanged, "
+                    f"{len(outcome.kept_signed)} kept as signed")
+            if outcome.reason:
+                text += f" ({outcome.reason})"
+            self._set(session_id, key, status=Status("done", 1.0, text + test))
+            return
+        device = {**to_device(result.model), "id": f"preview-{key_id(key)}-device"}
+        resources = []
+        for n, planned in enumerate(plan_resources(result, subject=subject)):
+            resources.append({**_resolve_device(planned.resource, device["id"]),
+                              "id": f"preview-{key_id(key)}-{n}"})
+        note = f"{len(resources)} result(s) shown, not written{test}"
+        self._set(session_id, key, status=Status("done", 1.0, note), resources=resources,
+                  devices=[device])
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for stale in [k for k, run in self._runs.items() if now - run.started > self.ttl_s]:
+            del self._runs[stale]
+
+
+def key_id(key: str) -> str:
+    """A short FHIR-id-safe token for an input row key ("documents:DocumentReference/5")."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _resolve_device(value: Any, device_id: str) -> Any:
+    """The mappers name the model's Device "@device" (resolved by the write); here it becomes
+    the preview Device's id."""
+    if isinstance(value, dict):
+        if value.get("reference") == "@device":
+            return {**value, "reference": f"Device/{device_id}"}
+        return {k: _resolve_device(v, device_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_device(v, device_id) for v in value]
+    return value
+
+
+def _job_for(pipeline: str, source: Resource, subject: str, client: FhirClient) -> Job:
+    """A job record for the pipeline's context; a preview is never stored as a job."""
+    now = datetime.now(UTC)
+    return Job(id=0, pipeline=pipeline, source_type=source["resourceType"], source_id=source["id"],
+               source_version=str(source.get("meta", {}).get("versionId", "")), subject=subject,
+               fhir_base_url=client.base_url, state=JobState.RUNNING, progress=0.0,
+               progress_text="", attempts=1, next_attempt_at=now, error="", summary={},
+               created_at=now, updated_at=now)

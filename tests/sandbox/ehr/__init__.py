@@ -1,0 +1,15 @@
+"""A sandbox EHR for tests and the demo: a strict SMART on FHIR authorization server (Authlib) with a
+FHIR proxy in front of the HAPI sandbox, and an EHR page that launches apps in an iframe."""
+
+from tests.sandbox.ehr.oauth import Client, LaunchContext
+from tests.sandbox.ehr.server import (
+    EhrConfig,
+    SandboxEhr,
+    confidential_client,
+    create_ehr_app,
+    ehr_of,
+    public_client,
+)
+
+__all__ = ["Client", "EhrConfig", "LaunchContext", "SandboxEhr", "confidential_client", "create_ehr_app",
+           "ehr_of", "public_client"]

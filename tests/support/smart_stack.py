@@ -1,0 +1,192 @@
+"""The SMART app's whole stack on loopback for browser and protocol tests: the sandbox EHR
+(authorization server + FHIR proxy in front of the HAPI sandbox) and the chartlight service (the
+Flask app with the smart blueprint, and a job runner with the installed pipelines), each a real
+HTTP server on 127.0.0.1 in this process.
+
+API:
+
+    with smart_stack(sandbox_url, tmp_path) as stack:      # sandbox_url: the conftest fixture
+        stack.ehr_page_url(patient_id)     # the EHR page: the app launched in an <iframe> (browser tests)
+        stack.launch_url(patient_id)       # what that iframe opens: {app}/smart/launch?iss=..&launch=..
+        stack.standalone_url()             # {app}/smart/start (standalone launch, EHR picks patient)
+        browser = stack.browser()          # requests.Session that keeps the Secure cookie on http loopback
+        browser = stack.launched(patient_id)   # EHR launch done: the session cookie is set
+        stack.session_of(browser)          # the SmartSession behind that cookie (csrf_token, scopes, ...)
+        stack.ehr                          # tests.sandbox.ehr.SandboxEhr: set_policy, expire_access_tokens
+        stack.app, stack.settings          # the chartlight Flask app and its Settings
+        stack.app_base, stack.ehr_base, stack.fhir_base (the proxy: iss/aud), stack.fhir_upstream (HAPI)
+        stack.client_id, stack.user        # the registered client, the EHR user ("Practitioner/...")
+
+`smart_stack(...)` options: client_auth "public" | "private_key_jwt", alg "RS384" | "ES384", scopes
+(the app's requested scopes; default the product default), refused_scopes and token_lifetime_s (the
+EHR's policy for this client), standalone_patient (patient a standalone launch gets), run_jobs (start
+the job runner; default True). Background jobs use the service's own client (settings.fhir_base_url
+is the HAPI sandbox itself, without a token). The EHR user Practitioner is created on the sandbox.
+
+Browsers treat http://127.0.0.1 as a secure context, so the app's Secure cookies work there;
+requests does not, hence `browser()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import requests
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from plugin.analysis import service_client_for
+from plugin.app import create_app, job_store_of
+from plugin.config import SMART_DEFAULT_SCOPES, Settings, SmartEhr
+from plugin.fhir import FhirClient
+from plugin.jobs import JobRunner
+from plugin.pipelines.registry import installed_pipelines
+from plugin.sandbox.ehr import USER_ID, ensure_user
+from smart_launch.runtime import runtime_of
+from smart_launch.session import COOKIE, SmartSession, from_record
+from smart_launch.store import secret_hash
+from tests.sandbox.ehr import (
+    EhrConfig,
+    SandboxEhr,
+    confidential_client,
+    create_ehr_app,
+    ehr_of,
+    public_client,
+)
+
+EHR_NAME = "sandbox"
+
+
+@dataclass
+class SmartStack:
+    ehr: SandboxEhr
+    app: Flask
+    settings: Settings
+    ehr_base: str
+    fhir_base: str
+    fhir_upstream: str
+    app_base: str
+    client_id: str
+    user: str
+
+    def launch_url(self, patient_id: str, encounter_id: str | None = None) -> str:
+        return self.ehr.launch(self.client_id, patient_id, encounter_id)
+
+    def ehr_page_url(self, patient_id: str, encounter_id: str | None = None) -> str:
+        query = {"patient": patient_id, "app": self.client_id}
+        if encounter_id:
+            query["encounter"] = encounter_id
+        return f"{self.ehr_base}/ehr?{urlencode(query)}"
+
+    def standalone_url(self) -> str:
+        return f"{self.app_base}/smart/start"
+
+    def browser(self) -> requests.Session:
+        return LoopbackBrowser()
+
+    def launched(self, patient_id: str, encounter_id: str | None = None) -> requests.Session:
+        """A browser that went through the EHR launch (launch → authorize → callback); the app's
+        home page (where the callback redirects) is not fetched."""
+        browser = self.browser()
+        answer = browser.get(self.launch_url(patient_id, encounter_id), timeout=60, allow_redirects=False)
+        # launch -> EHR authorize -> app callback, which redirects to the app's home (not fetched)
+        callback = f"{self.app_base}/smart/callback"
+        while answer.status_code in (302, 303) and not answer.url.startswith(callback):
+            answer = browser.get(urljoin(answer.url, answer.headers["Location"]), timeout=60,
+                                 allow_redirects=False)
+        if browser.cookies.get(COOKIE) is None:
+            raise AssertionError(f"the EHR launch did not end in a session (HTTP {answer.status_code}): "
+                                 f"{answer.text[:500]}")
+        return browser
+
+    def session_of(self, browser: requests.Session) -> SmartSession | None:
+        cookie = browser.cookies.get(COOKIE)
+        if cookie is None:
+            return None
+        record = runtime_of(self.app).store.get_session(secret_hash(cookie))
+        return from_record(record) if record else None
+
+
+class LoopbackBrowser(requests.Session):
+    """Sends Secure cookies to http://127.0.0.1 as browsers do (a loopback origin is a secure
+    context); requests would otherwise keep them for https only."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        response = super().send(request, **kwargs)
+        for cookie in self.cookies:
+            if cookie.domain in {"127.0.0.1", "localhost"}:
+                cookie.secure = False
+        return response
+
+
+@contextmanager
+def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public", alg: str = "RS384",
+                scopes: str = SMART_DEFAULT_SCOPES, refused_scopes: frozenset[str] = frozenset(),
+                token_lifetime_s: int = 3600, standalone_patient: str | None = None,
+                run_jobs: bool = True) -> Iterator[SmartStack]:
+    with _server() as ehr_server, _server() as app_server:
+        ehr_base = f"http://127.0.0.1:{ehr_server.server_port}"
+        app_base = f"http://127.0.0.1:{app_server.server_port}"
+        user = f"Practitioner/{USER_ID}"
+        ehr_app = create_ehr_app(EhrConfig(base_url=ehr_base, fhir_upstream=sandbox_url, user=user,
+                                           standalone_patient=standalone_patient))
+        ehr = ehr_of(ehr_app)
+        client_id = f"chartlight-{client_auth}-{alg.lower()}"
+        make_client = confidential_client if client_auth == "private_key_jwt" else public_client
+        ehr.register_client(make_client(client_id, app_base, token_lifetime_s=token_lifetime_s,
+                                        refused_scopes=frozenset(refused_scopes)))
+        settings = Settings(
+            fhir_base_url=sandbox_url, database_url=f"sqlite:///{tmp_path}/chartlight-smart.db",
+            secret_key="smart-stack-test-secret", job_workers=1,
+            smart_ehrs=(SmartEhr(name=EHR_NAME, iss=ehr.config.fhir_base, client_id=client_id,
+                                 client_auth=client_auth, alg=alg, scopes=scopes),),
+            smart_signing_key_path=str(tmp_path / "smart-signing-keys.pem"),
+            smart_public_base_url=app_base)
+        app = create_app(settings)
+        ehr_server.app = ehr_app
+        app_server.app = app
+        ensure_user(FhirClient(sandbox_url, timeout_s=120))
+        runner = _runner(app, settings) if run_jobs else None
+        try:
+            yield SmartStack(ehr=ehr, app=app, settings=settings, ehr_base=ehr_base,
+                             fhir_base=ehr.config.fhir_base, fhir_upstream=sandbox_url, app_base=app_base,
+                             client_id=client_id, user=user)
+        finally:
+            if runner is not None:
+                runner.stop()
+
+
+def _runner(app: Flask, settings: Settings) -> JobRunner:
+    pipelines = installed_pipelines(settings)
+    app.extensions["chartlight.pipelines"] = pipelines
+    runnable = {name: p.run for name, p in pipelines.items() if not p.unavailable_reason}
+    runner = JobRunner(job_store_of(app), runnable, service_client_for(settings),
+                       workers=settings.job_workers, lease_s=settings.job_lease_s)
+    runner.start()
+    app.extensions["chartlight.runner"] = runner
+    return runner
+
+
+def _not_ready(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+
+
+@contextmanager
+def _server() -> Iterator[BaseWSGIServer]:
+    """A threaded WSGI server on a free loopback port; its app is set once the port is known."""
+    server = make_server("127.0.0.1", 0, _not_ready, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -1,0 +1,219 @@
+"""The SMART pages through Flask's test client with a real session (A's store and cookie) and an
+in-memory FHIR server: what a session without write scopes sees and can do, CSRF on every POST,
+no patient data in any URL the pages emit."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from plugin.app import create_app
+from plugin.config import Settings, SmartEhr
+from plugin.fhir import FhirClient
+from plugin.pipelines.registry import InstalledPipeline
+from plugin.sandbox import synthetic
+from smart_launch import pages
+from smart_launch.runtime import runtime_of
+from smart_launch.store import SessionRecord, secret_hash
+from tests.support.fake_transport import Reply, ScriptedAdapter, session_with
+from tests.support.pipelines import fixed_pipeline
+
+BASE = "https://ehr.example/fhir"
+COOKIE_VALUE = "cookie-value-for-the-test-session"
+KEY = "documents:DocumentReference/doc1"  # the input's row on the page
+READ_ONLY = ("patient/Patient.r patient/DocumentReference.rs patient/Observation.rs "
+             "patient/DiagnosticReport.rs patient/Provenance.rs")
+PATIENT = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Lindqvist", "given": ["Maren"]}],
+           "birthDate": "1962-06-18", "gender": "female",
+           "identifier": [{"system": "https://hospital.example/mrn", "value": "CL-004417"}]}
+SOURCE = {"resourceType": "DocumentReference", "id": "doc1", "meta": {"versionId": "3"}, "status": "current",
+          "subject": {"reference": "Patient/p1"}, "description": "Outside laboratory report",
+          "content": [{"attachment": {"contentType": "application/pdf", "data": base64.b64encode(
+              synthetic.text_pdf(synthetic.DEMO_LAB_REPORT)).decode()}}]}
+
+
+class FakeEhr:
+    """Answers reads, vreads and searches from a few resources; records every other request."""
+
+    def __init__(self) -> None:
+        self.resources = {"Patient/p1": PATIENT, "DocumentReference/doc1": SOURCE}
+        self.writes: list[str] = []
+        self.down = False
+
+    def __call__(self, request: requests.PreparedRequest) -> Reply:
+        url = urlsplit(request.url or "")
+        if self.down:
+            return Reply(503, _json({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "transient", "diagnostics": "maintenance window"}]}))
+        path = url.path.removeprefix("/fhir/").split("/")
+        if request.method != "GET":
+            self.writes.append(f"{request.method} {url.path}")
+            return Reply(403, b'{"resourceType": "OperationOutcome", "issue": []}')
+        if len(path) >= 2:
+            found = self.resources.get(f"{path[0]}/{path[1]}")
+            return Reply(200, _json(found)) if found else Reply(404, b'{"resourceType": "OperationOutcome"}')
+        subject = parse_qs(url.query).get("subject", [""])[0]
+        matches = [r for key, r in self.resources.items() if key.startswith(path[0] + "/")
+                   and r.get("subject", {}).get("reference") == subject]
+        return Reply(200, _json({"resourceType": "Bundle", "type": "searchset",
+                                 "entry": [{"resource": r} for r in matches]}))
+
+
+def _json(value: Any) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+@pytest.fixture
+def ehr() -> FakeEhr:
+    return FakeEhr()
+
+
+@pytest.fixture
+def app(tmp_path: Path, ehr: FakeEhr, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/jobs.db",
+                              smart_signing_key_path=str(tmp_path / "k.pem"),
+                              smart_ehrs=(SmartEhr(name="e", iss=BASE, client_id="c"),)))
+    app.extensions["chartlight.pipelines"] = {"documents": InstalledPipeline(
+        "documents", "fixed test results", lambda client, patient: [SOURCE], fixed_pipeline())}
+    runtime_of(app).store.create_session(SessionRecord(
+        id=secret_hash(COOKIE_VALUE), ehr="e", fhir_base=BASE, token_endpoint=f"{BASE}/token",
+        patient_id="p1", encounter_id=None, user="Practitioner/7", scopes=READ_ONLY,
+        need_patient_banner=True, smart_style_url=None, csrf_token="csrf-1", access_token="A",
+        refresh_token=None, access_expires_at=9e9, expires_at=9e9, version=1))
+    monkeypatch.setattr(pages, "fhir_client_for", lambda session: FhirClient(
+        session.fhir_base, session=session_with(ScriptedAdapter(ehr)), max_retries=0))
+    yield app
+
+
+@pytest.fixture
+def browser(app: Flask) -> FlaskClient:
+    client = app.test_client()
+    client.set_cookie("chartlight_smart", COOKIE_VALUE, domain="localhost", path="/smart")
+    return client
+
+
+def test_without_a_session_the_pages_say_to_launch_from_the_ehr(app: Flask) -> None:
+    answer = app.test_client().get("/smart/app")
+    assert answer.status_code == 401 and b"launch the app from your EHR" in answer.data
+
+
+def test_home_shows_banner_inputs_and_the_no_write_notice(browser: FlaskClient) -> None:
+    page = browser.get("/smart/app")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'name="csrf-token" content="csrf-1"' in html
+    assert "Maren Lindqvist" in html and "1962-06-18" in html  # need_patient_banner
+    assert "results are shown here and not written to the record" in html
+    assert "Outside laboratory report" in html and 'data-input="documents:DocumentReference/doc1"' in html
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_no_patient_data_in_any_url_the_pages_emit(browser: FlaskClient) -> None:
+    html = browser.get("/smart/app").get_data(as_text=True)
+    urls = re.findall(r'(?:href|src|data-[a-z-]*url)="([^"]*)"', html)
+    assert urls
+    for url in urls:
+        for phi in ("Lindqvist", "Maren", "1962", "CL-004417"):
+            assert phi not in url
+
+
+def test_every_post_needs_the_csrf_token(browser: FlaskClient, ehr: FakeEhr) -> None:
+    for url in ("/smart/app/analyze", "/smart/app/review/Observation/1/approve",
+                "/smart/app/dictation/upload"):
+        assert browser.post(url, json={"source": "all"}).status_code == 403
+        assert browser.post(url, json={}, headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    assert ehr.writes == []
+
+
+def test_without_write_scope_results_are_shown_and_nothing_is_written(browser: FlaskClient,
+                                                                      ehr: FakeEhr) -> None:
+    csrf = {"X-CSRF-Token": "csrf-1"}
+    started = browser.post("/smart/app/analyze", json={"source": "DocumentReference/doc1"}, headers=csrf)
+    assert started.get_json() == {"ok": True, "started": [KEY], "written": False}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = browser.get("/smart/app/status.json").get_json()["inputs"][KEY]
+        if status["state"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert status["state"] == "done" and "shown, not written" in status["text"]
+    assert "not clinical" in status["text"]
+
+    review = browser.get("/smart/app/source/DocumentReference/doc1").get_data(as_text=True)
+    assert review.count('data-testid="value-row"') == 3
+    assert 'data-testid="approve"' not in review and "Random-weight test model" in review
+    first_id = re.search(r'data-ref="Observation/(preview-[^"]+)"', review).group(1)  # type: ignore[union-attr]
+    image = browser.get(f"/smart/app/evidence/Observation/{first_id}/page.png?view=crop")
+    assert image.status_code == 200 and image.data.startswith(b"\x89PNG")
+    refused = browser.post(f"/smart/app/review/Observation/{first_id}/approve", json={}, headers=csrf)
+    assert refused.status_code == 403 and "not written" in refused.get_json()["error"]
+    # "Analyse everything not analysed yet" leaves the analysed input alone.
+    again = browser.post("/smart/app/analyze", json={"source": "all"}, headers=csrf).get_json()
+    assert again == {"ok": True, "started": [], "written": False}
+    assert ehr.writes == []
+
+
+def test_bad_requests_name_what_is_wrong(browser: FlaskClient, ehr: FakeEhr) -> None:
+    csrf = {"X-CSRF-Token": "csrf-1"}
+    answer = browser.post("/smart/app/analyze", json={"source": "DocumentReference/other"}, headers=csrf)
+    assert answer.status_code == 400 and "DocumentReference/other" in answer.get_json()["error"]
+    assert browser.get("/smart/app/source/Patient/p1").status_code == 404
+    assert browser.get("/smart/app/evidence/Observation/nope/page.png").status_code == 404
+    assert browser.get("/smart/app/audio/Media/nope").status_code == 404
+    assert ehr.writes == []
+
+
+def test_dictation_without_write_scope_is_transcribed_and_kept_in_the_session(
+        app: Flask, browser: FlaskClient, ehr: FakeEhr) -> None:
+    from plugin.pipelines import speech
+    from plugin.sandbox.synthetic import espeak_wav
+    from tests.support.tiny_medasr import tiny_engine
+
+    app.extensions["chartlight.pipelines"]["speech"] = InstalledPipeline(
+        speech.PIPELINE, "tiny test MedASR", speech.find_sources,
+        speech.SpeechPipeline(speech.SpeechOptions(), engine=tiny_engine()))
+    wav = espeak_wav("no pleural effusion period")
+    csrf = {"X-CSRF-Token": "csrf-1"}
+    refused = browser.post("/smart/app/dictation/upload", data=b"<html></html>", headers=csrf,
+                           content_type="text/html")
+    assert refused.status_code == 400 and "not audio" in refused.get_json()["error"]
+    answer = browser.post("/smart/app/dictation/upload", data=wav, headers=csrf, content_type="audio/wav")
+    body = answer.get_json()
+    assert body["ok"] and not body["written"] and body["source"].startswith("DocumentReference/preview-")
+    key = f"speech:{body['source']}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = browser.get("/smart/app/status.json").get_json()["inputs"][key]
+        if status["state"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    assert status["state"] == "done", status
+    resource_id = body["source"].split("/")[1]
+    review = browser.get(f"/smart/app/source/DocumentReference/{resource_id}").get_data(as_text=True)
+    assert 'data-testid="transcript-words"' in review and "Random-weight test model" in review
+    assert 'data-testid="approve"' not in review
+    audio = browser.get(f"/smart/app/audio/DocumentReference/{resource_id}")
+    assert audio.status_code == 200 and audio.data == wav and audio.mimetype == "audio/wav"
+    assert ehr.writes == []
+
+
+def test_an_ehr_that_does_not_answer_gets_a_page_that_says_so(browser: FlaskClient, ehr: FakeEhr) -> None:
+    ehr.down = True
+    page = browser.get("/smart/app")
+    assert page.status_code == 502
+    assert "the EHR answered HTTP 503: [error] maintenance window" in page.get_data(as_text=True)
+    answer = browser.post("/smart/app/analyze", json={"source": "all"}, headers={"X-CSRF-Token": "csrf-1"})
+    assert answer.status_code == 502 and "maintenance window" in answer.get_json()["error"]
+    assert browser.get("/smart/app/status.json").status_code == 200  # live updates ask the EHR nothing
