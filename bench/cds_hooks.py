@@ -1,6 +1,7 @@
 """CDS Hooks `patient-view` latency under concurrent EHR clients, against the service as
-deployed: gunicorn (2 worker processes, 4 threads each) running `plugin.app:create_app()` with
-its settings in the environment, the HAPI FHIR sandbox behind it holding AI results.
+deployed: the command `chartlight serve` runs (gunicorn, 2 worker processes x 4 threads,
+`plugin.wsgi:create_service()` with its job runners and access log) with its settings in the
+environment, the HAPI FHIR sandbox behind it holding AI results.
 
 Every request carries a real RS384-signed JWT (a fresh jti each; the replay cache is the
 default shared database table) and, in the measured variant, the prefetch an EHR sends. The
@@ -40,6 +41,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from cds_hooks.prefetch import render  # noqa: E402
 from cds_hooks.services import SERVICES_BY_ID  # noqa: E402
+from plugin.cli import gunicorn_command  # noqa: E402
+from plugin.config import load_settings  # noqa: E402
 from plugin.fhir import FhirClient  # noqa: E402
 from plugin.results import SourceRef  # noqa: E402
 from plugin.sandbox.hapi import default_sandbox  # noqa: E402
@@ -99,28 +102,10 @@ def start_service(port: int, ehr: Ehr, sandbox_url: str, db: Path, replay: str) 
         ),
     }
     env.pop("CHARTLIGHT_SANDBOX_PORT", None)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "--log-level",
-            "warning",
-            "plugin.app:create_app()",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    env.update({"CHARTLIGHT_HOST": "127.0.0.1", "CHARTLIGHT_PORT": str(port)})
+    # Exactly what `chartlight serve` runs (settings' workers and threads: 2 x 4 by default).
+    server = subprocess.Popen(gunicorn_command(load_settings(environ=env)), cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

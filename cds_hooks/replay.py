@@ -20,6 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from cds_hooks.storage import writer_turn
+
 PRUNE_EVERY_S = 60.0
 
 
@@ -64,20 +66,24 @@ class _UsedJwt(_Base):
     expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
+_INSERT_USED = insert(_UsedJwt)  # built once: the statement compiles once, values bind per call
+
+
 class SqlReplayCache:
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self._clock = clock
         self._pruned_at = 0.0
         self._lock = threading.Lock()
+        self._writer = writer_turn(engine)
         _Base.metadata.create_all(engine)
 
     def first_use(self, key: str, expires_at: float) -> bool:
         now = self._clock()
         self._prune(now)
         try:
-            with self.engine.begin() as connection:
-                connection.execute(insert(_UsedJwt).values(key=key, expires_at=expires_at))
+            with self._writer, self.engine.begin() as connection:
+                connection.execute(_INSERT_USED, {"key": key, "expires_at": expires_at})
         except IntegrityError:
             # Seen before: a replay, unless that use has expired (then the row is stale).
             with self.engine.begin() as connection:

@@ -19,7 +19,7 @@ from rich.table import Table
 from cds_hooks.cli import feedback
 from plugin import __version__
 from plugin.app import create_app, job_store_of, service_fhir_client, settings_of
-from plugin.config import CONFIG_FILE_ENV, load_settings
+from plugin.config import CONFIG_FILE_ENV, Settings, load_settings
 from plugin.errors import ChartlightError
 from plugin.jobs import Job, JobState
 from plugin.review import approve, reject
@@ -58,11 +58,18 @@ def serve(dev: bool) -> None:
         app: Flask = click.get_current_context().obj
         app.run(host=settings.host, port=settings.port)
         return
-    args = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
+    args = gunicorn_command(settings)
+    os.execv(args[0], args)  # noqa: S606 -- replaces this process; settings reach workers via env/file
+
+
+def gunicorn_command(settings: Settings) -> list[str]:
+    """The service as deployed: gunicorn's threaded workers running plugin.wsgi:create_service()
+    (bench/cds_hooks.py measures exactly this)."""
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
             "--workers", str(settings.workers), "--threads", str(settings.threads),
+            "--worker-class", "gthread",
             "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
             "plugin.wsgi:create_service()"]
-    os.execv(sys.executable, args)  # noqa: S606 -- replaces this process; settings reach workers via env/file
 
 
 @cli.group()

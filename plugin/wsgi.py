@@ -3,6 +3,8 @@ process (claims are atomic and leased, so workers never run the same job twice a
 
 from __future__ import annotations
 
+import gc
+
 from flask import Flask
 
 from plugin.analysis import service_client_for
@@ -21,4 +23,15 @@ def create_service() -> Flask:
                        workers=settings.job_workers, lease_s=settings.job_lease_s)
     runner.start()
     app.extensions["chartlight.runner"] = runner
+    tune_garbage_collection()
     return app
+
+
+def tune_garbage_collection() -> None:
+    """Fewer, cheaper collections for a request-serving process. Everything built at start-up
+    (modules, settings, pipelines) lives as long as the process: frozen, the collector no longer
+    walks it on every full collection. A hook call allocates thousands of short-lived objects:
+    a larger first-generation threshold collects them in fewer pauses (bench/cds_hooks.py: p99
+    of patient-view under load)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     select,
     update,
@@ -115,6 +116,13 @@ def _job(row: _JobRow) -> Job:
         summary=json.loads(row.summary_json) if row.summary_json else {},
         created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
     )
+
+
+# The status query of every hook call, built once so that only its values bind per call.
+_BRIEFS = (select(_JobRow.pipeline, _JobRow.source_type, _JobRow.source_id, _JobRow.source_version,
+                  _JobRow.fhir_base_url, _JobRow.state, _JobRow.error)
+           .where(_JobRow.subject == bindparam("subject")).order_by(_JobRow.id.desc())
+           .limit(bindparam("limit")))
 
 
 class JobStore:
@@ -213,13 +221,11 @@ class JobStore:
     def briefs(self, *, subject: str, limit: int = 500) -> list[JobBrief]:
         """The newest `limit` jobs of `subject`, briefly (one light query: hooks call this on
         every request)."""
-        query = (select(_JobRow.pipeline, _JobRow.source_type, _JobRow.source_id, _JobRow.source_version,
-                        _JobRow.fhir_base_url, _JobRow.state, _JobRow.error)
-                 .where(_JobRow.subject == subject).order_by(_JobRow.id.desc()).limit(limit))
         with self.engine.connect() as connection:
+            rows = connection.execute(_BRIEFS, {"subject": subject, "limit": limit})
             return [JobBrief(row.pipeline, f"{row.source_type}/{row.source_id}/_history/{row.source_version}",
                              row.fhir_base_url, JobState(row.state), row.error or "")
-                    for row in connection.execute(query)]
+                    for row in rows]
 
     def list(self, *, state: JobState | None = None, subject: str | None = None,
              limit: int = 100) -> list[Job]:
