@@ -78,6 +78,8 @@ def test_ehr_launch_in_iframe_analyse_review_and_approve(
     # The patient's inputs of every kind are listed, each with its analysis status.
     for title in ("Documents", "Imaging studies", "Recordings"):
         assert app.locator("section.group h2", has_text=title).count() == 1
+    # Inside the EHR's chart the EHR shows the patient: the token did not ask for a banner.
+    assert app.locator('[data-testid="patient-banner"]').count() == 0
     assert app.locator('tr[data-testid="input-row"]').count() >= 5
     screenshot(page, "ehr-launch-inputs")
 
@@ -152,6 +154,8 @@ def test_standalone_launch_lists_the_patients_inputs(
         _lab_row(page).wait_for()
         assert page.locator('tr[data-testid="input-row"]').count() >= 5
         assert page.locator('[data-testid="no-write-notice"]').count() == 0
+        # No EHR chart around a standalone app: the token asked for the patient banner.
+        assert "Lindqvist" in page.locator('[data-testid="patient-banner"]').inner_text()
         screenshot(page, "standalone-launch")
 
 

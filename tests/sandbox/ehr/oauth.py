@@ -46,6 +46,9 @@ class LaunchContext:
     patient: str | None
     encounter: str | None
     user: str  # fhirUser, e.g. "Practitioner/123"
+    # An app launched from the chart sits beside the EHR's own patient header; a standalone app
+    # has none, so it is asked to show the patient banner itself.
+    need_patient_banner: bool = False
 
 
 @dataclass
@@ -198,7 +201,7 @@ def _check_smart_request(state: EhrState) -> Any:
         elif data.get("launch"):
             raise InvalidRequestError("a launch parameter needs the 'launch' scope")
         elif "launch/patient" in scopes and state.standalone_patient:
-            context = LaunchContext(state.standalone_patient, None, state.user)
+            context = LaunchContext(state.standalone_patient, None, state.user, need_patient_banner=True)
         else:
             context = LaunchContext(None, None, state.user)
         grant.request.smart_context = context
@@ -353,7 +356,7 @@ class SandboxAuthorizationServer(AuthorizationServer):
             token["patient"] = context.patient
         if context.encounter:
             token["encounter"] = context.encounter
-        token["need_patient_banner"] = False
+        token["need_patient_banner"] = context.need_patient_banner
         if self.ehr.smart_style_url:
             token["smart_style_url"] = self.ehr.smart_style_url
         scopes = set(record.scope.split())
