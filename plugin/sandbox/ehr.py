@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import requests
 
 from plugin.errors import SandboxError
 from plugin.fhir import FhirClient
-from plugin.sandbox.processes import alive, send_signal, wait_gone
+from plugin.sandbox.processes import alive, running_pid, spawn_detached, stop_process
 
 MODULE = "tests.sandbox.ehr"
 DEMO_CLIENT_ID = "chartlight-demo"
@@ -75,10 +74,7 @@ class EhrSandbox:
     def stop(self, timeout_s: float = 10) -> None:
         pid = self._pid()
         if pid is not None:
-            send_signal(pid, signal.SIGTERM)
-            if not wait_gone(pid, timeout_s):
-                send_signal(pid, signal.SIGKILL)
-                wait_gone(pid, 5)
+            stop_process(pid, name="sandbox EHR", timeout_s=timeout_s)
         self.pid_file.unlink(missing_ok=True)
 
     def is_running(self) -> bool:
@@ -98,30 +94,10 @@ class EhrSandbox:
         # `-m tests.sandbox.ehr` is found through the repository on the path, wherever we run from.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(self.repo_root), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        pid = os.posix_spawn(
-            sys.executable, argv, env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(self.log_file), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,  # detached, like the HAPI sandbox
-        )
-        self.pid_file.write_text(f"{pid}\n")
-        return pid
+        return spawn_detached(argv, log_file=self.log_file, pid_file=self.pid_file, env=env)
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if not alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return pid
-        return pid if MODULE.encode() in cmdline else None
+        return running_pid(self.pid_file, MODULE)
 
 
 def default_ehr_sandbox(repo_root: Path, *, fhir_upstream: str, app_base: str,

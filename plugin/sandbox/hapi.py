@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 import requests
 
 from plugin.errors import SandboxError
-from plugin.sandbox.processes import alive, send_signal, wait_gone
+from plugin.sandbox.processes import alive, running_pid, spawn_detached, stop_process
 
 MAIN_CLASS = "org.chartlight.sandbox.SandboxServer"
 JAR_NAME = "chartlight-hapi-sandbox.jar"
@@ -119,11 +118,7 @@ class HapiSandbox:
         """Stop the sandbox this state_dir started: SIGTERM, then SIGKILL after `timeout_s`."""
         pid = self._sandbox_pid()
         if pid is not None:
-            send_signal(pid, signal.SIGTERM)
-            if not wait_gone(pid, timeout_s):
-                send_signal(pid, signal.SIGKILL)
-                if not wait_gone(pid, 10):
-                    raise SandboxError(f"HAPI sandbox (pid {pid}) survived SIGKILL")
+            stop_process(pid, name="HAPI sandbox", timeout_s=timeout_s)
         self.pid_file.unlink(missing_ok=True)
 
     def is_running(self) -> bool:
@@ -188,35 +183,11 @@ class HapiSandbox:
             # Always explicit, so a SANDBOX_H2_FILE in the environment cannot change the mode.
             f"--sandbox.h2-file={self.database_file.resolve() if self.persistent else ''}",
         ]
-        # posix_spawn rather than Popen: the server outlives this call, and a Popen object
-        # dropped while its child runs raises ResourceWarning (an error under our pytest config).
-        pid = os.posix_spawn(
-            java, argv, dict(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(self.log_file),
-                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,  # detached: Ctrl-C in the terminal that started it does not reach it
-        )
-        self.pid_file.write_text(f"{pid}\n")
-        return pid
+        return spawn_detached(argv, log_file=self.log_file, pid_file=self.pid_file)
 
     def _sandbox_pid(self) -> int | None:
         """The pid in the pid file, if that process is alive and is our launcher."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if not alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return pid  # no /proc to check against: trust the pid file
-        # A stale pid file must not make us signal an unrelated process that reused the pid.
-        return pid if MAIN_CLASS.encode() in cmdline else None
+        return running_pid(self.pid_file, MAIN_CLASS)
 
     def _log_tail(self) -> str:
         try:

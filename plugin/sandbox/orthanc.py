@@ -9,8 +9,6 @@ WADO-RS and STOW-RS at `/dicom-web/`. One sandbox per port, like the HAPI sandbo
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import requests
 
 from plugin.errors import SandboxError
-from plugin.sandbox.processes import alive, send_signal, wait_gone
+from plugin.sandbox.processes import alive, running_pid, spawn_detached, stop_process
 
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -112,11 +110,7 @@ class OrthancSandbox:
         """Stop the Orthanc this state_dir started: SIGTERM, then SIGKILL after `timeout_s`."""
         pid = self._orthanc_pid()
         if pid is not None:
-            send_signal(pid, signal.SIGTERM)
-            if not wait_gone(pid, timeout_s):
-                send_signal(pid, signal.SIGKILL)
-                if not wait_gone(pid, 10):
-                    raise SandboxError(f"Orthanc (pid {pid}) survived SIGKILL")
+            stop_process(pid, name="Orthanc", timeout_s=timeout_s)
         self.pid_file.unlink(missing_ok=True)
 
     def is_running(self) -> bool:
@@ -155,33 +149,11 @@ class OrthancSandbox:
         self.home.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps(self.config(), indent=2) + "\n")
         argv = [str(self.binary), str(self.config_file.resolve())]
-        # posix_spawn, as for HAPI: the server outlives this call without a Popen to reap.
-        pid = os.posix_spawn(
-            str(self.binary), argv, dict(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(self.log_file), os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                 0o644),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,
-        )
-        self.pid_file.write_text(f"{pid}\n")
-        return pid
+        return spawn_detached(argv, log_file=self.log_file, pid_file=self.pid_file)
 
     def _orthanc_pid(self) -> int | None:
         """The pid in the pid file, if that process is alive and is Orthanc run with our config."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if not alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return pid
-        return pid if str(self.config_file.resolve()).encode() in cmdline else None
+        return running_pid(self.pid_file, str(self.config_file.resolve()))
 
     def _log_tail(self) -> str:
         try:
