@@ -337,26 +337,34 @@ def _convert(name: str, raw: Any, hint: Any) -> Any:
         raise ConfigError(f"setting {name}: invalid value {raw!r} ({exc})") from None
 
 
-def _trusted_ehrs(name: str, raw: Any) -> tuple[TrustedEhr, ...]:
-    """From a TOML array of tables, or the same as JSON (the environment's form)."""
+def _tables(raw: Any, kind: type, what: str, keys: str) -> list[Any]:
+    """The entries of a TOML array of tables, or of the same as JSON (the environment's form):
+    instances of `kind` as they are, tables checked for keys `kind` does not have."""
     if isinstance(raw, str):
         try:
             raw = json.loads(raw) if raw.strip() else []
         except ValueError as exc:
             raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(raw, list | tuple):
-        raise ValueError("expected a list of tables with iss, jwks_url, jku, fhir_servers, name")
-    ehrs = []
-    known = {f.name for f in dataclasses.fields(TrustedEhr)}
+        raise ValueError(f"expected a list of tables with {keys}")
+    known = {f.name for f in dataclasses.fields(kind)}
+    entries = []
     for entry in raw:
+        if not isinstance(entry, kind | dict):
+            raise ValueError(f"each {what} is a table")
+        unknown = set(entry) - known if isinstance(entry, dict) else set()
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        entries.append(entry)
+    return entries
+
+
+def _trusted_ehrs(name: str, raw: Any) -> tuple[TrustedEhr, ...]:
+    ehrs = []
+    for entry in _tables(raw, TrustedEhr, "trusted EHR", "iss, jwks_url, jku, fhir_servers, name"):
         if isinstance(entry, TrustedEhr):
             ehrs.append(entry)
             continue
-        if not isinstance(entry, dict):
-            raise ValueError("each trusted EHR is a table")
-        unknown = set(entry) - known
-        if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
         if not entry.get("iss") or not entry.get("jwks_url"):
             raise ValueError("each trusted EHR needs iss and jwks_url")
         lists = {key: tuple(str(v).strip() for v in entry.get(key, ()) if str(v).strip())
@@ -367,26 +375,12 @@ def _trusted_ehrs(name: str, raw: Any) -> tuple[TrustedEhr, ...]:
 
 
 def _smart_ehrs(raw: Any) -> tuple[SmartEhr, ...]:
-    """From a TOML array of tables, or the same as JSON (the environment's form). `scopes` may be
-    a string or a list of scopes."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw) if raw.strip() else []
-        except ValueError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(raw, list | tuple):
-        raise ValueError("expected a list of tables with name, iss, client_id, client_auth, alg, scopes")
-    known = {f.name for f in dataclasses.fields(SmartEhr)}
+    """`scopes` may be a string or a list of scopes."""
     ehrs = []
-    for entry in raw:
+    for entry in _tables(raw, SmartEhr, "SMART EHR", "name, iss, client_id, client_auth, alg, scopes"):
         if isinstance(entry, SmartEhr):
             ehrs.append(entry)
             continue
-        if not isinstance(entry, dict):
-            raise ValueError("each SMART EHR is a table")
-        unknown = set(entry) - known
-        if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
         missing = {"name", "iss", "client_id"} - {k for k, v in entry.items() if v}
         if missing:
             raise ValueError(f"each SMART EHR needs {', '.join(sorted(missing))}")
