@@ -29,10 +29,10 @@ TEST_SANDBOX_PORT ?= 8091
 	serve bench clean
 
 help:
-	@echo "make demo          start the sandbox, seed the synthetic patient, run what is built"
-	@echo "make test          lint, type-check and run every test (starts the sandbox itself)"
-	@echo "make sandbox-up    start the HAPI FHIR sandbox (port 8080)"
-	@echo "make sandbox-down  stop it"
+	@echo "make demo          start the sandboxes, seed the synthetic patient, run every pipeline"
+	@echo "make test          lint, type-check and run every test (starts the sandboxes itself)"
+	@echo "make sandbox-up    start HAPI FHIR (8080), Orthanc PACS (8042), the sandbox EHR (9090)"
+	@echo "make sandbox-down  stop them"
 	@echo "make serve         run the web service under gunicorn"
 
 deps: system-deps venv
