@@ -14,6 +14,7 @@ from rich.table import Table
 
 from plugin.app import service_fhir_client
 from plugin.config import Settings
+from plugin.errors import ChartlightError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobRunner, JobState, JobStore
 from plugin.pipelines.registry import InstalledPipeline
@@ -31,8 +32,12 @@ class AnalysisRun:
 
 def service_client_for(settings: Settings) -> Callable[[Job], FhirClient]:
     """Clients for background jobs run with the service's own credentials: the configured token
-    goes only to the configured FHIR server, never to a job's other base URL."""
+    goes only to the configured FHIR server, never to a job's other base URL. Jobs started in the
+    SMART app are refused (smart_launch.jobs gives those the user's client)."""
     def client_for(job: Job) -> FhirClient:
+        if job.session_id:  # never the service's credentials for what a clinician started
+            raise ChartlightError("this analysis runs with the clinician's app session: only the "
+                                  "service (chartlight serve) can run it")
         client = service_fhir_client(settings)
         if client.base_url == job.fhir_base_url.rstrip("/"):
             return client

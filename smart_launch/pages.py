@@ -117,8 +117,8 @@ def _inputs(session: SmartSession, client: FhirClient) -> list[InputRow]:
 
 
 def _jobs(session: SmartSession) -> list[Job]:
-    """The job store's jobs for this patient on this EHR (analyses run by the service: CDS
-    hooks, the CLI)."""
+    """The job store's jobs for this patient on this EHR: analyses started in the app by any
+    user (any session), by CDS hooks or the CLI."""
     return [j for j in job_store_of(current_app).list(subject=f"Patient/{_patient(session)}", limit=500)
             if j.fhir_base_url.rstrip("/") == session.fhir_base.rstrip("/")]
 
@@ -215,19 +215,28 @@ def analyze() -> Any:
 
 
 def _start(session: SmartSession, client: FhirClient, rows: list[InputRow]) -> list[str]:
-    """Run each row's pipeline with the user's client: written back when the scopes allow,
-    else kept for this session only (no write is attempted)."""
+    """Analyse each row with the user's token. When the scopes allow writing, as a job of the
+    service's job store (it survives a restart; the runner writes the results back for the user,
+    plugin.jobs.JobStore.submit says how an existing job is taken over); else as a preview kept
+    for this session only (no write is attempted)."""
     write = Abilities.of(session).write
     pipelines = pipelines_of(current_app)
     subject = f"Patient/{_patient(session)}"
     started = []
     for row in rows:
         resource_type, resource_id = row.reference.split("/", 1)
-        source = client.vread(resource_type, resource_id, row.version)
-        runs_of(current_app).start(session.id, row.key, pipelines[row.pipeline], client, source,
-                                   subject, write_as=(session.user or "") if write else None)
-        log.info("analysis of %s with %s started (%s)", row.reference, row.pipeline,
-                 "written back" if write else "shown only")
+        if write:
+            job = job_store_of(current_app).submit(
+                pipeline=row.pipeline, source_type=resource_type, source_id=resource_id,
+                source_version=row.version, subject=subject, fhir_base_url=session.fhir_base,
+                session_id=session.id, on_behalf_of=session.user or "")
+            log.info("analysis of %s with %s: job %d (%s)", row.reference, row.pipeline, job.id,
+                     job.state.value)
+        else:
+            source = client.vread(resource_type, resource_id, row.version)
+            runs_of(current_app).start(session.id, row.key, pipelines[row.pipeline], client, source,
+                                       subject)
+            log.info("analysis of %s with %s started (shown only)", row.reference, row.pipeline)
         started.append(row.key)
     return started
 
@@ -452,6 +461,5 @@ def dictation_upload() -> Any:
         reference = f"DocumentReference/{PREVIEW_PREFIX}dictation-{datetime.now(UTC):%H%M%S%f}"
         preview_source = {**source, "id": reference.split("/")[1], "meta": {"versionId": "1"}}
         runs_of(current_app).start(session.id, f"speech:{reference}", pipeline, client,
-                                   preview_source, f"Patient/{_patient(session)}", write_as=None,
-                                   keep_source=True)
+                                   preview_source, f"Patient/{_patient(session)}", keep_source=True)
     return jsonify(ok=True, source=reference, written=abilities.write)

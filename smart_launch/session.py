@@ -82,9 +82,14 @@ def login_required(view: F) -> F:
 def fhir_client_for(session: SmartSession) -> FhirClient:
     """A client for the session's FHIR server with its bearer token attached server-side."""
     runtime = runtime_of(current_app)
+    return token_client(runtime, TokenSession(runtime, session.id, session.fhir_base))
+
+
+def token_client(runtime: SmartRuntime, tokens: TokenSession) -> FhirClient:
+    """A FHIR client for the token session's FHIR base (no request context needed: jobs use it)."""
     settings = runtime.settings
-    return FhirClient(session.fhir_base, session=TokenSession(runtime, session.id, session.fhir_base),
-                      timeout_s=settings.fhir_timeout_s, max_retries=settings.fhir_max_retries,
+    return FhirClient(tokens.fhir_base, session=tokens, timeout_s=settings.fhir_timeout_s,
+                      max_retries=settings.fhir_max_retries,
                       retry_backoff_s=settings.fhir_retry_backoff_s,
                       max_response_bytes=settings.max_response_bytes)
 
@@ -114,6 +119,10 @@ class TokenSession(requests.Session):
         response.close()
         record = self._refresh(record)
         return super().request(method, url, *args, **self._with_token(kwargs, record))
+
+    @property
+    def fhir_base(self) -> str:
+        return self._fhir_base
 
     def _under_base(self, url: str) -> bool:
         base, other = urlsplit(self._fhir_base), urlsplit(url)

@@ -42,6 +42,10 @@ def _utcnow() -> datetime:
 
 
 class JobRunner:
+    """`client_for(job)` gives the FHIR client a job runs with: the service's own, or, for a job
+    started in the SMART app (`job.session_id`), one with that user's token. It raises a
+    ChartlightError when a job cannot be run (its session ended): the job fails with that message."""
+
     def __init__(
         self,
         store: JobStore,
@@ -136,7 +140,8 @@ class JobRunner:
                                  report_progress=lambda f, t: self.store.set_progress(job.id, f, t))
             result = pipeline(context)
             self.store.set_progress(job.id, 0.95, "writing results")
-            outcome = write_result(client, result, subject=job.subject, now=self.clock())
+            outcome = write_result(client, result, subject=job.subject, now=self.clock(),
+                                   on_behalf_of=job.on_behalf_of or None)
         except (FhirTransportError, FhirResponseError, EngineError) as exc:
             if not is_transient(exc):
                 self.store.fail(job.id, str(exc))

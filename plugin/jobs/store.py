@@ -1,5 +1,9 @@
 """Where jobs live: a SQLAlchemy table (SQLite file by default, any SQLAlchemy URL works).
 
+A job started from the SMART app also records on whose behalf it runs: the app session whose
+token the runner uses (`session_id`) and the user named in the write's Provenance
+(`on_behalf_of`). Both are empty for service jobs (CDS hooks, the CLI).
+
 The runner talks to jobs only through JobStore's methods, so a distributed queue can replace
 this class without touching pipelines or the runner's callers.
 """
@@ -23,10 +27,13 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     create_engine,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
@@ -61,6 +68,9 @@ class _JobRow(_Base):
     summary_json: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Added after the first release: databases created before them gain them at start (_upgrade).
+    session_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    on_behalf_of: Mapped[str] = mapped_column(String(300), default="", server_default="")
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,8 @@ class Job:
     summary: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    session_id: str = ""  # the SMART app session whose token runs it ("" = the service's own)
+    on_behalf_of: str = ""  # the user it runs for ("Practitioner/7"), named in the Provenance
 
     @property
     def source(self) -> str:
@@ -115,6 +127,7 @@ def _job(row: _JobRow) -> Job:
         attempts=row.attempts, next_attempt_at=_aware(row.next_attempt_at), error=row.error,
         summary=json.loads(row.summary_json) if row.summary_json else {},
         created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+        session_id=row.session_id or "", on_behalf_of=row.on_behalf_of or "",
     )
 
 
@@ -136,10 +149,16 @@ class JobStore:
             url_or_engine = create_engine(url)
         self.engine = url_or_engine
         _Base.metadata.create_all(self.engine)
+        _upgrade(self.engine)
 
     def submit(self, *, pipeline: str, source_type: str, source_id: str, source_version: str,
-               subject: str, fhir_base_url: str) -> Job:
-        """The job for this source version and pipeline: the existing one, or a new queued one."""
+               subject: str, fhir_base_url: str, session_id: str = "", on_behalf_of: str = "") -> Job:
+        """The job for this source version and pipeline: the existing one, or a new queued one.
+
+        A submission with a `session_id` (an app user asked) takes over an existing job that has
+        not run yet or failed: the job is now run with that session for `on_behalf_of`, and a
+        failed one is queued again. A succeeded job is done (its results are on the server) and a
+        running one is left to finish; both are returned unchanged."""
         with Session(self.engine) as session, session.begin():
             row = session.scalars(select(_JobRow).filter_by(
                 pipeline=pipeline, source_type=source_type, source_id=source_id,
@@ -150,10 +169,23 @@ class JobStore:
                               source_version=source_version, subject=subject,
                               fhir_base_url=fhir_base_url, state=JobState.QUEUED, progress=0.0,
                               progress_text="", attempts=0, next_attempt_at=now, error="",
-                              summary_json="", created_at=now, updated_at=now)
+                              summary_json="", created_at=now, updated_at=now,
+                              session_id=session_id, on_behalf_of=on_behalf_of)
                 session.add(row)
                 session.flush()
-            return _job(row)
+                return _job(row)
+            job_id = row.id
+            if session_id:
+                owner = {"session_id": session_id, "on_behalf_of": on_behalf_of,
+                         "fhir_base_url": fhir_base_url, "updated_at": _now()}
+                # Guarded by state, so a worker claiming the job meanwhile keeps it as it was.
+                session.execute(update(_JobRow).where(_JobRow.id == job_id,
+                                                      _JobRow.state == JobState.QUEUED).values(**owner))
+                session.execute(update(_JobRow).where(_JobRow.id == job_id,
+                                                      _JobRow.state == JobState.FAILED).values(
+                    state=JobState.QUEUED, attempts=0, error="", next_attempt_at=_now(),
+                    progress=0.0, progress_text="", **owner))
+        return self.get(job_id)
 
     def claim_next(self) -> Job | None:
         """Atomically move the oldest due queued job to running and return it."""
@@ -241,3 +273,22 @@ class JobStore:
         with Session(self.engine) as session, session.begin():
             session.execute(update(_JobRow).where(_JobRow.id == job_id)
                             .values(updated_at=_now(), **values))
+
+
+def _upgrade(engine: Engine) -> None:
+    """Add the columns a database created by an older release lacks (empty for its jobs)."""
+    for name in ("session_id", "on_behalf_of"):
+        if name in _columns(engine):
+            continue
+        kind = _JobRow.__table__.c[name].type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {_JobRow.__tablename__} ADD COLUMN {name} "
+                                        f"{kind} NOT NULL DEFAULT ''"))
+        except DBAPIError:
+            if name not in _columns(engine):  # not another worker process that added it first
+                raise
+
+
+def _columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns(_JobRow.__tablename__)}

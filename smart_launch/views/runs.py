@@ -1,10 +1,9 @@
-"""Analyses started from the app, run on a worker thread with the user's own FHIR client (the
-launch's access token and granted scopes, never the service's credentials).
-
-With write scopes the result is written back (plugin.writeback: one idempotent transaction, with
-the user as `onBehalfOf` in the Provenance). Without them nothing is written — not even tried: the
-result is mapped to the same FHIR resources a write would create (fhir_mappers, pure) and kept in
-memory for that session only, to be shown. Runs expire; a run's status lives in memory."""
+"""Previews: analyses started from the app by a session that may not write, run on a worker
+thread with the user's own FHIR client (the launch's access token and granted scopes, never the
+service's credentials). Nothing is written — not even tried: the result is mapped to the same FHIR
+resources a write would create (fhir_mappers, pure) and kept in memory for that session only, to
+be shown. Runs expire; a run's status lives in memory. (Sessions that may write start jobs of the
+service's job store instead: smart_launch.pages._start.)"""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from plugin.errors import ChartlightError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobContext, JobState
 from plugin.pipelines.registry import InstalledPipeline
-from plugin.writeback import plan_resources, write_result
+from plugin.writeback import plan_resources
 
 from .inputs import Status
 
@@ -50,11 +49,9 @@ class SessionRuns:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="chartlight-app-run")
 
     def start(self, session_id: str, key: str, pipeline: InstalledPipeline, client: FhirClient,
-              source: Resource, subject: str, *, write_as: str | None, keep_source: bool = False) -> None:
-        """Queue the run unless one for this input is already queued or running. `write_as`
-        is the user the results are written for ("Practitioner/7", or "" when unknown); None
-        means not written at all. With `keep_source` the input itself is kept too (it is not on
-        the EHR)."""
+              source: Resource, subject: str, *, keep_source: bool = False) -> None:
+        """Queue the run unless one for this input is already queued or running. With
+        `keep_source` the input itself is kept too (it is not on the EHR)."""
         with self._lock:
             self._expire()
             current = self._runs.get((session_id, key))
@@ -62,7 +59,7 @@ class SessionRuns:
                 return
             self._runs[(session_id, key)] = SessionRun(Status("queued", 0.0, "waiting for a worker"),
                                                        source=source if keep_source else None)
-        self._pool.submit(self._run, session_id, key, pipeline, client, source, subject, write_as)
+        self._pool.submit(self._run, session_id, key, pipeline, client, source, subject)
 
     def statuses(self, session_id: str) -> dict[str, Status]:
         with self._lock:
@@ -88,7 +85,7 @@ class SessionRuns:
                     setattr(run, name, value)
 
     def _run(self, session_id: str, key: str, pipeline: InstalledPipeline, client: FhirClient,
-             source: Resource, subject: str, write_as: str | None) -> None:
+             source: Resource, subject: str) -> None:
         progress: Callable[[float, str], None] = lambda fraction, text: self._set(  # noqa: E731
             session_id, key, status=Status("running", max(0.0, min(1.0, fraction)), text))
         progress(0.0, "starting")
@@ -104,20 +101,6 @@ class SessionRuns:
                                                      f"internal error: {type(exc).__name__}"))
             return
         test = " — random test weights, not clinical" if result.model.test_weights else ""
-        if write_as is not None:
-            progress(0.95, "writing results")
-            try:
-                outcome = write_result(client, result, subject=subject, now=datetime.now(UTC),
-                                       on_behalf_of=write_as or None)
-            except ChartlightError as exc:
-                self._set(session_id, key, status=Status("failed", 0.95, f"writing failed: {exc}"))
-                return
-            text = (f"{len(outcome.written)} result(s) written, {len(outcome.unchanged)} unchanged, "
-                    f"{len(outcome.kept_signed)} kept as signed")
-            if outcome.reason:
-                text += f" ({outcome.reason})"
-            self._set(session_id, key, status=Status("done", 1.0, text + test))
-            return
         device = {**to_device(result.model), "id": f"preview-{key_id(key)}-device"}
         resources = []
         for n, planned in enumerate(plan_resources(result, subject=subject)):

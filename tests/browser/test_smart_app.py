@@ -38,15 +38,11 @@ def paused(pipeline: InstalledPipeline) -> InstalledPipeline:
 @pytest.fixture
 def stack(sandbox_url: str, tmp_path: Path, demo_patient: str,
           tiny_speech: InstalledPipeline) -> Iterator[SmartStack]:
-    with smart_stack(sandbox_url, tmp_path, run_jobs=False) as stack:
-        pipelines = dict(stack.app.extensions.get("chartlight.pipelines") or {})
-        if not pipelines:
-            from plugin.pipelines.registry import installed_pipelines
-
-            pipelines = installed_pipelines(stack.settings)
+    with smart_stack(sandbox_url, tmp_path) as stack:
+        pipelines = dict(stack.app.extensions["chartlight.pipelines"])
         pipelines["speech"] = tiny_speech
         pipelines["documents"] = paused(pipelines["documents"])
-        stack.app.extensions["chartlight.pipelines"] = pipelines
+        stack.use_pipelines(pipelines)
         yield stack
 
 

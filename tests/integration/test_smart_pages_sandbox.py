@@ -185,7 +185,7 @@ def lab_patient(fhir: FhirClient, run_id: str) -> tuple[str, str]:
 def test_pages_analyse_write_and_edit_with_the_users_token(sandbox_url: str, tmp_path: Path,
                                                            fhir: FhirClient, lab_patient) -> None:  # type: ignore[no-untyped-def]
     patient_id, doc_id = lab_patient
-    with smart_stack(sandbox_url, tmp_path, run_jobs=False) as stack:
+    with smart_stack(sandbox_url, tmp_path) as stack:  # with write scope the analysis is a job
         browser, csrf = _launched(stack, patient_id)
         base = f"{stack.app_base}/smart/app"
         started = browser.post(f"{base}/analyze", json={"source": f"DocumentReference/{doc_id}"},

@@ -20,8 +20,11 @@ API:
 `smart_stack(...)` options: client_auth "public" | "private_key_jwt", alg "RS384" | "ES384", scopes
 (the app's requested scopes; default the product default), refused_scopes and token_lifetime_s (the
 EHR's policy for this client), standalone_patient (patient a standalone launch gets), run_jobs (start
-the job runner; default True). Background jobs use the service's own client (settings.fhir_base_url
-is the HAPI sandbox itself, without a token). The EHR user Practitioner is created on the sandbox.
+the job runner; default True: the app's analyses with write scope are jobs, so tests that analyse
+need it). Jobs started in the app run with the session's token through the EHR's FHIR proxy; other
+jobs use the service's own client (settings.fhir_base_url is the HAPI sandbox itself, without a
+token). `stack.use_pipelines(pipelines)` swaps the installed pipelines (pages and runner). The EHR
+user Practitioner is created on the sandbox.
 
 Browsers treat http://127.0.0.1 as a secure context, so the app's Secure cookies work there;
 requests does not, hence `browser()`.
@@ -46,8 +49,9 @@ from plugin.app import create_app, job_store_of
 from plugin.config import SMART_DEFAULT_SCOPES, Settings, SmartEhr
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner
-from plugin.pipelines.registry import installed_pipelines
+from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
 from plugin.sandbox.ehr import USER_ID, ensure_user
+from smart_launch.jobs import client_for_jobs
 from smart_launch.runtime import runtime_of
 from smart_launch.session import COOKIE, SmartSession, from_record
 from smart_launch.store import secret_hash
@@ -104,6 +108,13 @@ class SmartStack:
             raise AssertionError(f"the EHR launch did not end in a session (HTTP {answer.status_code}): "
                                  f"{answer.text[:500]}")
         return browser
+
+    def use_pipelines(self, pipelines: dict[str, InstalledPipeline]) -> None:
+        """The pipelines the pages offer and the job runner (when started) runs."""
+        self.app.extensions["chartlight.pipelines"] = pipelines
+        runner: JobRunner | None = self.app.extensions.get("chartlight.runner")
+        if runner is not None:
+            runner.pipelines = {name: p.run for name, p in pipelines.items() if not p.unavailable_reason}
 
     def session_of(self, browser: requests.Session) -> SmartSession | None:
         cookie = browser.cookies.get(COOKIE)
@@ -166,7 +177,8 @@ def _runner(app: Flask, settings: Settings) -> JobRunner:
     pipelines = installed_pipelines(settings)
     app.extensions["chartlight.pipelines"] = pipelines
     runnable = {name: p.run for name, p in pipelines.items() if not p.unavailable_reason}
-    runner = JobRunner(job_store_of(app), runnable, service_client_for(settings),
+    runner = JobRunner(job_store_of(app), runnable,
+                       client_for_jobs(app, service_client_for(settings)),
                        workers=settings.job_workers, lease_s=settings.job_lease_s)
     runner.start()
     app.extensions["chartlight.runner"] = runner

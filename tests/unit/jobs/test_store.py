@@ -95,3 +95,37 @@ def test_briefs_list_one_subjects_jobs_newest_first(store: JobStore) -> None:
     assert [b.state for b in briefs] == [JobState.QUEUED, JobState.FAILED]
     assert briefs[1].error.startswith("the PDF is encrypted") and briefs[1].pipeline == "documents"
     assert store.briefs(subject="Patient/1", limit=1)[0].source == second.source
+
+
+def test_an_app_submission_takes_over_a_queued_or_failed_job(store: JobStore) -> None:
+    queued = submit(store)
+    taken = store.submit(pipeline="documents", source_type="DocumentReference", source_id="7",
+                         source_version="1", subject="Patient/1", fhir_base_url="http://ehr/fhir",
+                         session_id="s1", on_behalf_of="Practitioner/7")
+    assert taken.id == queued.id and taken.state is JobState.QUEUED
+    assert (taken.session_id, taken.on_behalf_of, taken.fhir_base_url) == (
+        "s1", "Practitioner/7", "http://ehr/fhir")
+    assert submit(store).session_id == "s1"  # a later service submission leaves the owner alone
+
+    failed = submit(store, version="2")
+    store.claim_next()
+    store.claim_next()
+    store.fail(failed.id, "HTTP 401")
+    retried = store.submit(pipeline="documents", source_type="DocumentReference", source_id="7",
+                           source_version="2", subject="Patient/1", fhir_base_url="http://ehr/fhir",
+                           session_id="s2", on_behalf_of="Practitioner/8")
+    assert retried.state is JobState.QUEUED and retried.error == "" and retried.attempts == 0
+    assert (retried.session_id, retried.on_behalf_of) == ("s2", "Practitioner/8")
+
+
+def test_an_app_submission_leaves_a_running_or_succeeded_job_alone(store: JobStore) -> None:
+    running = submit(store)
+    store.claim_next()
+    succeeded = submit(store, version="2")
+    store.claim_next()
+    store.succeed(succeeded.id, {"created": []})
+    for job, state in ((running, JobState.RUNNING), (succeeded, JobState.SUCCEEDED)):
+        again = store.submit(pipeline="documents", source_type="DocumentReference", source_id="7",
+                             source_version=job.source_version, subject="Patient/1",
+                             fhir_base_url="http://ehr/fhir", session_id="s1", on_behalf_of="Practitioner/7")
+        assert again.id == job.id and again.state is state and again.session_id == ""
