@@ -8,6 +8,7 @@ CSRF check covers (header X-CSRF-Token from the page's <meta> tag)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -277,16 +278,7 @@ def evidence_page(resource_type: str, resource_id: str) -> Any:
         abort(404)
     view = "crop" if request.args.get("view") == "crop" else "page"
     source_ref = source_of(item)
-    cache = evidence_cache_of(current_app)
-    try:
-        key = (session.id, item.reference, item.version, view)
-        png = cache.get_or_make(key, lambda: _render(client, source_ref, spans, view))
-    except (InputError, FhirError) as exc:
-        log.info("evidence of %s could not be rendered (%s)", item.reference, type(exc).__name__)
-        return _fail(422, str(exc) if isinstance(exc, InputError) else _fhir_message(exc))
-    response = Response(png, mimetype="image/png")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _png(session, item, view, lambda: _render(client, source_ref, spans, view))
 
 
 def _render(client: FhirClient, source_ref: str, spans: tuple[TextSpan, ...], view: str) -> bytes:
@@ -344,12 +336,18 @@ def imaging(resource_type: str, resource_id: str, which: str) -> Any:
             abort(404)
     study_type, _, study_id = str(study_ref).partition("/")
     options = imaging_options(settings_of(current_app))
+    return _png(session, item, which,
+                lambda: frame_png(client, client.read(study_type, study_id), spot, options))
+
+
+def _png(session: SmartSession, item: ReviewItem, view: str, make: Callable[[], bytes]) -> Any:
+    """A rendered evidence image, made once per session, result version and view; a source that
+    cannot be rendered is a 422 with the reason."""
     try:
-        png = evidence_cache_of(current_app).get_or_make(
-            (session.id, item.reference, item.version, which),
-            lambda: frame_png(client, client.read(study_type, study_id), spot, options))
+        key = (session.id, item.reference, item.version, view)
+        png = evidence_cache_of(current_app).get_or_make(key, make)
     except (InputError, FhirError) as exc:
-        log.info("image of %s could not be rendered (%s)", item.reference, type(exc).__name__)
+        log.info("evidence of %s could not be rendered (%s)", item.reference, type(exc).__name__)
         return _fail(422, str(exc) if isinstance(exc, InputError) else _fhir_message(exc))
     response = Response(png, mimetype="image/png")
     response.headers["Cache-Control"] = "no-store"
