@@ -74,7 +74,8 @@ def ours(base: str, workers: int) -> tuple[list[np.ndarray], int, int]:
     }
     # The FHIR server is never contacted: the Endpoint is contained in the study.
     prepared = prepare_study(FhirClient("http://127.0.0.1:9/fhir"), study,
-                             ImagingOptions(max_slices=MAX_SLICES, fetch_workers=workers))
+                             ImagingOptions(max_slices=MAX_SLICES, fetch_workers=workers,
+                                            allowed_endpoints=(base,)))
     images = [np.asarray(image.image) for image in prepared.images]
     return images, int(prepared.choices["bytes_read"]), int(prepared.choices["instances_fetched"])
 

@@ -111,6 +111,7 @@ class Settings:
     # Imaging (docs/pacs.md): DICOMweb base URL prefixes that may receive the FHIR bearer token
     # (other endpoints are called without it), slices per volume, and size limits.
     imaging_trusted_endpoints: tuple[str, ...] = ()
+    imaging_allowed_endpoints: tuple[str, ...] = ()
     imaging_max_slices: int = 85
     imaging_max_instance_bytes: int = 64 * 1024 * 1024
     imaging_max_study_bytes: int = 1024 * 1024 * 1024
@@ -224,6 +225,8 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for url in self.imaging_trusted_endpoints:
             _check_http_url("imaging_trusted_endpoints", url)
+        for url in self.imaging_allowed_endpoints:
+            _check_http_url("imaging_allowed_endpoints", url)
 
     def _check_cds(self) -> None:
         for name in ("cds_max_token_lifetime_s", "cds_jwks_cache_s", "cds_jwks_timeout_s",

@@ -3,6 +3,7 @@ and print what was written."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -34,6 +35,9 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
     if pacs is not None:
         pacs_url = pacs.start()
         console.print(f"   imaging goes to the Orthanc PACS sandbox, DICOMweb at {pacs_url}")
+        # The demo's own PACS is one the service may call (without the token).
+        allowed = (*settings.imaging_allowed_endpoints, pacs_url)
+        settings = replace(settings, imaging_allowed_endpoints=allowed)
     report = seed_demo_patient(client, pacs_url=pacs_url)
     print_seed_report(report, console)
 
@@ -51,7 +55,9 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
         print_run(run, console)
     console.print(f"\nResults are on the sandbox at {base_url} (preliminary, labelled as AI output).")
     if ehr is not None:
-        _print_smart_launch(ehr, client, report.patient_id, console)
+        extra = {"CHARTLIGHT_IMAGING_ALLOWED_ENDPOINTS": ",".join(settings.imaging_allowed_endpoints)} \
+            if settings.imaging_allowed_endpoints else {}
+        _print_smart_launch(ehr, client, report.patient_id, console, extra)
     console.print("The sandbox keeps running; stop it with `make sandbox-down`.")
 
 
@@ -64,11 +70,12 @@ def _demo_jobs_url(sandbox: HapiSandbox, fresh: bool) -> str:
     return f"sqlite:///{path}"
 
 
-def _print_smart_launch(ehr: EhrSandbox, client: FhirClient, patient_id: str, console: Console) -> None:
+def _print_smart_launch(ehr: EhrSandbox, client: FhirClient, patient_id: str, console: Console,
+                        extra_env: dict[str, str]) -> None:
     """Start the sandbox EHR and say how to open the SMART app inside it for the patient."""
     ensure_user(client)
     ehr.start()
-    env = " ".join(f"{name}='{value}'" for name, value in app_environment(ehr).items())
+    env = " ".join(f"{name}='{value}'" for name, value in {**app_environment(ehr), **extra_env}.items())
     console.print(f"\nThe SMART app inside a sandbox EHR ({ehr.base_url}):")
     console.print(f"   start the app:  {env} chartlight serve", soft_wrap=True)
     console.print(f"   then open:      {ehr.launch_page(patient_id)}", soft_wrap=True)

@@ -124,6 +124,14 @@ class TokenSession(requests.Session):
     def fhir_base(self) -> str:
         return self._fhir_base
 
+    def current_access_token(self) -> str:
+        """The access token requests under the FHIR base carry now (refreshed when about to
+        expire), for a DICOMweb endpoint configured as trusted (FhirClient.access_token)."""
+        record = self._record()
+        if record.access_expires_at - REFRESH_AHEAD_S <= self._runtime.clock():
+            record = self._refresh(record)
+        return record.access_token
+
     def _under_base(self, url: str) -> bool:
         base, other = urlsplit(self._fhir_base), urlsplit(url)
         return ((other.scheme, other.netloc.lower()) == (base.scheme, base.netloc.lower())

@@ -182,11 +182,15 @@ def answer_text(reply: Any, *, where: str) -> str:
 def _read_limited(response: requests.Response, url: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise EngineError(f"POST {url}: the reply is larger than {MAX_RESPONSE_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise EngineError(f"POST {url}: the reply is larger than {MAX_RESPONSE_BYTES} bytes")
+            chunks.append(chunk)
+    except requests.RequestException as exc:  # the connection broke off mid-reply: try again later
+        raise EngineError(f"POST {url}: reading the reply failed ({type(exc).__name__})",
+                          transient=True) from None
     return b"".join(chunks)
 
 

@@ -65,7 +65,12 @@ class FhirClient:
     @property
     def access_token(self) -> str | None:
         """The bearer token sent to this FHIR server, for the one caller allowed to forward it: a
-        DICOMweb endpoint configured as trusted (plugin.pipelines.imaging.sources). Never log it."""
+        DICOMweb endpoint configured as trusted (plugin.pipelines.imaging.sources). Never log it.
+        A session that attaches the token itself (a SMART session's, refreshed as needed) is
+        asked for its current one."""
+        if self._token is None and hasattr(self._session, "current_access_token"):
+            token: str = self._session.current_access_token()
+            return token
         return self._token
 
     # ---- reads -------------------------------------------------------------------------------

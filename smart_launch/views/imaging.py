@@ -33,6 +33,7 @@ def frame_png(client: FhirClient, study: Resource, spot: ImageSpot | None, optio
     limits = SourceLimits(timeout_s=options.timeout_s, max_metadata_bytes=options.max_metadata_bytes,
                           max_instance_bytes=options.max_instance_bytes,
                           trusted_endpoints=options.trusted_endpoints,
+                          allowed_endpoints=options.allowed_endpoints,
                           attachment_allowed_hosts=options.attachment_allowed_hosts, session=options.session)
     source = open_source(client, study, limits, where=where)
     header = _header(source.series_headers(), spot, where)

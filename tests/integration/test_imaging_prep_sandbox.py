@@ -31,7 +31,6 @@ from tests.support.loopback import ServerState, loopback_server
 pytestmark = pytest.mark.sandbox
 
 Resource = dict[str, Any]
-OPTIONS = ImagingOptions()
 # Patients of our own, so no other test's seed of the demo patient (Binary route) interferes.
 PACS_PATIENT = replace(synthetic.DEMO_PATIENT, mrn=f"CL-PACS-{uuid.uuid4().hex[:8]}")
 BINARY_PATIENT = replace(synthetic.DEMO_PATIENT, mrn=f"CL-BIN-{uuid.uuid4().hex[:8]}")
@@ -45,6 +44,12 @@ def seed_key(study: Resource) -> str:
 def dicom_uid(study: Resource) -> str:
     (value,) = [i["value"] for i in study["identifier"] if i["system"] == "urn:dicom:uid"]
     return str(value).removeprefix("urn:oid:")
+
+
+@pytest.fixture
+def options(pacs_url: str) -> ImagingOptions:
+    """Preparation options that may call the PACS sandbox (a configured endpoint)."""
+    return ImagingOptions(allowed_endpoints=(pacs_url,))
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +87,11 @@ def test_seeded_studies_point_at_the_pacs_and_come_newest_first(
         assert endpoint["address"] == pacs_url
 
 
-def test_seeded_ct_is_fetched_sampled_and_windowed(client: FhirClient, pacs_studies: dict[str, Any]) -> None:
+def test_seeded_ct_is_fetched_sampled_and_windowed(
+        client: FhirClient, pacs_studies: dict[str, Any], options: ImagingOptions) -> None:
     study = pacs_studies["ct-chest"]
     seen: list[tuple[float, str]] = []
-    prepared = prepare_study(client, study, OPTIONS, progress=lambda f, text: seen.append((f, text)))
+    prepared = prepare_study(client, study, options, progress=lambda f, text: seen.append((f, text)))
 
     assert prepared.kind == "ct-volume" and prepared.modality == "CT" and prepared.body_part == "CHEST"
     assert prepared.source.versioned_reference == f"ImagingStudy/{study['id']}/_history/1"
@@ -117,9 +123,9 @@ def test_seeded_ct_is_fetched_sampled_and_windowed(client: FhirClient, pacs_stud
 
 
 def test_seeded_chest_xrays_are_windowed_inverted_and_square(
-        client: FhirClient, pacs_studies: dict[str, Any]) -> None:
-    current = prepare_study(client, pacs_studies["cxr-current"], OPTIONS)
-    prior = prepare_study(client, pacs_studies["cxr-prior"], OPTIONS)
+        client: FhirClient, pacs_studies: dict[str, Any], options: ImagingOptions) -> None:
+    current = prepare_study(client, pacs_studies["cxr-current"], options)
+    prior = prepare_study(client, pacs_studies["cxr-prior"], options)
     for prepared in (current, prior):
         assert prepared.kind == "projection" and prepared.modality == "DX"
         (image,) = prepared.images
@@ -137,11 +143,12 @@ def test_seeded_chest_xrays_are_windowed_inverted_and_square(
 
 
 def test_the_binary_route_gives_the_same_images(
-        client: FhirClient, pacs_studies: dict[str, Any], binary_studies: dict[str, Resource]) -> None:
+        client: FhirClient, pacs_studies: dict[str, Any], binary_studies: dict[str, Resource],
+        options: ImagingOptions) -> None:
     assert "endpoint" not in binary_studies["ct-chest"]
     for key in ("ct-chest", "cxr-current"):
-        from_binary = prepare_study(client, binary_studies[key], OPTIONS)
-        from_pacs = prepare_study(client, pacs_studies[key], OPTIONS)
+        from_binary = prepare_study(client, binary_studies[key], options)
+        from_pacs = prepare_study(client, pacs_studies[key], options)
         assert from_binary.choices["route"] == "binary"
         assert from_binary.choices["sampled_indices" if key == "ct-chest" else "inverted"] == \
             from_pacs.choices["sampled_indices" if key == "ct-chest" else "inverted"]
@@ -174,7 +181,7 @@ def test_the_token_reaches_a_dicomweb_endpoint_only_when_trusted(
     state = ServerState(upstream=pacs_origin)
     with loopback_server(state) as proxy:
         study = _study_at(client, f"{proxy}/dicom-web", dicom_uid(ct), ct["series"][0]["uid"], "token")
-        anonymous = prepare_study(client, study, ImagingOptions(max_slices=6))
+        anonymous = prepare_study(client, study, ImagingOptions(max_slices=6, allowed_endpoints=(proxy,)))
         calls = len(state.seen)
         trusted = prepare_study(client, study, ImagingOptions(max_slices=6, trusted_endpoints=(f"{proxy}/",)))
     assert calls == 7 and len(state.seen) == 14  # metadata + 6 instances, twice
@@ -184,8 +191,21 @@ def test_the_token_reaches_a_dicomweb_endpoint_only_when_trusted(
     assert images_as_arrays(anonymous)[3].tolist() == images_as_arrays(trusted)[3].tolist()
 
 
+def test_an_endpoint_that_is_not_configured_is_never_contacted(
+        sandbox_url: str, pacs_url: str, pacs_studies: dict[str, Any]) -> None:
+    ct = pacs_studies["ct-chest"]
+    client = FhirClient(sandbox_url, token="secret-test-token", timeout_s=120)
+    state = ServerState(upstream=pacs_url.removesuffix("/dicom-web"))
+    with loopback_server(state) as elsewhere:
+        study = _study_at(client, f"{elsewhere}/dicom-web", dicom_uid(ct), ct["series"][0]["uid"], "ssrf")
+        with pytest.raises(InputError, match="is not a configured DICOMweb endpoint") as caught:
+            prepare_study(client, study, ImagingOptions(allowed_endpoints=(pacs_url,)))
+    assert state.seen == []  # not one request reached the address the Endpoint named
+    assert caught.value.source.startswith(f"ImagingStudy/{study['id']}")
+
+
 def test_bad_studies_fail_with_the_study_and_the_reason(
-        client: FhirClient, pacs_url: str, run_id: str) -> None:
+        client: FhirClient, pacs_url: str, run_id: str, options: ImagingOptions) -> None:
     # A single-slice "volume" and a series with a gap, stored in the real PACS.
     uids = [f"2.25.{int(run_id[:12], 16)}{n}" for n in range(4)]
     single = series_files(axial_specs(1), study_uid=uids[0], series_uid=uids[1])
@@ -194,18 +214,18 @@ def test_bad_studies_fail_with_the_study_and_the_reason(
     store_instances(pacs_url, single + gapped)
     one = _study_at(client, pacs_url, uids[0], uids[1], run_id)
     with pytest.raises(InputError, match="at least 5 slices, this series has 1") as caught:
-        prepare_study(client, one, OPTIONS)
+        prepare_study(client, one, options)
     assert caught.value.source.startswith(f"ImagingStudy/{one['id']}")
     gap = _study_at(client, pacs_url, uids[2], uids[3], run_id)
     with pytest.raises(InputError, match="non-uniform slice spacing"):
-        prepare_study(client, gap, OPTIONS)
+        prepare_study(client, gap, options)
 
     # An unreachable PACS.
     with loopback_server(ServerState()) as closed:
         pass
     gone = _study_at(client, f"{closed}/dicom-web", "1.2.3", "1.2.3.4", run_id)
     with pytest.raises(InputError, match="did not answer") as caught:
-        prepare_study(client, gone, OPTIONS)
+        prepare_study(client, gone, ImagingOptions(allowed_endpoints=(f"{closed}/dicom-web",)))
     assert caught.value.source.startswith(f"ImagingStudy/{gone['id']}")
 
     # A file labelled application/dicom that is not DICOM (Binary route).
@@ -219,16 +239,17 @@ def test_bad_studies_fail_with_the_study_and_the_reason(
         "content": [{"attachment": {"contentType": "application/dicom", "url": f"Binary/{stored['id']}"}}],
         "context": {"related": [{"reference": f"ImagingStudy/{study['id']}"}]}})
     with pytest.raises(InputError, match="not a DICOM Part-10 file") as caught:
-        prepare_study(client, study, OPTIONS)
+        prepare_study(client, study, options)
     assert caught.value.source == f"ImagingStudy/{study['id']} DocumentReference/{document['id']} content[0]"
 
 
-def test_an_mr_volume_and_a_non_square_radiograph(client: FhirClient, pacs_url: str, run_id: str) -> None:
+def test_an_mr_volume_and_a_non_square_radiograph(
+        client: FhirClient, pacs_url: str, run_id: str, options: ImagingOptions) -> None:
     uids = [f"2.25.{int(run_id[:12], 16)}{n}" for n in range(5, 9)]
     # MR slices whose stored value is 10 x InstanceNumber: 10..60 across the volume.
     store_instances(pacs_url, series_files(axial_specs(6), study_uid=uids[0], series_uid=uids[1],
                                            modality="MR", rows=4, cols=6))
-    mr = prepare_study(client, _study_at(client, pacs_url, uids[0], uids[1], run_id), OPTIONS)
+    mr = prepare_study(client, _study_at(client, pacs_url, uids[0], uids[1], run_id), options)
     assert mr.kind == "mr-volume" and mr.modality == "MR" and len(mr.images) == 6
     assert mr.choices["normalisation"] == {"method": "min-max over the sampled volume", "min": 10.0,
                                            "max": 60.0}
@@ -241,7 +262,7 @@ def test_an_mr_volume_and_a_non_square_radiograph(client: FhirClient, pacs_url: 
     ds = radiograph_dataset(pixels, window=(1800.0, 3600.0))
     ds.StudyInstanceUID, ds.SeriesInstanceUID = uids[2], uids[3]
     store_instances(pacs_url, [part10_bytes(ds, ExplicitVRLittleEndian)])
-    xray = prepare_study(client, _study_at(client, pacs_url, uids[2], uids[3], run_id), OPTIONS)
+    xray = prepare_study(client, _study_at(client, pacs_url, uids[2], uids[3], run_id), options)
     (image,) = xray.images
     assert image.original_size == (10, 6) and image.padding == (0, 2) and image.image.size == (10, 10)
     square = np.asarray(image.image)[..., 0]
@@ -252,7 +273,8 @@ def test_an_mr_volume_and_a_non_square_radiograph(client: FhirClient, pacs_url: 
 
 
 def test_seeding_again_with_the_pacs_moves_binary_studies_behind_the_endpoint(
-        client: FhirClient, pacs_url: str, binary_studies: dict[str, Resource]) -> None:
+        client: FhirClient, pacs_url: str, binary_studies: dict[str, Resource],
+        options: ImagingOptions) -> None:
     # Runs last: the Binary-route patient seeded again, now with the PACS.
     report = seed_demo_patient(client, BINARY_PATIENT, pacs_url=pacs_url)
     statuses = {what: status for kind, _, what, status in report.rows if kind == "ImagingStudy"}
@@ -260,7 +282,7 @@ def test_seeding_again_with_the_pacs_moves_binary_studies_behind_the_endpoint(
                                      "already seeded; now reachable through the PACS")
     study = client.read("ImagingStudy", binary_studies["cxr-prior"]["id"])
     assert study["meta"]["versionId"] == "2" and len(study["endpoint"]) == 1
-    prepared = prepare_study(client, study, OPTIONS)
+    prepared = prepare_study(client, study, options)
     assert prepared.choices["route"] == "dicomweb"
     assert prepared.source.versioned_reference.endswith("/_history/2")
     again = seed_demo_patient(client, BINARY_PATIENT, pacs_url=pacs_url)

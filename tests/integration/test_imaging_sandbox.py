@@ -80,9 +80,10 @@ def studies_by_kind(fhir: FhirClient, patient: str) -> dict[str, Resource]:
 
 
 def test_random_weights_give_unreadable_answers_reported_as_such_and_no_findings(
-        fhir: FhirClient, patient: str, tmp_path: Path) -> None:
+        fhir: FhirClient, patient: str, pacs_url: str, tmp_path: Path) -> None:
     engine = tiny_engine(save_tiny_medgemma(tmp_path / "tiny-medgemma"))
-    pipeline = ImagingPipeline(engine, preparation=ImagingOptions(), max_new_tokens=24)
+    preparation = ImagingOptions(allowed_endpoints=(pacs_url,))  # the PACS sandbox may be called
+    pipeline = ImagingPipeline(engine, preparation=preparation, max_new_tokens=24)
     store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
     studies = studies_by_kind(fhir, patient)
     jobs = {name: store.submit(pipeline=PIPELINE, source_type="ImagingStudy", source_id=s["id"],
@@ -114,10 +115,11 @@ def test_random_weights_give_unreadable_answers_reported_as_such_and_no_findings
         assert ours(fhir, resource_type, f"Patient/{patient}") == []
 
 
-def cli_env(sandbox_url: str, url: str, tmp_path: Path) -> dict[str, str]:
+def cli_env(sandbox_url: str, url: str, tmp_path: Path, pacs_url: str) -> dict[str, str]:
     return {"CHARTLIGHT_FHIR_BASE_URL": sandbox_url, "CHARTLIGHT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
             "CHARTLIGHT_MEDGEMMA_ENGINE": "remote", "CHARTLIGHT_MEDGEMMA_REMOTE_URL": url,
-            "CHARTLIGHT_MEDGEMMA_REMOTE_API_KEY": "sk-sandbox", "COLUMNS": "200"}
+            "CHARTLIGHT_MEDGEMMA_REMOTE_API_KEY": "sk-sandbox",
+            "CHARTLIGHT_IMAGING_ALLOWED_ENDPOINTS": pacs_url, "COLUMNS": "200"}
 
 
 COMPARISON = ('```json\n{"findings": [{"finding": "Round opacity in the right lower zone", '
@@ -130,7 +132,7 @@ CT_FINDINGS = ('{"findings": [{"finding": "Pulmonary nodule", "body_site": "righ
 
 
 def test_canned_answers_from_a_remote_endpoint_become_reviewable_resources(
-        fhir: FhirClient, sandbox_url: str, patient: str, tmp_path: Path) -> None:
+        fhir: FhirClient, sandbox_url: str, pacs_url: str, patient: str, tmp_path: Path) -> None:
     studies = studies_by_kind(fhir, patient)
     current, prior = studies["cxr-current"], studies["cxr-prior"]
     runner = CliRunner()
@@ -138,7 +140,7 @@ def test_canned_answers_from_a_remote_endpoint_become_reviewable_resources(
     server = ChatServer(MODEL, answers=[COMPARISON], api_key="sk-sandbox")
     with chat_server(server) as url:
         compared = runner.invoke(cli, ["analyze", "imaging", "--patient", patient, "--task", "compare"],
-                                 env=cli_env(sandbox_url, url, tmp_path))
+                                 env=cli_env(sandbox_url, url, tmp_path, pacs_url))
     assert compared.exit_code == 0, compared.output
     assert server.shape_errors == [] and len(server.requests) == 1  # only the current X-ray has a prior
     assert len(server.requests[0].images()) == 2
@@ -165,7 +167,7 @@ def test_canned_answers_from_a_remote_endpoint_become_reviewable_resources(
     with chat_server(server) as url:
         located = runner.invoke(cli, ["analyze", "imaging", "--patient", patient, "--task", "localize",
                                       "--find", "right lung", "--find", "heart"],
-                                env=cli_env(sandbox_url, url, tmp_path))
+                                env=cli_env(sandbox_url, url, tmp_path, pacs_url))
     assert located.exit_code == 0, located.output
     assert len(server.requests) == 2  # both radiographs
     assert "to check: box #2 (heart)" in located.output  # the table says what was not used
@@ -185,7 +187,7 @@ def test_canned_answers_from_a_remote_endpoint_become_reviewable_resources(
     server = ChatServer(MODEL, answers=[CT_FINDINGS], api_key="sk-sandbox")
     with chat_server(server) as url:
         read = runner.invoke(cli, ["analyze", "imaging", "--patient", patient],
-                             env=cli_env(sandbox_url, url, tmp_path))
+                             env=cli_env(sandbox_url, url, tmp_path, pacs_url))
     assert read.exit_code == 0, read.output
     ct_request = next(r for r in server.requests if len(r.images()) > 1)
     labels = [p["text"] for p in ct_request.parts if p["type"] == "text"]

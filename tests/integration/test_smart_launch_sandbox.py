@@ -102,6 +102,17 @@ def test_ehr_launch_gives_a_session_with_context_and_no_token_in_the_browser(
     assert patient["id"] == patient_id
 
 
+def test_a_session_client_offers_its_current_token_for_a_trusted_imaging_endpoint(
+        stack: SmartStack, patient_id: str) -> None:
+    session = stack.session_of(stack.launched(patient_id))
+    assert session is not None
+    with stack.app.test_request_context():
+        client = fhir_client_for(session)
+    issued = [t.access_token for t in stack.ehr.state.tokens.values()]
+    # The token lives in the session (not in the client); imaging asks for it only after its trust check.
+    assert client.access_token in issued
+
+
 def test_security_headers_on_app_responses(stack: SmartStack, patient_id: str) -> None:
     browser = stack.launched(patient_id)
     answer = browser.get(f"{stack.app_base}/smart/jwks.json", timeout=30)

@@ -46,6 +46,7 @@ class ImagingOptions:
     max_slices: int = 85
     # DICOMweb base URL prefixes that may receive the FHIR bearer token; other endpoints get none.
     trusted_endpoints: tuple[str, ...] = ()
+    allowed_endpoints: tuple[str, ...] = ()  # contacted without the token (SourceLimits)
     # Foreign hosts that application/dicom attachments may be fetched from (never with the token).
     attachment_allowed_hosts: tuple[str, ...] = ()
     timeout_s: float = 30.0
@@ -67,6 +68,7 @@ def imaging_options(settings: Settings) -> ImagingOptions:
     return ImagingOptions(
         max_slices=settings.imaging_max_slices,
         trusted_endpoints=settings.imaging_trusted_endpoints,
+        allowed_endpoints=settings.imaging_allowed_endpoints,
         attachment_allowed_hosts=settings.attachment_allowed_hosts,
         timeout_s=settings.fhir_timeout_s,
         max_metadata_bytes=settings.imaging_max_instance_bytes,
@@ -112,6 +114,7 @@ class _Preparation:
                               max_metadata_bytes=self.options.max_metadata_bytes,
                               max_instance_bytes=self.options.max_instance_bytes,
                               trusted_endpoints=self.options.trusted_endpoints,
+                              allowed_endpoints=self.options.allowed_endpoints,
                               attachment_allowed_hosts=self.options.attachment_allowed_hosts,
                               session=self.options.session)
         self.source = open_source(self.client, self.study, limits, where=self.where)

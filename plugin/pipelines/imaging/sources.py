@@ -56,6 +56,10 @@ class SourceLimits:
     max_metadata_bytes: int
     max_instance_bytes: int
     trusted_endpoints: tuple[str, ...] = ()
+    # DICOMweb bases that may be contacted without the token. An Endpoint under neither list is
+    # never called: its address comes from FHIR data, and anyone able to write one could
+    # otherwise point the service at hosts it can reach and the writer cannot.
+    allowed_endpoints: tuple[str, ...] = ()
     attachment_allowed_hosts: tuple[str, ...] = ()
     session: requests.Session | None = field(default=None, compare=False)
 
@@ -149,7 +153,12 @@ def open_source(client: FhirClient, study: Resource, limits: SourceLimits, *, wh
             skipped.append(f"{reference}: {reason}")
             continue
         address = str(endpoint["address"]).rstrip("/")
-        token = client_token(client) if is_trusted(address, limits.trusted_endpoints) else None
+        trusted = is_trusted(address, limits.trusted_endpoints)
+        if not trusted and not is_trusted(address, limits.allowed_endpoints):
+            skipped.append(f"{reference}: {address} is not a configured DICOMweb endpoint "
+                           "(imaging_allowed_endpoints or imaging_trusted_endpoints)")
+            continue
+        token = client_token(client) if trusted else None
         dicomweb = DicomWebClient(address, token=token, session=limits.session, timeout_s=limits.timeout_s,
                                   max_metadata_bytes=limits.max_metadata_bytes,
                                   max_instance_bytes=limits.max_instance_bytes)
