@@ -436,7 +436,7 @@ def dictation_upload() -> Any:
     if unavailable:
         return _fail(503, f"dictation cannot be transcribed here: {unavailable}")
     upload = request.files.get("audio")
-    data = upload.read(MAX_DICTATION_BYTES + 1) if upload else request.get_data(cache=False)
+    data = upload.read(MAX_DICTATION_BYTES + 1) if upload else request.stream.read(MAX_DICTATION_BYTES + 1)
     content_type = (upload.mimetype if upload else request.mimetype) or "application/octet-stream"
     client = fhir_client_for(session)
     abilities = Abilities.of(session)

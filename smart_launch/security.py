@@ -14,6 +14,7 @@ from plugin.config import Settings
 from smart_launch.errors import NotLaunched, SmartError
 from smart_launch.session import COOKIE, current_session
 from smart_launch.store import new_secret
+from smart_launch.views.dictation import MAX_DICTATION_BYTES
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -21,6 +22,12 @@ CSRF_FIELD = "csrf_token"
 # The callback is a GET from the EHR; listed so a future POST form of it stays reachable.
 CSRF_EXEMPT = frozenset({"smart.callback"})
 BINDING_COOKIE = "chartlight_smart_browser"
+
+
+# Largest request bodies: a dictation upload (the recording plus form fields), anything else.
+UPLOAD_ENDPOINTS = frozenset({"smart.app_dictation_upload"})
+UPLOAD_MAX_BYTES = MAX_DICTATION_BYTES + 64 * 1024
+FORM_MAX_BYTES = 256 * 1024
 
 
 class CsrfRefused(SmartError):
@@ -32,6 +39,10 @@ def install(blueprint: Blueprint, settings: Settings) -> None:
 
     @blueprint.before_request
     def _check_csrf() -> None:
+        # Bodies are bounded before anything reads them (the form parse below included): an
+        # uploaded dictation may be large, every other request of the app is small.
+        request.max_content_length = (UPLOAD_MAX_BYTES if request.endpoint in UPLOAD_ENDPOINTS
+                                      else FORM_MAX_BYTES)
         if request.method in SAFE_METHODS or request.endpoint in CSRF_EXEMPT:
             return
         session = current_session()

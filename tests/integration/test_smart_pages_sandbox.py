@@ -232,3 +232,13 @@ def test_pages_analyse_write_and_edit_with_the_users_token(sandbox_url: str, tmp
                                headers={"X-CSRF-Token": csrf}, timeout=60)
         assert refused.status_code == 404
         assert fhir.read("Observation", foreign["id"])["status"] == "preliminary"
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(
+        sandbox_url: str, tmp_path: Path, lab_patient: tuple[str, str]) -> None:
+    patient_id, _ = lab_patient
+    with smart_stack(sandbox_url, tmp_path, run_jobs=False) as stack:
+        browser, csrf = _launched(stack, patient_id)
+        review = f"{stack.app_base}/smart/app/review/Observation/none/approve"
+        answer = browser.post(review, data={"csrf_token": csrf, "note": "x" * (300 * 1024)}, timeout=60)
+        assert answer.status_code == 413  # a form beyond 256 KiB is not parsed, CSRF token or not
