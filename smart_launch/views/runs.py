@@ -23,6 +23,7 @@ from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobContext, JobState
 from plugin.pipelines.registry import InstalledPipeline
 from plugin.writeback import plan_resources
+from smart_launch.errors import SmartError
 
 from .inputs import Status
 
@@ -37,6 +38,14 @@ class SessionRun:
     devices: list[Resource] = field(default_factory=list)
     source: Resource | None = None  # an input that exists only here (an unstored dictation)
     started: float = field(default_factory=time.monotonic)
+
+
+# Recordings a session without write scope may keep in memory at once (each up to 20 MB).
+MAX_KEPT_SOURCES = 5
+
+
+class TooManyRecordings(SmartError):
+    status = 429
 
 
 class SessionRuns:
@@ -57,12 +66,15 @@ class SessionRuns:
             current = self._runs.get((session_id, key))
             if current is not None and current.status.state in ("queued", "running"):
                 return
+            if keep_source:
+                self._make_room_for_a_source(session_id)
             self._runs[(session_id, key)] = SessionRun(Status("queued", 0.0, "waiting for a worker"),
                                                        source=source if keep_source else None)
         self._pool.submit(self._run, session_id, key, pipeline, client, source, subject)
 
     def statuses(self, session_id: str) -> dict[str, Status]:
         with self._lock:
+            self._expire()
             return {key: run.status for (sid, key), run in self._runs.items() if sid == session_id}
 
     def sources(self, session_id: str) -> list[Resource]:
@@ -109,6 +121,19 @@ class SessionRuns:
         note = f"{len(resources)} result(s) shown, not written{test}"
         self._set(session_id, key, status=Status("done", 1.0, note), resources=resources,
                   devices=[device])
+
+    def _make_room_for_a_source(self, session_id: str) -> None:
+        """A session keeps at most MAX_KEPT_SOURCES inputs (recordings held in memory): the oldest
+        finished one makes room; when all are still being analysed, the new one is refused."""
+        kept = sorted(((k, run) for k, run in self._runs.items() if k[0] == session_id and run.source),
+                      key=lambda item: item[1].started)
+        while len(kept) >= MAX_KEPT_SOURCES:
+            finished = next((item for item in kept if item[1].status.state in ("done", "failed")), None)
+            if finished is None:
+                raise TooManyRecordings(f"{len(kept)} recordings of this session are still being analysed; "
+                                        "wait for one to finish")
+            del self._runs[finished[0]]
+            kept.remove(finished)
 
     def _expire(self) -> None:
         now = time.monotonic()
