@@ -9,15 +9,16 @@ import base64
 import binascii
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
+
+from tests.support.loopback import serving
 
 PNG_PREFIX = "data:image/png;base64,"
 
@@ -126,11 +127,5 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def chat_server(server: ChatServer) -> Iterator[str]:
     """Serve `server` on a free loopback port; yields the API root (".../v1")."""
-    http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{http.server_address[1]}/v1"
-    finally:
-        http.shutdown()
-        http.server_close()
+    with serving(_handler(server)) as base:
+        yield f"{base}/v1"

@@ -83,7 +83,14 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def loopback_server(state: ServerState) -> Iterator[str]:
     """Serve `state` on 127.0.0.1 at a free port; yields the base url."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    with serving(_handler(state)) as base:
+        yield base
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run `handler` on 127.0.0.1 at a free port in a background thread; yields the base url."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
