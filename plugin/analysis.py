@@ -1,5 +1,6 @@
 """Analyse a patient's inputs with one pipeline: find the sources, queue a job per source
-version, run the jobs with a progress bar each, and report what every job wrote."""
+version, run the jobs with a progress bar each, and report what every job wrote. The run claims
+only this patient's jobs of this pipeline on this FHIR server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ from plugin.app import service_fhir_client
 from plugin.config import Settings
 from plugin.errors import ChartlightError
 from plugin.fhir import FhirClient
-from plugin.jobs import Job, JobRunner, JobState, JobStore
+from plugin.jobs import (
+    Intake,
+    Job,
+    JobLimits,
+    JobRunner,
+    JobScope,
+    JobState,
+    JobStore,
+    queue_sources,
+)
 from plugin.pipelines.registry import InstalledPipeline
 
 
@@ -24,6 +34,7 @@ from plugin.pipelines.registry import InstalledPipeline
 class AnalysisRun:
     pipeline: str
     jobs: tuple[Job, ...]  # as they ended
+    skipped: tuple[str, ...] = ()  # inputs that could not be queued, each with the reason
 
     @property
     def failed(self) -> tuple[Job, ...]:
@@ -73,6 +84,8 @@ def print_run(run: AnalysisRun, console: Console) -> None:
             table.add_row(source if n == 0 else "", job.state.value if n == 0 else "", resources,
                           ids, status)
         table.add_row("", "", "", "", _model_note(summary), end_section=True)
+    for reason in run.skipped:
+        table.add_row(reason.split(":")[0], "not queued", "-", "-", reason.split(": ", 1)[-1])
     console.print(table)
 
 
@@ -95,15 +108,11 @@ def _model_note(summary: dict[str, Any]) -> str:
 
 
 def submit_patient_jobs(client: FhirClient, store: JobStore, pipeline: InstalledPipeline,
-                        patient_id: str) -> list[Job]:
-    """One job per source (at its current version); existing jobs are reused, not duplicated."""
-    jobs = []
-    for source in pipeline.find_sources(client, patient_id):
-        jobs.append(store.submit(
-            pipeline=pipeline.name, source_type=source["resourceType"], source_id=source["id"],
-            source_version=source["meta"]["versionId"], subject=f"Patient/{patient_id}",
-            fhir_base_url=client.base_url))
-    return jobs
+                        patient_id: str) -> Intake:
+    """One job per source (at its current version) on the client's server; existing jobs are
+    reused, not duplicated."""
+    return queue_sources(store, pipeline.name, pipeline.find_sources(client, patient_id),
+                         subject=f"Patient/{patient_id}", fhir_base_url=client.base_url)
 
 
 def analyze_patient(
@@ -116,20 +125,25 @@ def analyze_patient(
     workers: int = 1,
     console: Console | None = None,
     timeout_s: float = 3600,
+    limits: JobLimits | None = None,
+    lease_s: float = 60.0,
 ) -> AnalysisRun:
-    """Queue and run the patient's jobs for `pipeline`, showing each job's progress."""
+    """Queue and run the patient's jobs for `pipeline`, showing each job's progress. The runner
+    claims only this patient's `pipeline` jobs on the client's server: another patient's job
+    (say, one a killed run left behind) is not this run's to resume."""
     console = console or Console()
-    jobs = submit_patient_jobs(client, store, pipeline, patient_id)
-    pending = [j.id for j in jobs if j.state is not JobState.SUCCEEDED]
+    intake = submit_patient_jobs(client, store, pipeline, patient_id)
+    pending = [j.id for j in intake.jobs if j.state is not JobState.SUCCEEDED]
     if pending:
+        scope = JobScope(subject=f"Patient/{patient_id}", fhir_base_url=client.base_url)
         runner = JobRunner(store, {pipeline.name: pipeline.run}, client_for, workers=workers,
-                           poll_s=0.2)
+                           poll_s=0.2, lease_s=lease_s, limits=limits, scope=scope)
         runner.start()
         try:
             _follow(store, pending, console, timeout_s)
         finally:
             runner.stop()
-    return AnalysisRun(pipeline.name, tuple(store.get(j.id) for j in jobs))
+    return AnalysisRun(pipeline.name, tuple(store.get(j.id) for j in intake.jobs), intake.skipped)
 
 
 def _follow(store: JobStore, job_ids: list[int], console: Console, timeout_s: float) -> None:

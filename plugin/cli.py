@@ -21,7 +21,7 @@ from plugin import __version__
 from plugin.app import create_app, job_store_of, service_fhir_client, settings_of
 from plugin.config import CONFIG_FILE_ENV, Settings, load_settings
 from plugin.errors import ChartlightError
-from plugin.jobs import Job, JobState
+from plugin.jobs import Job, JobBusy, JobLimits, JobState
 from plugin.review import approve, reject
 from plugin.sandbox.ehr import EhrSandbox, default_ehr_sandbox
 from plugin.sandbox.hapi import HapiSandbox, default_sandbox
@@ -191,7 +191,8 @@ def analyze(pipeline: str, patient_id: str, task: str | None, question: str | No
     console = Console()
     run = _run(lambda: analyze_patient(
         service_fhir_client(settings), job_store_of(current_app), chosen, patient_id,
-        client_for=service_client_for(settings), workers=settings.job_workers, console=console))
+        client_for=service_client_for(settings), workers=settings.job_workers, console=console,
+        limits=JobLimits.from_settings(settings), lease_s=settings.job_lease_s))
     print_run(run, console)
     if run.failed:
         raise click.ClickException(f"{len(run.failed)} of {len(run.jobs)} input(s) failed (see above)")
@@ -204,17 +205,28 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
+@click.option("--patient", "patient_id", default=None, help="Only this patient's jobs (FHIR id).")
+@click.option("--server", default=None,
+              help="The FHIR server whose jobs to list (default: the configured fhir_base_url).")
+@click.option("--all-servers", is_flag=True, help="Jobs of every FHIR server, with a server column.")
 @click.option("--limit", type=int, default=50, show_default=True)
-def jobs_list(state: str | None, limit: int) -> None:
-    """The newest jobs, one line each."""
+def jobs_list(state: str | None, patient_id: str | None, server: str | None, all_servers: bool,
+              limit: int) -> None:
+    """The newest jobs of one FHIR server (or of all), one line each."""
+    if server and all_servers:
+        raise click.UsageError("--server and --all-servers exclude each other")
+    server = None if all_servers else (server or settings_of(current_app).fhir_base_url)
     store = job_store_of(current_app)
-    table = Table()
-    for column in ("id", "pipeline", "source", "state", "progress", "attempts", "updated"):
+    table = Table(title=f"jobs on {server}" if server else "jobs on every FHIR server")
+    columns = ("id", "pipeline", "source", "subject", "state", "progress", "attempts", "updated")
+    for column in ("server", *columns) if all_servers else columns:
         table.add_column(column)
-    for job in store.list(state=JobState(state) if state else None, limit=limit):
-        table.add_row(str(job.id), job.pipeline, job.source, job.state.value,
-                      f"{job.progress:.0%} {job.progress_text}", str(job.attempts),
-                      job.updated_at.strftime("%Y-%m-%d %H:%M:%S"))
+    for job in store.list(fhir_base_url=server, state=JobState(state) if state else None,
+                          subject=f"Patient/{patient_id}" if patient_id else None, limit=limit):
+        row = (str(job.id), job.pipeline, job.source, job.subject, job.state.value,
+               f"{job.progress:.0%} {job.progress_text}", str(job.attempts),
+               job.updated_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(*((job.fhir_base_url, *row) if all_servers else row))
     Console().print(table)
 
 
@@ -230,10 +242,14 @@ def jobs_show(job_id: int) -> None:
 @jobs.command("retry")
 @click.argument("job_id", type=int)
 def jobs_retry(job_id: int) -> None:
-    """Queue a job again (it runs when a worker is free)."""
+    """Queue a failed or finished job again (it runs when a worker is free); a running job is
+    refused."""
     _job(job_id)
-    job = job_store_of(current_app).retry(job_id)
-    click.echo(f"job {job.id} queued again")
+    try:
+        job = job_store_of(current_app).retry(job_id)
+    except JobBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"job {job.id} ({job.source} on {job.fhir_base_url}) queued again")
 
 
 @cli.group()

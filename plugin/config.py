@@ -164,11 +164,19 @@ class Settings:
     smart_session_ttl_s: float = 8 * 3600.0
     smart_discovery_cache_s: float = 3600.0
     smart_http_timeout_s: float = 10.0
+    # Jobs (docs/writeback.md): how long transient failures (FHIR server or model endpoint away)
+    # are retried, the longest wait between two tries, and each pipeline's wall-clock limit.
+    job_retry_horizon_s: float = 1800.0
+    job_retry_max_delay_s: float = 120.0
+    job_timeout_documents_s: float = 3600.0
+    job_timeout_speech_s: float = 1800.0
+    job_timeout_imaging_s: float = 3600.0
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
         for name in ("fhir_timeout_s", "max_response_bytes", "port", "sandbox_port", "workers", "threads",
-                     "job_workers", "job_lease_s"):
+                     "job_workers", "job_lease_s", "job_retry_horizon_s", "job_retry_max_delay_s",
+                     "job_timeout_documents_s", "job_timeout_speech_s", "job_timeout_imaging_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.fhir_max_retries < 0:

@@ -9,6 +9,10 @@ server is asked what already exists under those identifiers, and each planned re
 - left alone when a clinician has signed or rejected it: a re-run never changes their decision.
 What is written goes in one transaction with the model's Device and one Provenance.
 
+Results are written only under the patient the source resource itself names: given the source
+as read at the analysed version, a source whose `subject` is not the target patient on this
+server fails the write (WrongPatient) before anything is sent.
+
 When the server or the granted scopes refuse Observation writes, the structured results travel
 as a JSON attachment of a DocumentReference instead ("document-only"); when writes are refused
 entirely nothing is written ("not-written") and the reason is returned for the app to show.
@@ -37,7 +41,7 @@ from fhir_mappers import (
     to_provenance,
     to_structured_results_document,
 )
-from plugin.errors import FhirError, FhirResponseError
+from plugin.errors import ChartlightError, FhirError, FhirResponseError
 from plugin.fhir import FhirClient
 from plugin.results import Finding, MeasuredValue, Narrative, PipelineResult
 
@@ -55,6 +59,10 @@ SIGNED_STATUS = {
                          "entered-in-error"},
 }
 SIGNED_DOC_STATUS = {"final", "amended", "entered-in-error"}
+
+
+class WrongPatient(ChartlightError):
+    """The source resource does not name the patient the results were to be written for."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +106,13 @@ def write_result(
     on_behalf_of: str | None = None,
     observations_allowed: bool = True,
     writes_allowed: bool = True,
+    source: Resource | None = None,
 ) -> WriteOutcome:
     """Write `result` for patient `subject` ("Patient/1"). `observations_allowed` and
-    `writes_allowed` come from the granted scopes; the server may refuse more."""
+    `writes_allowed` come from the granted scopes; the server may refuse more. `source`, the
+    analysed resource as read from the server at its version, must name `subject`."""
+    if source is not None:
+        check_source_subject(source, subject=subject, base_url=client.base_url)
     if not writes_allowed:
         return WriteOutcome(path="not-written", reason="the granted scopes allow no writes")
     if observations_allowed:
@@ -125,6 +137,33 @@ def write_result(
                                                        f"too (HTTP {exc.status}: {exc.diagnostics})")
     outcome.reason = refusal
     return outcome
+
+
+def check_source_subject(source: Resource, *, subject: str, base_url: str) -> None:
+    """Raise WrongPatient unless `source.subject` is `subject` on the server at `base_url` (a
+    relative reference, or an absolute one on that server; a version suffix is ignored). Pure."""
+    where = f"{source.get('resourceType', '?')}/{source.get('id', '?')}"
+    named = subject_of(source, base_url=base_url)
+    if named != subject:
+        raise WrongPatient(f"{where} names {named or 'no patient on this server'} as its subject, "
+                           f"not {subject}: nothing was written for it")
+
+
+def subject_of(resource: Resource, *, base_url: str) -> str | None:
+    """The "Type/id" a resource's `subject` references on the server at `base_url`; None when
+    it has no literal reference or points at another server. Pure."""
+    reference = (resource.get("subject") or {}).get("reference")
+    if not isinstance(reference, str) or not reference:
+        return None
+    if "://" in reference:
+        prefix = base_url.rstrip("/") + "/"
+        if not reference.startswith(prefix):
+            return None
+        reference = reference[len(prefix):]
+    parts = reference.split("/")
+    if len(parts) not in (2, 4) or not all(parts) or (len(parts) == 4 and parts[2] != "_history"):
+        return None
+    return f"{parts[0]}/{parts[1]}"
 
 
 def plan_resources(result: PipelineResult, *, subject: str) -> list[Planned]:

@@ -11,7 +11,7 @@ from flask import Flask
 
 from plugin.analysis import service_client_for
 from plugin.app import create_app, job_store_of, settings_of
-from plugin.jobs import JobRunner
+from plugin.jobs import JobLimits, JobRunner
 from plugin.pipelines.registry import installed_pipelines
 from smart_launch.jobs import client_for_jobs
 
@@ -24,7 +24,8 @@ def create_service() -> Flask:
     runnable = {name: p.run for name, p in pipelines.items() if not p.unavailable_reason}
     runner = JobRunner(job_store_of(app), runnable,
                        client_for_jobs(app, service_client_for(settings)),
-                       workers=settings.job_workers, lease_s=settings.job_lease_s)
+                       workers=settings.job_workers, lease_s=settings.job_lease_s,
+                       limits=JobLimits.from_settings(settings))
     runner.start()
     app.extensions["chartlight.runner"] = runner
     tune_for_serving()

@@ -1,6 +1,9 @@
-"""Persistent analysis jobs: one per (source resource version, pipeline), run by a worker pool."""
+"""Persistent analysis jobs: one per (FHIR server, source resource version, pipeline), run by a
+worker pool with fenced, time-limited attempts."""
 
-from plugin.jobs.runner import JobContext, JobRunner, Pipeline
-from plugin.jobs.store import Job, JobBrief, JobState, JobStore
+from plugin.jobs.intake import Intake, queue_sources
+from plugin.jobs.runner import JobContext, JobLimits, JobRunner, JobTimedOut, Pipeline
+from plugin.jobs.store import Job, JobBrief, JobBusy, JobScope, JobState, JobStore, StaleJob
 
-__all__ = ["Job", "JobBrief", "JobContext", "JobRunner", "JobState", "JobStore", "Pipeline"]
+__all__ = ["Intake", "Job", "JobBrief", "JobBusy", "JobContext", "JobLimits", "JobRunner", "JobScope",
+           "JobState", "JobStore", "JobTimedOut", "Pipeline", "StaleJob", "queue_sources"]

@@ -1,6 +1,12 @@
-"""Runs queued jobs on an in-process thread pool: read the source at its exact version, run the
-pipeline, write the result back, record the outcome. Transient failures (server unreachable,
-overloaded, version conflict) are retried with backoff; bad input fails the job with its reason."""
+"""Runs queued jobs on an in-process thread pool: read the source at its exact version, check it
+names the job's patient, run the pipeline within the pipeline's time limit, write the result
+back, record the outcome. Transient failures (server unreachable, overloaded, version conflict)
+are retried with capped, jittered exponential backoff until the retry horizon; bad input fails
+the job with its reason. Every update is fenced by the attempt's lease token (JobStore), so an
+attempt that lost its job — lease over, time limit passed — writes nothing more.
+
+The loop and heartbeat threads outlive database faults (SQLite "database is locked", a
+PostgreSQL failover): they log, back off and carry on."""
 
 from __future__ import annotations
 
@@ -8,25 +14,33 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from random import SystemRandom
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from plugin.errors import ChartlightError, EngineError, FhirResponseError, FhirTransportError
 from plugin.fhir import FhirClient
-from plugin.jobs.store import Job, JobState, JobStore
+from plugin.jobs.store import Job, JobScope, JobStore, StaleJob
 from plugin.results import PipelineResult
-from plugin.writeback import write_result
+from plugin.writeback import check_source_subject, write_result
+
+if TYPE_CHECKING:
+    from plugin.config import Settings
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({408, 409, 412, 429, 500, 502, 503, 504})
+_jitter = SystemRandom().random  # spreads retries; not for secrets, but needs no seeding per process
 
 
 @dataclass(frozen=True)
 class JobContext:
     """What a pipeline gets: the job, a client for its FHIR server, the source resource as it
-    was at the job's version, and a way to report progress."""
+    was at the job's version, and a way to report progress (which raises StaleJob once the
+    attempt no longer holds the job: a pipeline abandoned at its time limit stops there)."""
 
     job: Job
     client: FhirClient
@@ -37,6 +51,43 @@ class JobContext:
 Pipeline = Callable[[JobContext], PipelineResult]
 
 
+@dataclass(frozen=True)
+class JobLimits:
+    """How long transient failures are retried, and how long one attempt may run.
+
+    A transient failure is retried after `first_delay_s`, doubling per attempt up to
+    `retry_max_delay_s`, each delay drawn between half and all of that (jitter, so that jobs
+    failed by one outage do not all return at once); once `retry_horizon_s` has passed since
+    the first failure of the run, the job fails as transient (a later submission retries it).
+    Each attempt may run `time_limits[pipeline]` seconds (`default_time_limit_s` for others)."""
+
+    retry_horizon_s: float = 1800.0
+    retry_max_delay_s: float = 120.0
+    first_delay_s: float = 2.0
+    time_limits: Mapping[str, float] = field(default_factory=dict)
+    default_time_limit_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobLimits:
+        return cls(retry_horizon_s=settings.job_retry_horizon_s,
+                   retry_max_delay_s=settings.job_retry_max_delay_s,
+                   time_limits={"documents": settings.job_timeout_documents_s,
+                                "speech": settings.job_timeout_speech_s,
+                                "imaging": settings.job_timeout_imaging_s})
+
+    def time_limit(self, pipeline: str) -> float:
+        return self.time_limits.get(pipeline, self.default_time_limit_s)
+
+    def retry_delay(self, attempt: int, rand: Callable[[], float] = _jitter) -> float:
+        """The wait before try `attempt + 1` (attempt counts from 1). Pure given `rand`."""
+        ceiling = min(self.retry_max_delay_s, self.first_delay_s * 2 ** min(attempt - 1, 30))
+        return ceiling / 2 + rand() * ceiling / 2
+
+
+class JobTimedOut(ChartlightError):
+    """The attempt ran past its pipeline's wall-clock limit."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -44,7 +95,10 @@ def _utcnow() -> datetime:
 class JobRunner:
     """`client_for(job)` gives the FHIR client a job runs with: the service's own, or, for a job
     started in the SMART app (`job.session_id`), one with that user's token. It raises a
-    ChartlightError when a job cannot be run (its session ended): the job fails with that message."""
+    ChartlightError when a job cannot be run (its session ended): the job fails with that message.
+
+    The runner claims only jobs of its own pipelines, and only within `scope` (a CLI run for
+    one patient claims that patient's jobs on that server, nothing else)."""
 
     def __init__(
         self,
@@ -55,8 +109,9 @@ class JobRunner:
         workers: int = 2,
         poll_s: float = 0.5,
         lease_s: float = 60.0,
-        max_attempts: int = 6,
-        backoff_s: float = 2.0,
+        backoff_s: float | None = None,
+        limits: JobLimits | None = None,
+        scope: JobScope | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
@@ -65,12 +120,15 @@ class JobRunner:
         self.workers = workers
         self.poll_s = poll_s
         self.lease_s = lease_s
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
+        limits = limits or JobLimits()
+        self.limits = limits if backoff_s is None else replace(limits, first_delay_s=backoff_s)
+        scope = scope or JobScope()
+        self.scope = JobScope(frozenset(self.pipelines), scope.subject, scope.fhir_base_url)
         self.clock = clock
+        self._time_limits = {name: self.limits.time_limit(name) for name in self.pipelines}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._running: set[int] = set()
+        self._running: dict[int, Job] = {}
         self._running_lock = threading.Lock()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -93,10 +151,17 @@ class JobRunner:
             thread.join(timeout_s)
         self._threads = []
 
+    def alive(self) -> bool:
+        """Whether the background loop and heartbeat threads are running."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
     def run_until_idle(self, *, include_delayed: bool = False, timeout_s: float = 600) -> None:
         """Run queued jobs in this thread until none is due (CLI, demo, tests). With
         `include_delayed`, waits out retry delays too."""
-        self.store.resume_stale(self.lease_s)
+        try:
+            self.store.resume_stale(self.lease_s, self.scope)
+        except SQLAlchemyError as exc:  # the heartbeat thread tries again
+            _store_fault("resuming jobs of dead workers", exc, 1)
         heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True)
         self._stop.clear()
         heartbeat.start()
@@ -108,73 +173,132 @@ class JobRunner:
 
     def _drain(self, include_delayed: bool, timeout_s: float) -> None:
         deadline = self.clock().timestamp() + timeout_s
+        faults = 0
         while self.clock().timestamp() < deadline:
-            job = self.store.claim_next()
+            try:
+                job = self._claim()
+                idle = job is None and (not include_delayed or not self.store.has_queued(self.scope))
+            except SQLAlchemyError as exc:
+                faults += 1
+                self._stop.wait(_store_fault("claiming a job", exc, faults))
+                continue
+            faults = 0
             if job is not None:
                 self.execute(job)
-                continue
-            if not include_delayed or not self._has_queued():
+            elif idle:
                 return
-            self._stop.wait(min(self.poll_s, 0.5))
+            else:
+                self._stop.wait(min(self.poll_s, 0.5))
+
+    def _claim(self) -> Job | None:
+        return self.store.claim_next(self.scope, time_limits=self._time_limits)
 
     # ---- one job -------------------------------------------------------------------------------
 
     def execute(self, job: Job) -> None:
         with self._running_lock:
-            self._running.add(job.id)
+            self._running[job.id] = job
         try:
             self._execute(job)
+        except StaleJob as exc:
+            log.warning("%s", exc)
         finally:
             with self._running_lock:
-                self._running.discard(job.id)
+                self._running.pop(job.id, None)
 
     def _execute(self, job: Job) -> None:
         pipeline = self.pipelines.get(job.pipeline)
-        if pipeline is None:
-            self.store.fail(job.id, f"no pipeline named {job.pipeline!r} is installed")
+        if pipeline is None:  # claims are scoped to our pipelines: only a job handed to execute()
+            self._record(self.store.fail, job, f"no pipeline named {job.pipeline!r} is installed")
             return
+        limit = self.limits.time_limit(job.pipeline)
+        deadline = (job.deadline_at.timestamp() if job.deadline_at
+                    else self.clock().timestamp() + limit)
         try:
             client = self.client_for(job)
             source = client.vread(job.source_type, job.source_id, job.source_version)
+            check_source_subject(source, subject=job.subject, base_url=job.fhir_base_url)
             context = JobContext(job=job, client=client, source=source,
-                                 report_progress=lambda f, t: self.store.set_progress(job.id, f, t))
-            result = pipeline(context)
-            self.store.set_progress(job.id, 0.95, "writing results")
+                                 report_progress=lambda f, t: self.store.set_progress(job, f, t))
+            result = _run_abandonable(pipeline, context, deadline - self.clock().timestamp(),
+                                      f"{job.pipeline} took longer than its time limit of "
+                                      f"{limit:.0f} s; stopped (job_timeout_{job.pipeline}_s)")
+            if self.clock().timestamp() > deadline:
+                raise JobTimedOut(f"{job.pipeline} ran past its time limit of {limit:.0f} s before "
+                                  "writing; nothing was written")
+            self.store.set_progress(job, 0.95, "writing results")
+            if not self.store.holds(job):
+                raise StaleJob(job.id, job.attempts)
             outcome = write_result(client, result, subject=job.subject, now=self.clock(),
-                                   on_behalf_of=job.on_behalf_of or None)
+                                   on_behalf_of=job.on_behalf_of or None, source=source)
+        except StaleJob:
+            raise
         except (FhirTransportError, FhirResponseError, EngineError) as exc:
-            if not is_transient(exc):
-                self.store.fail(job.id, str(exc))
-            elif job.attempts >= self.max_attempts:
-                self.store.fail(job.id, f"gave up after {job.attempts} attempts: {exc}")
-            else:
-                delay = self.backoff_s * 2 ** (job.attempts - 1)
-                log.info("job %d: transient failure (%s); retry in %.0fs", job.id,
-                         type(exc).__name__, delay)
-                self.store.requeue(job.id, str(exc), delay)
+            self._retry_or_fail(job, exc)
             return
         except ChartlightError as exc:
-            self.store.fail(job.id, str(exc))
+            self._record(self.store.fail, job, str(exc))
             return
         except Exception as exc:  # a bug: keep the worker alive, record what broke
             log.exception("job %d crashed", job.id)
-            self.store.fail(job.id, f"internal error: {type(exc).__name__}: {exc}")
+            self._record(self.store.fail, job, f"internal error: {type(exc).__name__}: {exc}")
             return
         summary = asdict(outcome)
         summary["problems"] = [asdict(p) for p in result.problems]
         summary["model"] = {"name": result.model.name, "version": result.model.version,
                             "test_weights": result.model.test_weights}
-        self.store.succeed(job.id, summary)
+        self._record(self.store.succeed, job, summary)
+
+    def _retry_or_fail(self, job: Job, exc: FhirTransportError | FhirResponseError | EngineError) -> None:
+        if not is_transient(exc):
+            self._record(self.store.fail, job, str(exc))
+            return
+        since = job.retry_since or self.clock()
+        waited = (self.clock() - since).total_seconds()
+        delay = self.limits.retry_delay(job.attempts)
+        if waited + delay > self.limits.retry_horizon_s:
+            self._record(self.store.fail, job, f"gave up after {job.attempts} attempt(s) over "
+                         f"{waited:.0f} s (job_retry_horizon_s {self.limits.retry_horizon_s:.0f} s); "
+                         f"the next analysis request retries it: {exc}", transient=True)
+            return
+        log.info("job %d: transient failure (%s); retry in %.0fs", job.id, type(exc).__name__, delay)
+        self._record(self.store.requeue, job, str(exc), delay)
+
+    def _record(self, update: Callable[..., None], job: Job, *args: Any, **kwargs: Any) -> None:
+        """Record an outcome, waiting out a database fault for up to one lease; if it cannot be
+        recorded, the lease runs out and the job is run again (its write is idempotent)."""
+        waited, faults = 0.0, 0
+        while True:
+            try:
+                update(job, *args, **kwargs)
+                return
+            except SQLAlchemyError as exc:
+                faults += 1
+                delay = _store_fault(f"recording job {job.id}", exc, faults)
+                if waited + delay > self.lease_s:
+                    log.warning("job %d: outcome not recorded; it runs again once its lease is over",
+                                job.id)
+                    return
+                waited += delay
+                self._stop.wait(delay)
 
     # ---- background loop -------------------------------------------------------------------
 
     def _loop(self) -> None:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="chartlight-job") as pool:
             slots = threading.Semaphore(self.workers)
+            faults = 0
             while not self._stop.is_set():
                 if not slots.acquire(timeout=self.poll_s):
                     continue
-                job = self.store.claim_next()
+                try:
+                    job = self._claim()
+                except SQLAlchemyError as exc:
+                    slots.release()
+                    faults += 1
+                    self._stop.wait(_store_fault("claiming a job", exc, faults))
+                    continue
+                faults = 0
                 if job is None:
                     slots.release()
                     self._stop.wait(self.poll_s)
@@ -184,23 +308,70 @@ class JobRunner:
     def _execute_and_release(self, job: Job, slots: threading.Semaphore) -> None:
         try:
             self.execute(job)
+        except Exception:  # never lose a slot, never die silently in the pool
+            log.exception("job %d: the runner failed around it", job.id)
         finally:
             slots.release()
 
     def _heartbeat_loop(self) -> None:
         """Renew our running jobs' lease and take back jobs whose worker died."""
+        faults = 0
         while True:
             with self._running_lock:
-                running = list(self._running)
-            self.store.heartbeat(running)
-            resumed = self.store.resume_stale(self.lease_s)
+                running = list(self._running.values())
+            try:
+                renewed = self.store.heartbeat(running)
+                resumed = self.store.resume_stale(self.lease_s, self.scope)
+            except SQLAlchemyError as exc:
+                faults += 1
+                if self._stop.wait(_store_fault("renewing leases", exc, faults)):
+                    return
+                continue
+            faults = 0
+            for job in running:
+                if job.id not in renewed:
+                    log.warning("job %d: attempt %d no longer holds its lease (time limit passed "
+                                "or taken over); its work will be dropped", job.id, job.attempts)
             if resumed:
                 log.info("resumed %d job(s) whose worker died", resumed)
             if self._stop.wait(self.lease_s / 4):
                 return
 
-    def _has_queued(self) -> bool:
-        return bool(self.store.list(state=JobState.QUEUED, limit=1))
+
+def _store_fault(doing: str, exc: SQLAlchemyError, faults: int) -> float:
+    """Log a database fault (its driver message only: the SQL's parameters may name patients)
+    and return how long to back off: 0.5 s doubling to 30 s, jittered."""
+    delay = min(30.0, 0.5 * 2 ** min(faults - 1, 10)) * (0.5 + _jitter() / 2)
+    reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0][:200]
+    log.warning("job store fault while %s (%s: %s); retrying in %.1f s", doing, type(exc).__name__,
+                reason, delay)
+    return delay
+
+
+def _run_abandonable(pipeline: Pipeline, context: JobContext, timeout_s: float,
+                     message: str) -> PipelineResult:
+    """Run the pipeline on a thread of its own and wait at most `timeout_s`. Python cannot kill
+    a thread: past the limit it is abandoned (left to end on its own) and JobTimedOut is raised,
+    freeing the worker; the job is then failed, so the abandoned thread's next progress report
+    raises StaleJob and nothing it produces is ever written."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["result"] = pipeline(context)
+        except BaseException as exc:  # handed to the waiting worker, raised there
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"chartlight-job-{context.job.id}-pipeline", daemon=True).start()
+    if not done.wait(max(0.0, timeout_s)):
+        raise JobTimedOut(message)
+    if "error" in outcome:
+        raise outcome["error"]
+    result: PipelineResult = outcome["result"]
+    return result
 
 
 def is_transient(exc: FhirTransportError | FhirResponseError | EngineError) -> bool:
