@@ -222,9 +222,9 @@ class JobRunner:
                                  report_progress=lambda f, t: self.store.set_progress(job, f, t))
             result = _run_abandonable(pipeline, context, deadline - self.clock().timestamp(),
                                       f"{job.pipeline} took longer than its time limit of "
-                                      f"{limit:.0f} s; stopped (job_timeout_{job.pipeline}_s)")
+                                      f"{limit:g} s; stopped (job_timeout_{job.pipeline}_s)")
             if self.clock().timestamp() > deadline:
-                raise JobTimedOut(f"{job.pipeline} ran past its time limit of {limit:.0f} s before "
+                raise JobTimedOut(f"{job.pipeline} ran past its time limit of {limit:g} s before "
                                   "writing; nothing was written")
             self.store.set_progress(job, 0.95, "writing results")
             if not self.store.holds(job):
@@ -258,7 +258,7 @@ class JobRunner:
         delay = self.limits.retry_delay(job.attempts)
         if waited + delay > self.limits.retry_horizon_s:
             self._record(self.store.fail, job, f"gave up after {job.attempts} attempt(s) over "
-                         f"{waited:.0f} s (job_retry_horizon_s {self.limits.retry_horizon_s:.0f} s); "
+                         f"{waited:.0f} s (job_retry_horizon_s {self.limits.retry_horizon_s:g} s); "
                          f"the next analysis request retries it: {exc}", transient=True)
             return
         log.info("job %d: transient failure (%s); retry in %.0fs", job.id, type(exc).__name__, delay)

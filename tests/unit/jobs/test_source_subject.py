@@ -1,0 +1,35 @@
+"""Which patient a source names, as the write path checks it before writing anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin.writeback import WrongPatient, check_source_subject, subject_of
+
+BASE = "http://ehr-a.test/fhir"
+
+
+@pytest.mark.parametrize(("reference", "named"), [
+    ("Patient/1", "Patient/1"),
+    ("Patient/1/_history/3", "Patient/1"),
+    (f"{BASE}/Patient/1", "Patient/1"),
+    ("http://ehr-b.test/fhir/Patient/1", None),  # the same id on another server is another patient
+    (f"{BASE}-other/Patient/1", None),
+    ("#contained", None),
+    ("Patient/1/extra", None),
+    ("", None),
+])
+def test_subject_of(reference: str, named: str | None) -> None:
+    assert subject_of({"subject": {"reference": reference}}, base_url=BASE + "/") == named
+
+
+def test_a_source_without_a_literal_subject_names_no_patient() -> None:
+    assert subject_of({"subject": {"identifier": {"value": "MRN-1"}}}, base_url=BASE) is None
+    with pytest.raises(WrongPatient, match="Media/4 names no patient on this server as its subject, "
+                                           "not Patient/1: nothing was written for it"):
+        check_source_subject({"resourceType": "Media", "id": "4"}, subject="Patient/1", base_url=BASE)
+
+
+def test_the_jobs_patient_passes() -> None:
+    check_source_subject({"resourceType": "DocumentReference", "id": "7",
+                          "subject": {"reference": "Patient/1"}}, subject="Patient/1", base_url=BASE)
