@@ -30,6 +30,19 @@ def sandbox_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def sandbox2_url() -> Iterator[str]:
+    """A second, separate HAPI FHIR server (another EHR), for tests of many EHRs at once."""
+    port = int(os.environ.get("CHARTLIGHT_SANDBOX2_PORT", "8094"))
+    box = default_sandbox(REPO_ROOT, port=port)
+    started_here = not box.is_running()
+    box.start()
+    box.reset()
+    yield box.base_url
+    if started_here:
+        box.stop()
+
+
+@pytest.fixture(scope="session")
 def pacs_url() -> Iterator[str]:
     """The Orthanc PACS sandbox's DICOMweb base, emptied once per session."""
     pacs = default_pacs(REPO_ROOT, port=int(os.environ.get("CHARTLIGHT_PACS_PORT", "8052")))

@@ -25,13 +25,23 @@ def test_jobs_list_show_retry(tmp_path: Path, sandbox_url: str) -> None:
     store = JobStore(url)
     job = store.submit(pipeline="documents", source_type="DocumentReference", source_id="7",
                        source_version="2", subject="Patient/1", fhir_base_url=sandbox_url)
-    store.claim_next()
-    store.fail(job.id, "DocumentReference/7 content[0]: the PDF is encrypted")
+    running = store.claim_next()
+    assert running is not None
     env = {"CHARTLIGHT_DATABASE_URL": url, "CHARTLIGHT_FHIR_BASE_URL": sandbox_url, "COLUMNS": "200"}
     runner = CliRunner()
+    busy = runner.invoke(cli, ["jobs", "retry", str(job.id)], env=env)
+    assert busy.exit_code == 1 and f"job {job.id} is running (attempt 1)" in busy.output
+    store.fail(running, "DocumentReference/7 content[0]: the PDF is encrypted")  # still its attempt's
+    other = store.submit(pipeline="documents", source_type="DocumentReference", source_id="7",
+                         source_version="2", subject="Patient/1", fhir_base_url="http://other-ehr.test/fhir")
 
     listed = runner.invoke(cli, ["jobs", "list", "--state", "failed"], env=env)
     assert listed.exit_code == 0 and "DocumentReference/7/_history/2" in listed.output
+    queued = runner.invoke(cli, ["jobs", "list", "--state", "queued"], env=env)
+    assert queued.exit_code == 0 and "DocumentReference/7" not in queued.output  # another server's job
+    everywhere = runner.invoke(cli, ["jobs", "list", "--all-servers", "--state", "queued"], env=env)
+    assert everywhere.exit_code == 0 and "http://other-ehr.test/fhir" in everywhere.output
+    assert f"│ {other.id} " in everywhere.output
 
     shown = runner.invoke(cli, ["jobs", "show", str(job.id)], env=env)
     assert shown.exit_code == 0 and json.loads(shown.output)["error"].endswith("encrypted")

@@ -130,3 +130,27 @@ def test_processes_submitting_one_job_at_once_share_it(tmp_path: Path) -> None:
         thread.join()
     assert errors == [] and len(ids) == 6 and all(found == ids[0] for found in ids)
     assert len(stores[0].list(limit=100)) == 40
+
+
+def test_stores_opening_an_old_table_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    with sqlite3.connect(db) as connection:
+        connection.executescript(OLD_DDL)
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            JobStore(f"sqlite:///{db}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = JobStore(f"sqlite:///{db}")
+    assert submit(store, EHR_A).id != submit(store, EHR_B).id
