@@ -3,6 +3,7 @@ job started in the SMART app never runs with the service's credentials."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -28,3 +29,38 @@ def test_a_session_job_is_refused_the_services_credentials() -> None:
     assert client_for(_job("")).base_url == BASE
     with pytest.raises(ChartlightError, match="clinician's app session"):
         client_for(_job("s1"))
+
+
+def test_a_patients_run_claims_only_that_patients_jobs_of_its_pipeline(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    from io import StringIO
+
+    from rich.console import Console
+
+    from plugin.analysis import analyze_patient, print_run
+    from plugin.jobs import JobStore
+    from plugin.pipelines.registry import InstalledPipeline
+    from tests.support.pipelines import fixed_pipeline
+    from tests.unit.jobs.fake_ehr import FakeEhr
+
+    ehr = FakeEhr(BASE)
+    ehr.add_source("s1", "Patient/p1")
+    store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+    orphan = store.submit(pipeline="speech", source_type="DocumentReference", source_id="x",
+                          source_version="1", subject="Patient/p2", fhir_base_url=BASE)
+    assert store.claim_next() is not None  # left running by a killed run for another patient
+    documents = store.submit(pipeline="documents", source_type="DocumentReference", source_id="s1",
+                             source_version="1", subject="Patient/p1", fhir_base_url=BASE)
+    sources = [ehr.sources["DocumentReference/s1"], {"resourceType": "Media", "id": "m1", "meta": {}}]
+    speech = InstalledPipeline("speech", "test", lambda client, patient: sources, fixed_pipeline())
+    output = StringIO()
+    console = Console(file=output, width=200)
+    time.sleep(0.6)  # the orphan's lease is over
+    run = analyze_patient(ehr.client(), store, speech, "p1", client_for=lambda job: ehr.client(),
+                          console=console, lease_s=0.5, timeout_s=30)
+    assert [(j.pipeline, j.subject, j.state) for j in run.jobs] == [
+        ("speech", "Patient/p1", JobState.SUCCEEDED)]
+    assert run.skipped == ("Media/m1: no meta.versionId",)
+    assert store.get(documents.id).state is JobState.QUEUED
+    assert store.get(orphan.id).state is JobState.RUNNING
+    print_run(run, console)
+    assert "Media/m1" in output.getvalue() and "not queued" in output.getvalue()
