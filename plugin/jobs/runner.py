@@ -219,7 +219,7 @@ class JobRunner:
             source = client.vread(job.source_type, job.source_id, job.source_version)
             check_source_subject(source, subject=job.subject, base_url=job.fhir_base_url)
             context = JobContext(job=job, client=client, source=source,
-                                 report_progress=lambda f, t: self.store.set_progress(job, f, t))
+                                 report_progress=lambda f, t: self._report(job, f, t))
             result = _run_abandonable(pipeline, context, deadline - self.clock().timestamp(),
                                       f"{job.pipeline} took longer than its time limit of "
                                       f"{limit:g} s; stopped (job_timeout_{job.pipeline}_s)")
@@ -233,6 +233,9 @@ class JobRunner:
                                    on_behalf_of=job.on_behalf_of or None, source=source)
         except StaleJob:
             raise
+        except SQLAlchemyError as exc:  # the job store, not the job: its lease decides what next
+            _store_fault(f"running job {job.id}", exc, 1)
+            return
         except (FhirTransportError, FhirResponseError, EngineError) as exc:
             self._retry_or_fail(job, exc)
             return
@@ -248,6 +251,14 @@ class JobRunner:
         summary["model"] = {"name": result.model.name, "version": result.model.version,
                             "test_weights": result.model.test_weights}
         self._record(self.store.succeed, job, summary)
+
+    def _report(self, job: Job, fraction: float, text: str) -> None:
+        """A pipeline's progress report: a store fault is logged, not raised into the pipeline
+        (progress is a display); a lost lease is raised (StaleJob), to stop the pipeline."""
+        try:
+            self.store.set_progress(job, fraction, text)
+        except SQLAlchemyError as exc:
+            _store_fault(f"reporting progress of job {job.id}", exc, 1)
 
     def _retry_or_fail(self, job: Job, exc: FhirTransportError | FhirResponseError | EngineError) -> None:
         if not is_transient(exc):

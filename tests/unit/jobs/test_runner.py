@@ -207,7 +207,9 @@ def test_a_runner_claims_only_its_pipelines_and_scope(store: JobStore, ehr: Fake
 def test_loop_and_heartbeat_survive_a_locked_database(
         tmp_path: Path, ehr: FakeEhr, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "jobs.db"
+    # The runner's store gives up on a lock at once; the test reads with the usual patience.
     store = JobStore(create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.05}))
+    reader = JobStore(f"sqlite:///{db}")
     go = threading.Event()
 
     def waits(context: JobContext) -> PipelineResult:
@@ -215,22 +217,22 @@ def test_loop_and_heartbeat_survive_a_locked_database(
         go.wait(10)
         return fixed_pipeline()(context)
 
-    first = submit(store, "test-fixed")
+    first = submit(reader, "test-fixed")
     runner = JobRunner(store, {"test-fixed": waits}, lambda j: ehr.client(), poll_s=0.05, lease_s=0.4)
     runner.start()
     try:
-        wait_for(lambda: store.get(first.id).progress_text == "waiting")
+        wait_for(lambda: reader.get(first.id).progress_text == "waiting")
         locker = sqlite3.connect(db, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")  # what another process's long write does
         time.sleep(1.2)  # the loop polls and the heartbeat renews meanwhile: both fail
         locker.execute("ROLLBACK")
         locker.close()
         assert runner.alive()
-        second = submit(store, "test-fixed", source_id="9")
+        second = submit(reader, "test-fixed", source_id="9")
         ehr.add_source("9", "Patient/1")
         go.set()
-        wait_for(lambda: store.get(second.id).state is JobState.SUCCEEDED)
-        assert store.get(first.id).state is JobState.SUCCEEDED  # its lease was renewed after the fault
+        wait_for(lambda: reader.get(second.id).state is JobState.SUCCEEDED)
+        assert reader.get(first.id).state is JobState.SUCCEEDED  # its lease was renewed after the fault
         assert runner.alive()
     finally:
         go.set()
