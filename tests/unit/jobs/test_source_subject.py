@@ -33,3 +33,20 @@ def test_a_source_without_a_literal_subject_names_no_patient() -> None:
 def test_the_jobs_patient_passes() -> None:
     check_source_subject({"resourceType": "DocumentReference", "id": "7",
                           "subject": {"reference": "Patient/1"}}, subject="Patient/1", base_url=BASE)
+
+
+def test_write_result_checks_the_source_before_sending_anything() -> None:
+    from datetime import UTC, datetime
+
+    from plugin.results import SourceRef
+    from plugin.writeback import write_result
+    from tests.support.pipelines import fixed_result
+    from tests.unit.jobs.fake_ehr import FakeEhr
+
+    ehr = FakeEhr(BASE)
+    ehr.add_source("8", "Patient/2")
+    adapter_client = ehr.client()
+    with pytest.raises(WrongPatient, match="DocumentReference/8 names Patient/2"):
+        write_result(adapter_client, fixed_result(SourceRef("DocumentReference", "8", "1")),
+                     subject="Patient/1", now=datetime.now(UTC), source=ehr.sources["DocumentReference/8"])
+    assert ehr.transactions == []
