@@ -169,7 +169,8 @@ class JobStore:
             url = make_url(url_or_engine)
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            url_or_engine = create_engine(url)
+            # After a database failover the pool's connections are dead: test each before use.
+            url_or_engine = create_engine(url, pool_pre_ping=True)
         self.engine = url_or_engine
         create_or_upgrade(self.engine)
 
