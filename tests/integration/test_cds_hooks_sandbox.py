@@ -36,7 +36,16 @@ from plugin.results import (
 )
 from plugin.review import approve
 from plugin.writeback import write_result
-from tests.support.cds_ehr import PUBLIC_BASE, Ehr, bearer, cds_settings, ec_key, ehr_with_jwks, rsa_key
+from tests.support.cds_ehr import (
+    PUBLIC_BASE,
+    Ehr,
+    bearer,
+    cds_settings,
+    diagnostics,
+    ec_key,
+    ehr_with_jwks,
+    rsa_key,
+)
 from tests.support.loopback import ServerState, loopback_server
 from tests.support.pipelines import fixed_result
 from tests.support.sources import create_patient_with_document
@@ -254,7 +263,7 @@ def test_unfetchable_prefetch_is_412(
     for body in (no_server, elsewhere):
         response = call(client, ehr, "chartlight-patient-results", body)
         assert response.status_code == 412, response.get_json()
-        assert "chartlightObservations" in response.get_json()["detail"] and TOKEN not in response.get_data(
+        assert "chartlightObservations" in diagnostics(response) and TOKEN not in response.get_data(
             True
         )
     assert seen.seen == []  # a server not allow-listed for this EHR is never contacted
@@ -302,11 +311,11 @@ def test_the_specifications_example_requests(client: FlaskClient, ehr: Ehr, sand
 
 def test_a_hook_for_another_service_or_a_bad_context_is_400(client: FlaskClient, ehr: Ehr) -> None:
     response = call(client, ehr, "chartlight-imaging-order-sign", copy.deepcopy(EXAMPLES["patient-view"]))
-    assert response.status_code == 400 and "answers order-sign" in response.get_json()["detail"]
+    assert response.status_code == 400 and "answers order-sign" in diagnostics(response)
     broken = copy.deepcopy(EXAMPLES["order-select"])
     del broken["context"]["draftOrders"]
     response = call(client, ehr, "chartlight-imaging-order-select", broken)
-    assert response.status_code == 400 and "context.draftOrders" in response.get_json()["detail"]
+    assert response.status_code == 400 and "context.draftOrders" in diagnostics(response)
 
 
 def test_imaging_order_shows_the_ai_comparison(
