@@ -40,10 +40,17 @@ def service_client_for(settings: Settings) -> Callable[[Job], FhirClient]:
                                   "service (chartlight serve) can run it")
         client = service_fhir_client(settings)
         if client.base_url == job.fhir_base_url.rstrip("/"):
-            return client
-        return FhirClient(job.fhir_base_url, timeout_s=settings.fhir_timeout_s,
-                          max_response_bytes=settings.max_response_bytes)
+            return client  # with fhir_token and what it was granted (fhir_token_scopes)
+        return foreign_server_client(settings, job.fhir_base_url)
     return client_for
+
+
+def foreign_server_client(settings: Settings, base_url: str) -> FhirClient:
+    """A client for a FHIR server other than the configured one: no token (fhir_token is for
+    fhir_base_url only) and so no known grant; the timeouts, retries and limits of every client."""
+    return FhirClient(base_url, timeout_s=settings.fhir_timeout_s, max_retries=settings.fhir_max_retries,
+                      retry_backoff_s=settings.fhir_retry_backoff_s,
+                      max_response_bytes=settings.max_response_bytes)
 
 
 def print_run(run: AnalysisRun, console: Console) -> None:

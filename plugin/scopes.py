@@ -55,15 +55,6 @@ class GrantedScopes:
     def can_create(self, resource_type: str) -> bool:
         return self.allows(resource_type, "c")
 
-    @property
-    def patient_only(self) -> bool:
-        """Every resource scope is a patient/ one: the token reaches one patient only."""
-        return bool(self.resources) and all(s.context == "patient" for s in self.resources)
-
-    @property
-    def text(self) -> str:
-        return " ".join(sorted(_text(s) for s in self.resources) + list(self.others))
-
 
 def parse_scopes(scopes: str | Iterable[str]) -> GrantedScopes:
     """The grant a space-separated scope string (or a list of scopes) describes."""
@@ -91,7 +82,3 @@ def parse_scope(item: str) -> ResourceScope | None:
         return ResourceScope(context, resource_type, V1_PERMISSIONS[permissions], v1=True)
     return ResourceScope(context, resource_type, frozenset(permissions), (query or "").removeprefix("?"))
 
-
-def _text(scope: ResourceScope) -> str:
-    letters = "".join(letter for letter in "cruds" if letter in scope.permissions)
-    return f"{scope.context}/{scope.resource_type}.{letters}" + (f"?{scope.query}" if scope.query else "")

@@ -20,10 +20,11 @@ from flask.testing import FlaskClient
 
 from cds_hooks.prefetch import render
 from cds_hooks.services import SERVICES_BY_ID
+from plugin.analysis import service_client_for
 from plugin.app import create_app, job_store_of
 from plugin.config import TrustedEhr
 from plugin.fhir import FhirClient
-from plugin.jobs import JobState
+from plugin.jobs import JobRunner, JobState
 from plugin.results import (
     Box,
     Coding,
@@ -37,6 +38,7 @@ from plugin.results import (
 from plugin.review import approve
 from plugin.writeback import write_result
 from tests.support.cds_ehr import (
+    EMPTY_BUNDLE,
     PUBLIC_BASE,
     Ehr,
     bearer,
@@ -47,7 +49,7 @@ from tests.support.cds_ehr import (
     rsa_key,
 )
 from tests.support.loopback import ServerState, loopback_server
-from tests.support.pipelines import fixed_result
+from tests.support.pipelines import fixed_pipeline, fixed_result
 from tests.support.sources import create_patient_with_document
 
 pytestmark = pytest.mark.sandbox
@@ -230,7 +232,9 @@ def test_missing_prefetch_is_fetched_from_fhir_server_with_its_token_only(
             "access_token": TOKEN,
             "token_type": "Bearer",
             "expires_in": 300,
-            "scope": "user/Observation.read",
+            # 1.0 syntax, as CDS Hooks 2.0.1 clients send it: a read of each type fetched.
+            "scope": "user/Observation.read user/DiagnosticReport.read user/DocumentReference.read "
+                     "user/Device.read",
             "subject": "chartlight",
         },
     )
@@ -423,3 +427,34 @@ def test_new_inputs_are_queued_in_the_background_and_the_card_says_so(
     again = call(client, ehr, "chartlight-patient-results", {**body, "hookInstance": str(uuid.uuid4())})
     assert "1 input(s) awaiting AI analysis (0 running, 1 queued)" in again.get_json()["cards"][-1]["detail"]
     assert len(job_store_of(app).list(subject=subject)) == 1  # the hook never runs or duplicates a job
+
+
+def test_a_hook_queued_job_writes_what_the_services_token_may(
+    ehr: Ehr, tmp_path: Path, fhir: FhirClient, sandbox_url: str, run_id: str
+) -> None:
+    """CDS-queued jobs run later with the service's own credentials (the hook's token is
+    transient): `fhir_token_scopes` without Observation writes gives a document-only write."""
+    trusted = TrustedEhr(iss=ehr.iss, jwks_url=ehr.jwks_url, fhir_servers=(sandbox_url,))
+    settings = cds_settings(ehr, tmp_path, fhir_base_url=sandbox_url, cds_trusted_ehrs=(trusted,),
+                            cds_source_check_wait_s=10.0,
+                            fhir_token_scopes=("user/DocumentReference.crus", "user/Provenance.c",
+                                               "user/Device.crus", "user/Observation.rs"))
+    app = create_app(settings)
+    app.extensions["chartlight.pipelines"] = {"documents": OneDocumentPipeline()}
+    subject, doc = create_patient_with_document(fhir, run_id, "CdsDegrade")
+    auth = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "subject": "chartlight",
+            "scope": "user/DocumentReference.rs user/Observation.rs"}
+    nothing_yet = dict.fromkeys(SERVICES_BY_ID["chartlight-patient-results"].prefetch, EMPTY_BUNDLE)
+    body = view_body(subject.removeprefix("Patient/"), "Practitioner/example", fhirServer=sandbox_url,
+                     fhirAuthorization=auth, prefetch=nothing_yet)
+    assert call(app.test_client(), ehr, "chartlight-patient-results", body).status_code == 200
+    store = job_store_of(app)
+    [queued] = store.list(subject=subject)
+    assert (queued.source_id, queued.state) == (doc["id"], JobState.QUEUED)
+    JobRunner(store, {"documents": fixed_pipeline()}, service_client_for(settings)).run_until_idle()
+    job = store.get(queued.id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert job.summary["path"] == "document-only"
+    assert job.summary["reason"] == "the granted scopes do not allow Observation writes"
+    assert list(fhir.search("Observation", {"subject": subject})) == []
+    assert len(list(fhir.search("DocumentReference", {"subject": subject}))) == 3  # source + 2 written
