@@ -95,11 +95,13 @@ def test_every_error_is_an_operation_outcome(hooks: FlaskClient, ehr: Ehr) -> No
     body = patient_view_body()
     del body["prefetch"]["chartlightDevices"]
     issue = _is_operation_outcome(_post(hooks, ehr, PATIENT_VIEW, body), 412, "processing")
-    assert "chartlightDevices" in issue["diagnostics"] and issue["expression"] == ["prefetch.chartlightDevices"]
+    assert "chartlightDevices" in issue["diagnostics"]
+    assert issue["expression"] == ["prefetch.chartlightDevices"]
 
 
 @pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("GET", PATIENT_VIEW, "POST"), ("DELETE", PATIENT_VIEW, "POST"), ("GET", PATIENT_VIEW + "/feedback", "POST"),
+    ("GET", PATIENT_VIEW, "POST"), ("DELETE", PATIENT_VIEW, "POST"),
+    ("GET", PATIENT_VIEW + "/feedback", "POST"),
     ("POST", "/cds-services", "GET"), ("PUT", "/cds-services", "GET")])
 def test_a_method_a_url_does_not_answer_is_405(hooks: FlaskClient, ehr: Ehr, method: str, path: str,
                                                allowed: str) -> None:
