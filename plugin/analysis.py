@@ -121,6 +121,7 @@ def analyze_patient(
     *,
     client_for: Callable[[Job], FhirClient],
     workers: int = 1,
+    lease_s: float = 60.0,
     console: Console | None = None,
     timeout_s: float = 3600,
 ) -> AnalysisRun:
@@ -130,7 +131,7 @@ def analyze_patient(
     pending = [j.id for j in jobs if j.state is not JobState.SUCCEEDED]
     if pending:
         runner = JobRunner(store, {pipeline.name: pipeline.run}, client_for, workers=workers,
-                           poll_s=0.2)
+                           poll_s=0.2, lease_s=lease_s)
         runner.start()
         try:
             _follow(store, pending, console, timeout_s)

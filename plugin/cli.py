@@ -193,7 +193,8 @@ def analyze(pipeline: str, patient_id: str, task: str | None, question: str | No
     console = Console()
     run = _run(lambda: analyze_patient(
         service_fhir_client(settings), job_store_of(current_app), chosen, patient_id,
-        client_for=service_client_for(settings), workers=settings.job_workers, console=console))
+        client_for=service_client_for(settings), workers=settings.job_workers,
+        lease_s=settings.job_lease_s, console=console))
     print_run(run, console)
     if run.failed:
         raise click.ClickException(f"{len(run.failed)} of {len(run.jobs)} input(s) failed (see above)")

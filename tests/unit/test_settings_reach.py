@@ -5,16 +5,23 @@ the objects do with them is tested with the objects."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from click.testing import CliRunner
 
 from plugin import cli
-from plugin.analysis import service_client_for
+from plugin.analysis import AnalysisRun, service_client_for
 from plugin.app import create_app, service_fhir_client
-from plugin.config import Settings
+from plugin.config import Settings, SmartEhr
 from plugin.jobs import Job, JobState
 from plugin.pipelines.registry import medgemma_engine
 from smart_launch.runtime import runtime_of
+from tests.support.loopback import ServerState, loopback_server
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 CONFIGURED = "https://ehr.example.org/fhir"
@@ -67,3 +74,44 @@ def test_smart_http_settings_reach_the_smart_runtime(tmp_path: Path) -> None:
     runtime = runtime_of(create_app(settings))
     timeouts = (runtime.discovery.timeout_s, runtime.tokens.timeout_s)
     assert (runtime.discovery.ttl_s, *timeouts) == (11.0, 3.0, 3.0)
+
+
+def test_smart_state_and_session_lifetimes_reach_the_launch(tmp_path: Path) -> None:
+    state = ServerState()
+    with loopback_server(state) as ehr_base:  # answers every path with the SMART configuration
+        state.body = json.dumps({
+            "authorization_endpoint": f"{ehr_base}/authorize", "token_endpoint": f"{ehr_base}/token",
+            "code_challenge_methods_supported": ["S256"], "capabilities": ["launch-ehr"]}).encode()
+        iss = f"{ehr_base}/fhir"
+        app = create_app(Settings(smart_state_ttl_s=123.0, smart_session_ttl_s=4567.0,
+                                  smart_ehrs=(SmartEhr(name="ehr", iss=iss, client_id="chartlight"),),
+                                  database_url=f"sqlite:///{tmp_path}/jobs.db",
+                                  smart_signing_key_path=str(tmp_path / "keys.pem")))
+        started = time.time()
+        response = app.test_client().get(f"/smart/launch?{urlencode({'iss': iss, 'launch': 'xyz'})}")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    launch_state = parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]
+    binding = next(c for c in response.headers.getlist("Set-Cookie") if "Max-Age" in c)
+    assert "Max-Age=4567" in binding  # the browser binding lasts as long as a session may
+    pending = runtime_of(app).store.take_launch(launch_state)
+    assert pending is not None and 123.0 <= pending.expires_at - started <= 123.0 + 60
+
+
+def test_job_settings_reach_chartlight_analyze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`job_workers` and `job_lease_s` (how long a running job may go without a heartbeat before
+    another process takes it over) reach the CLI's job runner as they reach the service's."""
+    import plugin.analysis
+
+    seen: dict[str, object] = {}
+
+    def analyze_patient(*args: object, **kwargs: object) -> AnalysisRun:
+        seen.update(kwargs)
+        return AnalysisRun("documents", ())
+
+    monkeypatch.setattr(plugin.analysis, "analyze_patient", analyze_patient)
+    env = {"CHARTLIGHT_JOB_LEASE_S": "17", "CHARTLIGHT_JOB_WORKERS": "3",
+           "CHARTLIGHT_DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db",
+           "CHARTLIGHT_SMART_SIGNING_KEY_PATH": str(tmp_path / "keys.pem")}
+    result = CliRunner(env=env).invoke(cli.cli, ["analyze", "documents", "--patient", "1"])
+    assert result.exit_code == 0, result.output
+    assert (seen["lease_s"], seen["workers"]) == (17.0, 3)
