@@ -94,7 +94,7 @@ def _call(service_id: str) -> Response:
             fhir_base=server, client=client, patient_id=patient_id)
         card_context = CardContext(service_id=service.id, hook_instance=hook_request.hookInstance,
                                    patient_id=patient_id, user=str(hook_request.context["userId"]),
-                                   app_launch_url=_app_launch_url(runtime.settings))
+                                   app_launch_url=_app_launch_url(runtime.settings), fhir_server=server or "")
         cards = service.handler(HookCall(context=context, data=data, status=status, cards=card_context))
     log.info("CDS %s %s from %s: %d card(s) in %.0f ms", service.id, hook_request.hookInstance,
              caller.ehr.label, len(cards), (time.perf_counter() - started) * 1000)

@@ -39,6 +39,7 @@ class CardContext:
     patient_id: str
     user: str  # context.userId, e.g. "Practitioner/123"
     app_launch_url: str
+    fhir_server: str = ""  # the caller's allow-listed fhirServer; "" when unknown
 
 
 @dataclass(frozen=True)

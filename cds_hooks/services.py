@@ -96,7 +96,8 @@ def patient_results(call: HookCall) -> list[Card]:
                                  ("chartlightDocuments", "DocumentReference"))
              for r in resources(call.data.get(key), kind)]
     models = read_models(resources(call.data.get("chartlightDevices"), "Device"))
-    return patient_view_cards(read_results(found, patient), models, call.status, call.cards)
+    results = read_results(found, patient, fhir_base=call.cards.fhir_server)
+    return patient_view_cards(results, models, call.status, call.cards)
 
 
 def imaging_orders(call: HookCall) -> list[Card]:
@@ -104,7 +105,7 @@ def imaging_orders(call: HookCall) -> list[Card]:
     found = [*resources(call.data.get("imagingFindings"), "Observation"),
              *resources(call.data.get("radiologyReports"), "DiagnosticReport")]
     models = read_models(resources(call.data.get("chartlightDevices"), "Device"))
-    results = read_results(found, call.context.patientId)
+    results = read_results(found, call.context.patientId, fhir_base=call.cards.fhir_server)
     return imaging_order_cards(ordered_imaging(call.context), results, models, call.status, call.cards)
 
 

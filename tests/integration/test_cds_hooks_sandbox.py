@@ -287,10 +287,17 @@ def test_unfetchable_prefetch_is_412(
 
 
 def test_the_specifications_example_requests(client: FlaskClient, ehr: Ehr, sandbox_url: str) -> None:
-    # patient-view, as published, with its fhirServer pointing at our sandbox (allow-listed): the
-    # service fetches the prefetch keys it needs and answers with a card.
+    # patient-view, as published, with its fhirServer pointing at our sandbox (allow-listed). Its
+    # token grants reads of Patient and Observation only: the service does not send the reads it
+    # needs beyond those, and says which type the scopes do not reach.
     view = copy.deepcopy(EXAMPLES["patient-view"])
     view["fhirServer"] = sandbox_url
+    assert view["fhirAuthorization"]["scope"] == "user/Patient.read user/Observation.read"
+    refused = call(client, ehr, "chartlight-patient-results", view)
+    assert refused.status_code == 412 and "grant no read of" in diagnostics(refused)
+    # With reads of the types it fetches granted (v1 syntax, as 2.0.1 clients send): a card.
+    view["fhirAuthorization"]["scope"] += (" user/DiagnosticReport.read user/DocumentReference.read"
+                                           " user/Device.read")
     response = call(client, ehr, "chartlight-patient-results", view)
     assert response.status_code == 200, response.get_json()
     [card] = response.get_json()["cards"]

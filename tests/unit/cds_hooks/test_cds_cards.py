@@ -290,3 +290,14 @@ def test_only_imaging_orders_count() -> None:
     assert not is_imaging_order({"resourceType": "ServiceRequest", "code": {"text": "Basic metabolic panel"}})
     assert not is_imaging_order({"resourceType": "MedicationRequest", "code": {"text": "CT"}})
     assert imaging_order_cards([], [], {}, AnalysisStatus(), CONTEXT) == []
+
+
+def test_an_absolute_subject_counts_only_on_the_callers_server() -> None:
+    """The same patient id on another FHIR server is another person."""
+    resources, _ = stored(fixed_result(source()))
+    mine = "https://ehr.example.org/fhir"
+    absolute = [{**r, "subject": {"reference": f"{mine}/Patient/{PATIENT}"}} for r in resources]
+    assert read_results(absolute, PATIENT, fhir_base=mine)
+    assert read_results(absolute, PATIENT, fhir_base="https://other-ehr.example.net/fhir") == []
+    assert read_results(absolute, PATIENT, fhir_base="") == []  # a hook without a known server
+    assert read_results(resources, PATIENT, fhir_base="")  # relative subjects: the caller's own data
