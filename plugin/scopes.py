@@ -81,4 +81,3 @@ def parse_scope(item: str) -> ResourceScope | None:
             return None  # v1 scopes take no query
         return ResourceScope(context, resource_type, V1_PERMISSIONS[permissions], v1=True)
     return ResourceScope(context, resource_type, frozenset(permissions), (query or "").removeprefix("?"))
-
