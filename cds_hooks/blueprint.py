@@ -184,7 +184,7 @@ def _fhir_client(runtime: CdsRuntime, hook_request: HookRequest, server: str | N
     if server is None:
         return None
     auth = hook_request.fhirAuthorization
-    if auth is not None and auth.patient and auth.patient != patient_id:
+    if auth is not None and auth.patient and auth.patient.removeprefix("Patient/") != patient_id:
         log.warning("fhirAuthorization is bound to another patient than the hook's: token not used")
         return None
     return FhirClient(server, token=auth.access_token.get_secret_value() if auth else None,

@@ -168,6 +168,11 @@ def test_a_token_bound_to_another_patient_is_not_used(hooks: FlaskClient, ehr: E
     response = _post(hooks, ehr, PATIENT_VIEW, body)
     assert response.status_code == 412 and "no usable fhirServer" in diagnostics(response)
     assert state.seen == []
+    # Bound to the hook's patient (as an id, or as a reference): used.
+    for patient in ("1288992", "Patient/1288992"):
+        body["fhirAuthorization"]["patient"] = patient
+        _post(hooks, ehr, PATIENT_VIEW, body)
+    assert [s.path.split("?")[0] for s in state.seen] == ["/fhir/DiagnosticReport"] * 2
 
 
 def test_the_2_0_1_example_request_shape_still_validates(hooks: FlaskClient, ehr: Ehr) -> None:
