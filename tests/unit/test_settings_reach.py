@@ -6,6 +6,8 @@ the objects do with them is tested with the objects."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,3 +117,21 @@ def test_job_settings_reach_chartlight_analyze(tmp_path: Path, monkeypatch: pyte
     result = CliRunner(env=env).invoke(cli.cli, ["analyze", "documents", "--patient", "1"])
     assert result.exit_code == 0, result.output
     assert (seen["lease_s"], seen["workers"]) == (17.0, 3)
+
+
+def test_serving_settings_reach_gunicorn() -> None:
+    args = cli.gunicorn_command(Settings(host="10.1.2.3", port=8123, workers=5, threads=7))
+    assert args[args.index("--bind") + 1] == "10.1.2.3:8123"
+    assert (args[args.index("--workers") + 1], args[args.index("--threads") + 1]) == ("5", "7")
+
+
+def test_log_level_sets_the_root_logger(tmp_path: Path) -> None:
+    """In a fresh process, as `chartlight` and gunicorn's workers start (logging unconfigured)."""
+    script = ("import logging; from plugin.app import create_app; from plugin.config import Settings; "
+              "create_app(Settings(log_level='WARNING', database_url='sqlite://', "
+              f"smart_signing_key_path={str(tmp_path / 'k.pem')!r})); "
+              "print(logging.getLevelName(logging.getLogger().level))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "WARNING"
