@@ -1,4 +1,5 @@
-"""The CDS Hooks 2.0.1 service: discovery, hook services, prefetch, JWT auth, feedback, CORS."""
+"""The CDS Hooks service (2.0.1, ready for 3.0): discovery, hook services, prefetch, JWT auth,
+feedback, CORS."""
 
 from cds_hooks.blueprint import create_blueprint
 from cds_hooks.runtime import CdsRuntime, runtime_of

@@ -91,19 +91,26 @@ class AiResult:
         return "normal"
 
 
-def is_chartlight_result(resource: Resource, patient_id: str) -> bool:
+def is_chartlight_result(resource: Resource, patient_id: str, fhir_base: str | None = None) -> bool:
     """Written by chartlight (our identifier and the AI label) about this patient, and not
-    rejected by a clinician."""
+    rejected by a clinician. With `fhir_base` given (a hook: the caller's allow-listed server, ""
+    when unknown), an absolute subject counts only when it is that server's patient: the same id
+    on another server is another person."""
     ours = any(i.get("system") == SID_RESULT for i in resource.get("identifier", []))
     labelled = any(s.get("code") == AIAST_CODE for s in resource.get("meta", {}).get("security", []))
     subject = str(resource.get("subject", {}).get("reference", ""))
-    about = subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
+    if fhir_base is None:
+        about = subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
+    else:
+        about = subject == f"Patient/{patient_id}" or (
+            bool(fhir_base) and subject == f"{fhir_base.rstrip('/')}/Patient/{patient_id}")
     return ours and labelled and about and resource.get("status") not in REJECTED
 
 
-def read_results(resources: list[Resource], patient_id: str) -> list[AiResult]:
+def read_results(resources: list[Resource], patient_id: str, *,
+                 fhir_base: str | None = None) -> list[AiResult]:
     """The chartlight results among `resources`, in a stable order (by reference)."""
-    parsed = [_parse(r) for r in resources if is_chartlight_result(r, patient_id) and r.get("id")]
+    parsed = [_parse(r) for r in resources if is_chartlight_result(r, patient_id, fhir_base) and r.get("id")]
     unique = {result.reference: result for result in parsed if result is not None}
     return [unique[ref] for ref in sorted(unique)]
 

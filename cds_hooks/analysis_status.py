@@ -20,7 +20,7 @@ from typing import Any
 from cds_hooks.cards import AnalysisStatus
 from plugin.errors import ChartlightError
 from plugin.fhir import FhirClient
-from plugin.jobs import JobState, JobStore
+from plugin.jobs import JobBrief, JobState, JobStore, queue_sources
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +41,30 @@ class SourceScanner:
         self._scans: dict[tuple[str, str], _Scan] = {}
         self._lock = threading.Lock()
 
-    def status(self, *, store: JobStore, pipelines: Mapping[str, Any], client: FhirClient | None,
-               patient_id: str) -> AnalysisStatus:
-        """The analysis status of `patient_id` on `client`'s server; queues jobs for inputs not
-        analysed yet when a client (the EHR's FHIR server and token) is available."""
+    def status(self, *, store: JobStore, pipelines: Mapping[str, Any], fhir_base: str | None,
+               client: FhirClient | None, patient_id: str) -> AnalysisStatus:
+        """The analysis status of `patient_id` on the FHIR server `fhir_base`; queues jobs for
+        inputs not analysed yet when a client (that server with the EHR's token) is available.
+
+        Jobs are read only for the calling EHR's own server (`fhir_base`: a `fhirServer`
+        allow-listed for that EHR). Without one the server is unknown, and a patient id alone
+        names no one (HAPI numbers ids 1, 2, 3 on every server): nothing about jobs is shown, so
+        no other EHR's counts or error lines can leak into this card."""
         unavailable = {name: str(getattr(p, "unavailable_reason", "") or "")
                        for name, p in pipelines.items()}
         runnable = {name: p for name, p in pipelines.items() if not unavailable[name]}
         newly_queued, checking = 0, False
-        if client is not None and runnable:
+        if client is not None and fhir_base is not None and runnable:
             started_here, scan = self._scan_for(store, runnable, client, patient_id)
             try:
                 queued_now = scan.future.result(timeout=self.wait_s)
                 newly_queued = queued_now if started_here else 0
             except FutureTimeout:
                 checking = True
-            except Exception:  # a failed look is logged by _scan; the card still answers
-                log.debug("source scan failed", exc_info=True)
-        fhir_base = client.base_url if client is not None else None
-        jobs = [j for j in store.briefs(subject=f"Patient/{patient_id}")
-                if fhir_base is None or j.fhir_base_url.rstrip("/") == fhir_base]
+            except Exception as exc:  # the card still answers; the failure is visible in the log
+                log.warning("looking for new inputs of Patient/%s on %s failed: %s", patient_id,
+                            fhir_base, type(exc).__name__, exc_info=True)
+        jobs = [] if fhir_base is None else server_jobs(store, fhir_base, patient_id)
         counts = {state: sum(j.state is state for j in jobs) for state in JobState}
         failures = tuple(f"{j.pipeline}: {j.source}: {(j.error or 'failed').splitlines()[0][:160]}"
                          for j in jobs if j.state is JobState.FAILED)
@@ -90,6 +94,11 @@ class SourceScanner:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def server_jobs(store: JobStore, fhir_base: str, patient_id: str) -> list[JobBrief]:
+    """The jobs of `Patient/<patient_id>` on the FHIR server `fhir_base`, and of no other."""
+    return store.briefs(subject=f"Patient/{patient_id}", fhir_base_url=fhir_base)
+
+
 def _queue_new_inputs(store: JobStore, pipelines: Mapping[str, Any], client: FhirClient,
                       patient_id: str) -> int:
     """Submit a job per input of each pipeline; returns how many jobs are new."""
@@ -102,11 +111,9 @@ def _queue_new_inputs(store: JobStore, pipelines: Mapping[str, Any], client: Fhi
             log.warning("pipeline %s: could not list inputs of Patient/%s: %s", name, patient_id,
                         type(exc).__name__)
             continue
-        for source in sources:
-            job = store.submit(pipeline=name, source_type=source["resourceType"], source_id=source["id"],
-                               source_version=source["meta"]["versionId"], subject=f"Patient/{patient_id}",
+        intake = queue_sources(store, name, sources, subject=f"Patient/{patient_id}",
                                fhir_base_url=client.base_url)
-            created += job.created_at >= started
+        created += sum(job.created_at >= started for job in intake.jobs)
     if created:
         log.info("queued %d analysis job(s) for Patient/%s", created, patient_id)
     return created

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from cds_hooks.ai_results import AiResult, Model, Severity
 from cds_hooks.models import Action as CardAction
-from cds_hooks.models import Card, Coding, Link, Source, Suggestion
+from cds_hooks.models import Card, Link, Source, Suggestion
+from cds_hooks.override_reasons import card_override_reasons
 from fhir_mappers import TEST_WEIGHTS_DISPLAY
-from fhir_mappers.systems import NAMESPACE
 
 Resource = dict[str, Any]
 SUMMARY_LIMIT = 139
@@ -28,13 +28,6 @@ TEST_PREFIX = "TEST OUTPUT, not clinical: "
 Indicator = Literal["info", "warning", "critical"]
 INDICATORS: dict[Severity, Indicator] = {"critical": "critical", "abnormal": "warning", "normal": "info"}
 _SEVERITY_ORDER: dict[Severity, int] = {"normal": 0, "abnormal": 1, "critical": 2}
-CS_OVERRIDE_REASON = f"{NAMESPACE}/CodeSystem/cds-override-reason"
-OVERRIDE_REASONS = (
-    Coding(system=CS_OVERRIDE_REASON, code="incorrect", display="AI result is incorrect"),
-    Coding(system=CS_OVERRIDE_REASON, code="review-in-app", display="Will review in the chartlight app"),
-    Coding(system=CS_OVERRIDE_REASON, code="not-relevant", display="Not clinically relevant"),
-    Coding(system=CS_OVERRIDE_REASON, code="wrong-patient", display="Source belongs to another patient"),
-)
 SIGNERS = ("Practitioner/", "PractitionerRole/")  # who may authenticate a result (R4)
 _UUID_NAMESPACE = uuid.UUID("0b6f2a8e-35a5-5d5e-9c36-6f1e3f7c9a10")
 
@@ -46,6 +39,7 @@ class CardContext:
     patient_id: str
     user: str  # context.userId, e.g. "Practitioner/123"
     app_launch_url: str
+    fhir_server: str = ""  # the caller's allow-listed fhirServer; "" when unknown
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,7 @@ def results_card(group: ResultGroup, models: dict[str, Model], context: CardCont
         source=_source(model_list, test),
         suggestions=[suggestion] if suggestion else None,
         selectionBehavior="at-most-one" if suggestion else None,
-        overrideReasons=list(OVERRIDE_REASONS),
+        overrideReasons=card_override_reasons(),
         links=[_app_link(context, [r.reference for r in group.results])],
     )
 

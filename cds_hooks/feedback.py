@@ -1,5 +1,10 @@
-"""Feedback on cards (CDS Hooks 2.0.1, Feedback): stored once per card, outcome and time, so the
-duplicates and batches EHRs send are harmless; summed up per service for the report."""
+"""Feedback on cards (CDS Hooks 2.0.1 and 3.0, Feedback): stored once per EHR, card, outcome and
+time, so the duplicates and batches EHRs send are harmless; summed up per EHR and service for the
+report, override reasons also by their CDS Hooks 3.0 non-adherence category.
+
+Every row names the EHR (JWT issuer) that sent it, and is read only for that EHR: one EHR's
+feedback can neither count as another's duplicate nor appear in another's report. Tables created
+before the issuer was part of the unique key are migrated in place when the store starts."""
 
 from __future__ import annotations
 
@@ -8,12 +13,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cds_hooks.models import FeedbackItem
+from cds_hooks.override_reasons import CATEGORIES, category_of
+
+TABLE = "chartlight_cds_feedback"
+UNIQUE = ("issuer", "card_uuid", "outcome", "outcome_timestamp")
 
 
 class _Base(DeclarativeBase):
@@ -21,8 +30,8 @@ class _Base(DeclarativeBase):
 
 
 class _FeedbackRow(_Base):
-    __tablename__ = "chartlight_cds_feedback"
-    __table_args__ = (UniqueConstraint("card_uuid", "outcome", "outcome_timestamp"),)
+    __tablename__ = TABLE
+    __table_args__ = (UniqueConstraint(*UNIQUE, name="uq_chartlight_cds_feedback_once"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     service_id: Mapped[str] = mapped_column(String(100), index=True)
@@ -47,17 +56,21 @@ class StoreOutcome:
 
 @dataclass(frozen=True)
 class ServiceFeedback:
+    issuer: str  # the EHR that sent it
     service_id: str
     cards: int  # distinct cards with any feedback
     accepted: int
     overridden: int
     with_comment: int
     reasons: tuple[tuple[str, int], ...] = field(default=())  # override reason, count; most first
+    # CDS Hooks 3.0 non-adherence category (display), count; most first
+    categories: tuple[tuple[str, int], ...] = field(default=())
 
 
 class FeedbackStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        _upgrade(engine)
         _Base.metadata.create_all(engine)
 
     def record(self, service_id: str, items: list[FeedbackItem], *, issuer: str,
@@ -82,20 +95,56 @@ class FeedbackStore:
                 duplicates += 1
         return StoreOutcome(stored, duplicates)
 
-    def report(self) -> list[ServiceFeedback]:
+    def report(self, *, issuer: str | None = None) -> list[ServiceFeedback]:
+        """Feedback per EHR and service; only `issuer`'s when given."""
+        query = select(_FeedbackRow).order_by(_FeedbackRow.issuer, _FeedbackRow.service_id)
+        if issuer is not None:
+            query = query.where(_FeedbackRow.issuer == issuer)
         with Session(self.engine) as session:
-            rows = session.scalars(select(_FeedbackRow).order_by(_FeedbackRow.service_id)).all()
-        by_service: dict[str, list[_FeedbackRow]] = {}
+            rows = session.scalars(query).all()
+        groups: dict[tuple[str, str], list[_FeedbackRow]] = {}
         for row in rows:
-            by_service.setdefault(row.service_id, []).append(row)
+            groups.setdefault((row.issuer, row.service_id), []).append(row)
         report = []
-        for service_id, service_rows in by_service.items():
-            reasons = Counter(r.override_display or r.override_code for r in service_rows
-                              if r.outcome == "overridden" and (r.override_display or r.override_code))
+        for (ehr, service_id), service_rows in groups.items():
+            overridden = [r for r in service_rows if r.outcome == "overridden"]
+            reasons = Counter(r.override_display or r.override_code for r in overridden
+                              if r.override_display or r.override_code)
+            categories = Counter(CATEGORIES[c] for c in (category_of(r.override_system, r.override_code)
+                                                         for r in overridden) if c is not None)
             report.append(ServiceFeedback(
-                service_id=service_id, cards=len({r.card_uuid for r in service_rows}),
+                issuer=ehr, service_id=service_id, cards=len({r.card_uuid for r in service_rows}),
                 accepted=sum(r.outcome == "accepted" for r in service_rows),
-                overridden=sum(r.outcome == "overridden" for r in service_rows),
+                overridden=len(overridden),
                 with_comment=sum(bool(r.user_comment) for r in service_rows),
-                reasons=tuple(reasons.most_common())))
+                reasons=tuple(reasons.most_common()), categories=tuple(categories.most_common())))
         return report
+
+
+def _upgrade(engine: Engine) -> None:
+    """Make the EHR part of the unique key of a table created without it (keeping its rows)."""
+    inspector = inspect(engine)
+    if not inspector.has_table(TABLE):
+        return
+    if any(tuple(u["column_names"]) == UNIQUE for u in inspector.get_unique_constraints(TABLE)):
+        return
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":  # SQLite cannot change a table's constraints: rebuild it
+            _rebuild(connection, [i["name"] for i in inspector.get_indexes(TABLE) if i["name"]])
+            return
+        for unique in inspector.get_unique_constraints(TABLE):
+            if set(unique["column_names"]) == set(UNIQUE[1:]) and unique["name"]:
+                connection.execute(text(f'ALTER TABLE {TABLE} DROP CONSTRAINT "{unique["name"]}"'))
+        connection.execute(text(f"ALTER TABLE {TABLE} ADD CONSTRAINT uq_chartlight_cds_feedback_once "
+                                f"UNIQUE ({', '.join(UNIQUE)})"))
+
+
+def _rebuild(connection: Connection, indexes: list[str]) -> None:
+    columns = ", ".join(c.name for c in _FeedbackRow.__table__.columns)
+    connection.execute(text(f"ALTER TABLE {TABLE} RENAME TO {TABLE}_old"))
+    for name in indexes:  # index names are global in SQLite: the new table's would clash
+        connection.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
+    _Base.metadata.create_all(connection, tables=[_Base.metadata.tables[TABLE]])
+    copy = f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM {TABLE}_old"  # noqa: S608 -- our own names
+    connection.execute(text(copy))
+    connection.execute(text(f"DROP TABLE {TABLE}_old"))

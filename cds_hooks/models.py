@@ -1,7 +1,9 @@
-"""CDS Hooks 2.0.1 JSON as typed models: what EHRs send (hook requests, feedback) is validated
-here, at the edge; what the service answers (discovery, cards) is built from these models so an
-invalid card cannot leave the service. Section names in the docstrings are the specification's
-(https://cds-hooks.hl7.org/2.0/)."""
+"""CDS Hooks JSON as typed models: what EHRs send (hook requests, feedback) is validated here, at
+the edge; what the service answers (discovery, cards) is built from these models so an invalid
+card cannot leave the service. Section names in the docstrings are the specification's
+(https://cds-hooks.hl7.org/2.0/, and 3.0 where it differs: discovery's `version` and
+`hookVersion`, SMART App Launch 2 scopes in `fhirAuthorization.scope`). A 2.0.1 request is a
+valid 3.0 request and the answers are the same for both."""
 
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from plugin.scopes import GrantedScopes, parse_scopes
+
+# The CDS Hooks version this service implements, for discovery's `version` (3.0: a semantic
+# version of the specification). Everything it answers is valid 2.0.1 as well.
+SPEC_VERSION = "3.0.0"
 
 # "JSON string attributes that have an optionality of REQUIRED MAY NOT have empty values (those
 # without any characters or just whitespace characters)" (Use of JSON).
@@ -52,7 +60,8 @@ class _Out(BaseModel):
 
 class FhirAuthorization(_Edge):
     """`fhirAuthorization`: an OAuth 2.0 bearer token for `fhirServer` only. SecretStr keeps the
-    token out of reprs and logs."""
+    token out of reprs and logs. `scope` is SMART App Launch 2 syntax in CDS Hooks 3.0
+    (`user/Observation.rs`) and 1.0 syntax in 2.0.1 (`user/Observation.read`); both are read."""
 
     access_token: SecretStr
     token_type: NonEmpty
@@ -67,6 +76,10 @@ class FhirAuthorization(_Edge):
         if value.lower() != "bearer":
             raise ValueError("token_type must be Bearer")
         return value
+
+    @property
+    def granted(self) -> GrantedScopes:
+        return parse_scopes(self.scope)
 
 
 class HookRequest(_Edge):
@@ -205,6 +218,8 @@ class ServiceDescription(_Out):
     id: NonEmpty
     prefetch: dict[str, str] | None = None
     usageRequirements: str | None = None
+    version: str | None = None  # 3.0: the CDS Hooks version implemented
+    hookVersion: str | None = None  # 3.0: the version of the hook's definition served
 
 
 class Discovery(_Out):

@@ -1,6 +1,7 @@
 """Prefetch (CDS Hooks 2.0.1, Providing FHIR Resources to a CDS Service): fill each of a
 service's prefetch templates from what the EHR sent, else fetch it from `fhirServer` with
-`fhirAuthorization`, else fail with 412.
+`fhirAuthorization`, else fail with 412. A query the token's SMART scopes do not grant (v1
+`.read` or v2 `.r`/`.s`) is not sent: it fails with 412 and the reason.
 
 What the EHR sent for a key is used as is when it is a resource or Bundle; `null` means "no
 data". An OperationOutcome in a key (the EHR's prefetch failed) or a missing key means the
@@ -91,6 +92,11 @@ def _fetch(key: str, template: str, context: Mapping[str, Any],
     if url is None:
         raise PrefetchUnavailable(key, "the context lacks a value its query needs")
     resource_type, resource_id, params = split_query(url)
+    granted = client.granted_scopes
+    if granted is not None and not granted.can_read(resource_type):
+        # The server would refuse it: say why without sending the token on a doomed request.
+        raise PrefetchUnavailable(key, f"the token's scopes (fhirAuthorization.scope) grant no read of "
+                                       f"{resource_type}")
     try:
         if resource_id is not None:
             return client.read(resource_type, resource_id)

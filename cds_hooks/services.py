@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from cds_hooks.ai_results import read_models, read_results
 from cds_hooks.cards import AnalysisStatus, CardContext, imaging_order_cards, patient_view_cards
 from cds_hooks.models import (
+    SPEC_VERSION,
     Card,
     OrderSelectContext,
     OrderSignContext,
@@ -77,10 +78,14 @@ class CdsService:
     handler: Callable[[HookCall], list[Card]]
     # Whether a call needs any data at all (order hooks: only when imaging is ordered).
     relevant: Callable[[BaseModel], bool] = lambda context: True
+    # The hook definition's version whose context the service reads (the `hookVersion` of
+    # its metadata table, HL7/cds-hooks-library): patient-view, order-select and order-sign 1.0.
+    hook_version: str = "1.0"
 
     def describe(self) -> ServiceDescription:
         return ServiceDescription(hook=self.hook, title=self.title, description=self.description,
-                                  id=self.id, prefetch=dict(self.prefetch))
+                                  id=self.id, prefetch=dict(self.prefetch), version=SPEC_VERSION,
+                                  hookVersion=self.hook_version)
 
 
 def patient_results(call: HookCall) -> list[Card]:
@@ -91,7 +96,8 @@ def patient_results(call: HookCall) -> list[Card]:
                                  ("chartlightDocuments", "DocumentReference"))
              for r in resources(call.data.get(key), kind)]
     models = read_models(resources(call.data.get("chartlightDevices"), "Device"))
-    return patient_view_cards(read_results(found, patient), models, call.status, call.cards)
+    results = read_results(found, patient, fhir_base=call.cards.fhir_server)
+    return patient_view_cards(results, models, call.status, call.cards)
 
 
 def imaging_orders(call: HookCall) -> list[Card]:
@@ -99,7 +105,7 @@ def imaging_orders(call: HookCall) -> list[Card]:
     found = [*resources(call.data.get("imagingFindings"), "Observation"),
              *resources(call.data.get("radiologyReports"), "DiagnosticReport")]
     models = read_models(resources(call.data.get("chartlightDevices"), "Device"))
-    results = read_results(found, call.context.patientId)
+    results = read_results(found, call.context.patientId, fhir_base=call.cards.fhir_server)
     return imaging_order_cards(ordered_imaging(call.context), results, models, call.status, call.cards)
 
 

@@ -51,10 +51,17 @@ def service_client_for(settings: Settings) -> Callable[[Job], FhirClient]:
                                   "service (chartlight serve) can run it")
         client = service_fhir_client(settings)
         if client.base_url == job.fhir_base_url.rstrip("/"):
-            return client
-        return FhirClient(job.fhir_base_url, timeout_s=settings.fhir_timeout_s,
-                          max_response_bytes=settings.max_response_bytes)
+            return client  # with fhir_token and what it was granted (fhir_token_scopes)
+        return foreign_server_client(settings, job.fhir_base_url)
     return client_for
+
+
+def foreign_server_client(settings: Settings, base_url: str) -> FhirClient:
+    """A client for a FHIR server other than the configured one: no token (fhir_token is for
+    fhir_base_url only) and so no known grant; the timeouts, retries and limits of every client."""
+    return FhirClient(base_url, timeout_s=settings.fhir_timeout_s, max_retries=settings.fhir_max_retries,
+                      retry_backoff_s=settings.fhir_retry_backoff_s,
+                      max_response_bytes=settings.max_response_bytes)
 
 
 def print_run(run: AnalysisRun, console: Console) -> None:
@@ -123,10 +130,10 @@ def analyze_patient(
     *,
     client_for: Callable[[Job], FhirClient],
     workers: int = 1,
+    lease_s: float = 60.0,
     console: Console | None = None,
     timeout_s: float = 3600,
     limits: JobLimits | None = None,
-    lease_s: float = 60.0,
 ) -> AnalysisRun:
     """Queue and run the patient's jobs for `pipeline`, showing each job's progress. The runner
     claims only this patient's `pipeline` jobs on the client's server: another patient's job

@@ -13,6 +13,7 @@ from plugin.config import Settings, load_settings
 from plugin.errors import FhirError
 from plugin.fhir import FhirClient
 from plugin.jobs import JobStore
+from plugin.scopes import parse_scopes
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -57,6 +58,7 @@ def service_fhir_client(settings: Settings) -> FhirClient:
         max_retries=settings.fhir_max_retries,
         retry_backoff_s=settings.fhir_retry_backoff_s,
         max_response_bytes=settings.max_response_bytes,
+        granted_scopes=parse_scopes(settings.fhir_token_scopes) if settings.fhir_token_scopes else None,
     )
 
 

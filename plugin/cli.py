@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from rich.console import Console
 from rich.table import Table
 
+from cds_hooks.audience import serving_audience
 from cds_hooks.cli import feedback
 from plugin import __version__
 from plugin.app import create_app, job_store_of, service_fhir_client, settings_of
@@ -54,6 +55,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 def serve(dev: bool) -> None:
     """Start the web service (gunicorn, as deployed)."""
     settings = settings_of(current_app)
+    click.echo(_run(lambda: serving_audience(settings)), err=True)
     if dev:
         app: Flask = click.get_current_context().obj
         app.run(host=settings.host, port=settings.port)

@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from plugin.errors import ConfigError
+from plugin.scopes import parse_scope
 
 ENV_PREFIX = "CHARTLIGHT_"
 CONFIG_FILE_ENV = "CHARTLIGHT_CONFIG"
@@ -171,6 +172,10 @@ class Settings:
     job_timeout_documents_s: float = 3600.0
     job_timeout_speech_s: float = 1800.0
     job_timeout_imaging_s: float = 3600.0
+    # The SMART scopes the service's own credentials (fhir_token) were granted, when known: what
+    # jobs of the CLI and of CDS hooks may write (docs/writeback.md, degrading). Unset: the FHIR
+    # server decides, and a refused Observation write is retried as a document.
+    fhir_token_scopes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -187,6 +192,13 @@ class Settings:
         self._check_imaging()
         self._check_medgemma()
         self._check_smart()
+        self._check_token_scopes()
+
+    def _check_token_scopes(self) -> None:
+        unknown = [scope for scope in self.fhir_token_scopes if parse_scope(scope) is None]
+        if unknown:
+            raise ConfigError(f"fhir_token_scopes: {', '.join(repr(s) for s in unknown[:5])} is not a SMART "
+                              "resource scope (patient|user|system/<Type|*>.<cruds letters> or .read/.write)")
 
     def _check_smart(self) -> None:
         for name in ("smart_state_ttl_s", "smart_session_ttl_s", "smart_http_timeout_s", "sandbox_ehr_port"):

@@ -15,7 +15,9 @@ server fails the write (WrongPatient) before anything is sent.
 
 When the server or the granted scopes refuse Observation writes, the structured results travel
 as a JSON attachment of a DocumentReference instead ("document-only"); when writes are refused
-entirely nothing is written ("not-written") and the reason is returned for the app to show.
+entirely nothing is written ("not-written") and the reason is returned for the app to show. The
+granted scopes travel with the client (`FhirClient.granted_scopes`: a SMART session's, the hook's,
+or the service's `fhir_token_scopes`); `write_grant` reads what they allow.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from fhir_mappers import (
 from plugin.errors import ChartlightError, FhirError, FhirResponseError
 from plugin.fhir import FhirClient
 from plugin.results import Finding, MeasuredValue, Narrative, PipelineResult
+from plugin.scopes import GrantedScopes
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,25 @@ class WriteOutcome:
         return self.created + self.updated
 
 
+@dataclass(frozen=True)
+class WriteGrant:
+    """What the granted scopes let a write of one result do."""
+
+    writes: bool = True  # the documents and their Provenance
+    observations: bool = True  # the Observations (and DiagnosticReports) as well
+
+
+def write_grant(scopes: GrantedScopes | None, result: PipelineResult) -> WriteGrant:
+    """Unknown scopes (None) allow everything: the server decides, and a refusal degrades.
+    Every write creates a Provenance and our writes start as creates, so `c` decides."""
+    if scopes is None:
+        return WriteGrant()
+    writes = scopes.can_create("DocumentReference") and scopes.can_create("Provenance")
+    observations = (writes and scopes.can_create("Observation")
+                    and (not result.reports or scopes.can_create("DiagnosticReport")))
+    return WriteGrant(writes=writes, observations=observations)
+
+
 def write_result(
     client: FhirClient,
     result: PipelineResult,
@@ -104,15 +126,19 @@ def write_result(
     subject: str,
     now: datetime,
     on_behalf_of: str | None = None,
-    observations_allowed: bool = True,
-    writes_allowed: bool = True,
+    observations_allowed: bool | None = None,
+    writes_allowed: bool | None = None,
     source: Resource | None = None,
 ) -> WriteOutcome:
     """Write `result` for patient `subject` ("Patient/1"). `observations_allowed` and
-    `writes_allowed` come from the granted scopes; the server may refuse more. `source`, the
-    analysed resource as read from the server at its version, must name `subject`."""
+    `writes_allowed` default to what the client's granted scopes allow (`write_grant`); the
+    server may refuse more. `source`, the analysed resource as read from the server at its
+    version, must name `subject`."""
     if source is not None:
         check_source_subject(source, subject=subject, base_url=client.base_url)
+    grant = write_grant(client.granted_scopes, result)
+    writes_allowed = grant.writes if writes_allowed is None else writes_allowed
+    observations_allowed = grant.observations if observations_allowed is None else observations_allowed
     if not writes_allowed:
         return WriteOutcome(path="not-written", reason="the granted scopes allow no writes")
     if observations_allowed:

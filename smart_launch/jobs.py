@@ -37,7 +37,8 @@ def client_for_jobs(app: Flask, fallback: Callable[[Job], FhirClient]) -> Callab
         record = runtime.store.get_session(job.session_id)
         if record is None or record.fhir_base.rstrip("/") != job.fhir_base_url.rstrip("/"):
             raise SessionEnded()
-        return token_client(runtime, JobTokenSession(runtime, record.id, record.fhir_base))
+        return token_client(runtime, JobTokenSession(runtime, record.id, record.fhir_base),
+                            scopes=record.scopes.split())
     return client_for
 
 

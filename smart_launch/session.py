@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ import requests
 from flask import current_app, g, request
 
 from plugin.fhir import FhirClient
+from plugin.scopes import parse_scopes
 from smart_launch import scopes as scope_rules
 from smart_launch.errors import NotLaunched, TokenError
 from smart_launch.runtime import SmartRuntime, http_cookie_policy, runtime_of
@@ -82,16 +83,19 @@ def login_required(view: F) -> F:
 def fhir_client_for(session: SmartSession) -> FhirClient:
     """A client for the session's FHIR server with its bearer token attached server-side."""
     runtime = runtime_of(current_app)
-    return token_client(runtime, TokenSession(runtime, session.id, session.fhir_base))
+    return token_client(runtime, TokenSession(runtime, session.id, session.fhir_base), scopes=session.scopes)
 
 
-def token_client(runtime: SmartRuntime, tokens: TokenSession) -> FhirClient:
-    """A FHIR client for the token session's FHIR base (no request context needed: jobs use it)."""
+def token_client(runtime: SmartRuntime, tokens: TokenSession, *, scopes: Iterable[str] = ()) -> FhirClient:
+    """A FHIR client for the token session's FHIR base (no request context needed: jobs use it).
+    `scopes`, as granted, decide what plugin.writeback writes with it (document-only without
+    Observation write scopes)."""
     settings = runtime.settings
     return FhirClient(tokens.fhir_base, session=tokens, timeout_s=settings.fhir_timeout_s,
                       max_retries=settings.fhir_max_retries,
                       retry_backoff_s=settings.fhir_retry_backoff_s,
-                      max_response_bytes=settings.max_response_bytes)
+                      max_response_bytes=settings.max_response_bytes,
+                      granted_scopes=parse_scopes(scopes) if scopes else None)
 
 
 class TokenSession(requests.Session):

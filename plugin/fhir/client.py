@@ -24,6 +24,7 @@ from plugin.errors import (
     FhirTransportError,
     ResponseTooLarge,
 )
+from plugin.scopes import GrantedScopes
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,12 @@ class FhirClient:
         retry_backoff_s: float = 0.5,
         max_response_bytes: int = 64 * 1024 * 1024,
         sleep: Callable[[float], None] = time.sleep,
+        granted_scopes: GrantedScopes | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # What the token was granted, when known (SMART session, hook, fhir_token_scopes): what
+        # plugin.writeback may write with this client. None: not known, the server decides.
+        self.granted_scopes = granted_scopes
         self._token = token
         self._session = session or requests.Session()
         self.timeout_s = timeout_s

@@ -31,7 +31,9 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     """The pipelines by name. Models load lazily, on a pipeline's first job."""
     from plugin.pipelines import documents, speech
 
-    doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model)
+    # Every setting a pipeline honours reaches it here (tests/unit/pipelines/test_registry.py).
+    doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model,
+                                             attachment_allowed_hosts=settings.attachment_allowed_hosts)
     medgemma = medgemma_engine(settings)
     doc_pipeline = documents.DocumentsPipeline(doc_options, medgemma)
     medgemma_missing = _why_unavailable(medgemma)
@@ -39,7 +41,7 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
                 if medgemma_missing is None else
                 f"MedGemma cannot run here ({medgemma_missing}), so the deterministic lab-report "
                 "layout extractor reads the pages instead")
-    speech_options = speech.SpeechOptions()
+    speech_options = speech.SpeechOptions(attachment_allowed_hosts=settings.attachment_allowed_hosts)
     speech_pipeline = speech.SpeechPipeline(speech_options)
     imaging = imaging_pipeline(settings, engine=medgemma)
     return {

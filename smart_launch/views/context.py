@@ -15,8 +15,10 @@ from smart_launch.session import SmartSession
 from .evidence import TtlCache
 from .runs import SessionRuns
 
-# What an analysis writes: results, reports, documents and the Provenance of each write.
+# What an analysis writes: results, reports, documents and the Provenance of each write. Without
+# the first two the results are written as one document (plugin.writeback, document-only).
 WRITE_TYPES = ("Observation", "DiagnosticReport", "DocumentReference", "Provenance")
+DOCUMENT_WRITE_TYPES = ("DocumentReference", "Provenance")
 PIPELINES = "chartlight.pipelines"
 RUNS = "chartlight.smart.runs"
 EVIDENCE_CACHE = "chartlight.smart.evidence"
@@ -28,22 +30,26 @@ class Abilities:
 
     write: bool  # analysis results are written back (else shown only)
     sign: bool  # results can be approved / edited / rejected
-    why_not_write: str
+    why_not_write: str  # also set when results are written as a document only
     why_not_sign: str
 
     @classmethod
     def of(cls, session: SmartSession) -> Abilities:
         missing = [t for t in WRITE_TYPES if not session.can_write(t)]
-        write = not missing
-        why_not_write = "" if write else (
-            "Your EHR granted this app no permission to write " + ", ".join(missing)
-            + ": results are shown here and not written to the record.")
+        write = not any(t in missing for t in DOCUMENT_WRITE_TYPES)
+        if write and missing:
+            why_not_write = ("Your EHR granted this app no permission to write " + ", ".join(missing)
+                             + ": results are written to the record as one document instead.")
+        else:
+            why_not_write = "" if write else (
+                "Your EHR granted this app no permission to write " + ", ".join(missing)
+                + ": results are shown here and not written to the record.")
         if not write:
             return cls(False, False, why_not_write, why_not_write)
         if not session.user:
-            return cls(True, False, "", "Your EHR did not say who you are (no fhirUser was granted),"
-                                        " so results cannot be signed in your name.")
-        return cls(True, True, "", "")
+            return cls(True, False, why_not_write, "Your EHR did not say who you are (no fhirUser was "
+                                                   "granted), so results cannot be signed in your name.")
+        return cls(True, True, why_not_write, "")
 
     def as_json(self) -> dict[str, Any]:
         return {"write": self.write, "sign": self.sign}

@@ -20,10 +20,11 @@ from flask.testing import FlaskClient
 
 from cds_hooks.prefetch import render
 from cds_hooks.services import SERVICES_BY_ID
+from plugin.analysis import service_client_for
 from plugin.app import create_app, job_store_of
 from plugin.config import TrustedEhr
 from plugin.fhir import FhirClient
-from plugin.jobs import JobState
+from plugin.jobs import JobRunner, JobState
 from plugin.results import (
     Box,
     Coding,
@@ -36,9 +37,19 @@ from plugin.results import (
 )
 from plugin.review import approve
 from plugin.writeback import write_result
-from tests.support.cds_ehr import PUBLIC_BASE, Ehr, bearer, cds_settings, ec_key, ehr_with_jwks, rsa_key
+from tests.support.cds_ehr import (
+    EMPTY_BUNDLE,
+    PUBLIC_BASE,
+    Ehr,
+    bearer,
+    cds_settings,
+    diagnostics,
+    ec_key,
+    ehr_with_jwks,
+    rsa_key,
+)
 from tests.support.loopback import ServerState, loopback_server
-from tests.support.pipelines import fixed_result
+from tests.support.pipelines import fixed_pipeline, fixed_result
 from tests.support.sources import create_patient_with_document
 
 pytestmark = pytest.mark.sandbox
@@ -221,7 +232,9 @@ def test_missing_prefetch_is_fetched_from_fhir_server_with_its_token_only(
             "access_token": TOKEN,
             "token_type": "Bearer",
             "expires_in": 300,
-            "scope": "user/Observation.read",
+            # 1.0 syntax, as CDS Hooks 2.0.1 clients send it: a read of each type fetched.
+            "scope": "user/Observation.read user/DiagnosticReport.read user/DocumentReference.read "
+                     "user/Device.read",
             "subject": "chartlight",
         },
     )
@@ -254,7 +267,7 @@ def test_unfetchable_prefetch_is_412(
     for body in (no_server, elsewhere):
         response = call(client, ehr, "chartlight-patient-results", body)
         assert response.status_code == 412, response.get_json()
-        assert "chartlightObservations" in response.get_json()["detail"] and TOKEN not in response.get_data(
+        assert "chartlightObservations" in diagnostics(response) and TOKEN not in response.get_data(
             True
         )
     assert seen.seen == []  # a server not allow-listed for this EHR is never contacted
@@ -274,10 +287,17 @@ def test_unfetchable_prefetch_is_412(
 
 
 def test_the_specifications_example_requests(client: FlaskClient, ehr: Ehr, sandbox_url: str) -> None:
-    # patient-view, as published, with its fhirServer pointing at our sandbox (allow-listed): the
-    # service fetches the prefetch keys it needs and answers with a card.
+    # patient-view, as published, with its fhirServer pointing at our sandbox (allow-listed). Its
+    # token grants reads of Patient and Observation only: the service does not send the reads it
+    # needs beyond those, and says which type the scopes do not reach.
     view = copy.deepcopy(EXAMPLES["patient-view"])
     view["fhirServer"] = sandbox_url
+    assert view["fhirAuthorization"]["scope"] == "user/Patient.read user/Observation.read"
+    refused = call(client, ehr, "chartlight-patient-results", view)
+    assert refused.status_code == 412 and "grant no read of" in diagnostics(refused)
+    # With reads of the types it fetches granted (v1 syntax, as 2.0.1 clients send): a card.
+    view["fhirAuthorization"]["scope"] += (" user/DiagnosticReport.read user/DocumentReference.read"
+                                           " user/Device.read")
     response = call(client, ehr, "chartlight-patient-results", view)
     assert response.status_code == 200, response.get_json()
     [card] = response.get_json()["cards"]
@@ -302,11 +322,11 @@ def test_the_specifications_example_requests(client: FlaskClient, ehr: Ehr, sand
 
 def test_a_hook_for_another_service_or_a_bad_context_is_400(client: FlaskClient, ehr: Ehr) -> None:
     response = call(client, ehr, "chartlight-imaging-order-sign", copy.deepcopy(EXAMPLES["patient-view"]))
-    assert response.status_code == 400 and "answers order-sign" in response.get_json()["detail"]
+    assert response.status_code == 400 and "answers order-sign" in diagnostics(response)
     broken = copy.deepcopy(EXAMPLES["order-select"])
     del broken["context"]["draftOrders"]
     response = call(client, ehr, "chartlight-imaging-order-select", broken)
-    assert response.status_code == 400 and "context.draftOrders" in response.get_json()["detail"]
+    assert response.status_code == 400 and "context.draftOrders" in diagnostics(response)
 
 
 def test_imaging_order_shows_the_ai_comparison(
@@ -414,3 +434,34 @@ def test_new_inputs_are_queued_in_the_background_and_the_card_says_so(
     again = call(client, ehr, "chartlight-patient-results", {**body, "hookInstance": str(uuid.uuid4())})
     assert "1 input(s) awaiting AI analysis (0 running, 1 queued)" in again.get_json()["cards"][-1]["detail"]
     assert len(job_store_of(app).list(subject=subject)) == 1  # the hook never runs or duplicates a job
+
+
+def test_a_hook_queued_job_writes_what_the_services_token_may(
+    ehr: Ehr, tmp_path: Path, fhir: FhirClient, sandbox_url: str, run_id: str
+) -> None:
+    """CDS-queued jobs run later with the service's own credentials (the hook's token is
+    transient): `fhir_token_scopes` without Observation writes gives a document-only write."""
+    trusted = TrustedEhr(iss=ehr.iss, jwks_url=ehr.jwks_url, fhir_servers=(sandbox_url,))
+    settings = cds_settings(ehr, tmp_path, fhir_base_url=sandbox_url, cds_trusted_ehrs=(trusted,),
+                            cds_source_check_wait_s=10.0,
+                            fhir_token_scopes=("user/DocumentReference.crus", "user/Provenance.c",
+                                               "user/Device.crus", "user/Observation.rs"))
+    app = create_app(settings)
+    app.extensions["chartlight.pipelines"] = {"documents": OneDocumentPipeline()}
+    subject, doc = create_patient_with_document(fhir, run_id, "CdsDegrade")
+    auth = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "subject": "chartlight",
+            "scope": "user/DocumentReference.rs user/Observation.rs"}
+    nothing_yet = dict.fromkeys(SERVICES_BY_ID["chartlight-patient-results"].prefetch, EMPTY_BUNDLE)
+    body = view_body(subject.removeprefix("Patient/"), "Practitioner/example", fhirServer=sandbox_url,
+                     fhirAuthorization=auth, prefetch=nothing_yet)
+    assert call(app.test_client(), ehr, "chartlight-patient-results", body).status_code == 200
+    store = job_store_of(app)
+    [queued] = store.list(subject=subject)
+    assert (queued.source_id, queued.state) == (doc["id"], JobState.QUEUED)
+    JobRunner(store, {"documents": fixed_pipeline()}, service_client_for(settings)).run_until_idle()
+    job = store.get(queued.id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert job.summary["path"] == "document-only"
+    assert job.summary["reason"] == "the granted scopes do not allow Observation writes"
+    assert list(fhir.search("Observation", {"subject": subject})) == []
+    assert len(list(fhir.search("DocumentReference", {"subject": subject}))) == 3  # source + 2 written

@@ -162,3 +162,13 @@ def patient_view_body(patient_id: str = "1288992", **extra: Any) -> dict[str, An
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def diagnostics(response: Any) -> str:
+    """The diagnostics of the one issue of an error answer's OperationOutcome body (CDS Hooks 3.0,
+    Returning OperationOutcome); fails when the body is not one."""
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome", body
+    [issue] = body["issue"]
+    assert issue["severity"] == "error" and issue["code"] and issue["details"]["text"], issue
+    return str(issue.get("diagnostics", ""))

@@ -38,6 +38,8 @@ def test_comma_separated_hosts_from_environment() -> None:
     ({"CHARTLIGHT_NO_SUCH_THING": "1"}, "unknown environment setting CHARTLIGHT_NO_SUCH_THING"),
     ({"CHARTLIGHT_SANDBOX_PERSISTENT": "maybe"}, "expected true or false"),
     ({"CHARTLIGHT_LOG_LEVEL": "chatty"}, "log_level"),
+    ({"CHARTLIGHT_FHIR_TOKEN_SCOPES": "system/Observation.rs,write-everything"},
+     "fhir_token_scopes: 'write-everything' is not a SMART resource scope"),
 ])
 def test_invalid_settings_name_the_setting(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

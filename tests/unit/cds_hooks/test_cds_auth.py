@@ -34,7 +34,9 @@ from tests.support.cds_ehr import (
 )
 
 AUD = PUBLIC_BASE + PATIENT_VIEW
-UNAUTHORIZED = {"error": "unauthorized"}
+# No detail: a bare OperationOutcome with no diagnostics.
+UNAUTHORIZED = {"resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "login", "details": {"text": "unauthorized"}}]}
 
 
 def post(client: FlaskClient, token: str, path: str = PATIENT_VIEW) -> Any:

@@ -290,3 +290,57 @@ def test_only_imaging_orders_count() -> None:
     assert not is_imaging_order({"resourceType": "ServiceRequest", "code": {"text": "Basic metabolic panel"}})
     assert not is_imaging_order({"resourceType": "MedicationRequest", "code": {"text": "CT"}})
     assert imaging_order_cards([], [], {}, AnalysisStatus(), CONTEXT) == []
+
+
+def test_an_absolute_subject_counts_only_on_the_callers_server() -> None:
+    """The same patient id on another FHIR server is another person."""
+    resources, _ = stored(fixed_result(source()))
+    mine = "https://ehr.example.org/fhir"
+    absolute = [{**r, "subject": {"reference": f"{mine}/Patient/{PATIENT}"}} for r in resources]
+    assert read_results(absolute, PATIENT, fhir_base=mine)
+    assert read_results(absolute, PATIENT, fhir_base="https://other-ehr.example.net/fhir") == []
+    assert read_results(absolute, PATIENT, fhir_base="") == []  # a hook without a known server
+    assert read_results(resources, PATIENT, fhir_base="")  # relative subjects: the caller's own data
+
+
+def _response_invariants(card: dict[str, Any]) -> list[str]:
+    """The CDS Hooks 3.0 response invariants (logical model CDSHooksResponse, cds-resp-1..7) that
+    a card breaks, written from their definitions."""
+    broken = []
+    suggestions = card.get("suggestions") or []
+    recommended = sum(bool(s.get("isRecommended")) for s in suggestions)
+    if card.get("selectionBehavior") == "at-most-one" and recommended > 1:
+        broken.append("cds-resp-1")
+    actions = [a for s in suggestions for a in s.get("actions", [])]
+    if any(a["type"] == "delete" and ("resource" in a or not a.get("resourceId")) for a in actions):
+        broken.append("cds-resp-2")
+    if any(link["type"] != "smart" and "appContext" in link for link in card.get("links", [])):
+        broken.append("cds-resp-3")
+    if any(not reason.get("display") for reason in card.get("overrideReasons", [])):
+        broken.append("cds-resp-4")
+    if any(not a.get("description") for a in actions):
+        broken.append("cds-resp-5")
+    if suggestions and "selectionBehavior" not in card:
+        broken.append("cds-resp-6")
+    if any(s.get("actionSelectionBehavior") not in (None, "all", "any", "at-most-one") for s in suggestions):
+        broken.append("cds-resp-7")
+    if not (card["summary"] and len(card["summary"]) < 140 and card["source"]["label"]
+            and card["indicator"] in ("info", "warning", "critical")):
+        broken.append("required fields")
+    return broken
+
+
+def test_every_kind_of_card_keeps_the_response_invariants() -> None:
+    resources, devices = stored(fixed_result(source()))
+    imaging, imaging_devices = stored(imaging_result(critical=True))
+    cards = [
+        *patient_view_cards(read_results(resources, PATIENT), read_models(devices), PIPELINES, CONTEXT),
+        *patient_view_cards([], {}, AnalysisStatus(failed=1, failures=("documents: x: broken",)), CONTEXT),
+        *imaging_order_cards([CHEST_XR], read_results(imaging, PATIENT), read_models(imaging_devices),
+                             AnalysisStatus(pipelines=("imaging",)), CONTEXT),
+        *imaging_order_cards([CHEST_XR], [], {}, AnalysisStatus(), CONTEXT),
+    ]
+    dumped = [c.model_dump(mode="json", exclude_none=True) for c in cards]
+    assert len(dumped) >= 4 and any(c.get("suggestions") for c in dumped)
+    assert {json.dumps(c["summary"]): _response_invariants(c) for c in dumped} == {
+        json.dumps(c["summary"]): [] for c in dumped}

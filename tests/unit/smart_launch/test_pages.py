@@ -159,6 +159,10 @@ def test_what_the_granted_scopes_let_the_app_do() -> None:
     assert not read_only.write and not read_only.sign
     assert "not written" in read_only.why_not_write and "Observation" in read_only.why_not_write
     assert Abilities.of(_session("patient/*.cruds")).write
+    # Documents and Provenance only: results are written, as one document (plugin.writeback).
+    documents_only = Abilities.of(_session(full.replace("Observation.crus", "Observation.rs")))
+    assert documents_only.write and documents_only.sign
+    assert "as one document" in documents_only.why_not_write and "Observation" in documents_only.why_not_write
 
 
 def test_banner() -> None:
