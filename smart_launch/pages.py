@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
 
 from fhir_mappers.systems import SID_DEVICE, SID_RESULT
 from plugin.app import job_store_of, settings_of
@@ -75,7 +75,10 @@ def _fhir_error(exc: FhirError) -> Any:
     if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json") \
             or request.method == "POST":
         return _fail(status, _fhir_message(exc))
-    return render_template("app_error.html", message=_fhir_message(exc)), status
+    return render_template("app_error.html", heading="The EHR did not answer as expected",
+                           message=_fhir_message(exc), retry_url=url_for("smart.app_home"),
+                           next_step="Try again; if it keeps failing, tell the EHR administrator what "
+                                     "the EHR answered."), status
 
 
 # ---- helpers -------------------------------------------------------------------------------------
