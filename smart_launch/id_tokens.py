@@ -40,7 +40,7 @@ Jwk = dict[str, Any]
 class _KeySet:
     keys: list[Jwk] = field(default_factory=list)
     fetched_at: float | None = None
-    attempted_at: float | None = None
+    refetched_at: float | None = None  # the last fetch an unknown kid asked for
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -66,21 +66,20 @@ class IdTokenKeys:
         with entry.lock:
             now = self._clock()
             if entry.fetched_at is None or now - entry.fetched_at >= self.ttl_s:
-                self._refetch(url, entry, now, force=True)
+                self._fetch(url, entry, now)
             found = _pick(entry.keys, kid, alg)
-            if found is None and kid is not None and self._refetch(url, entry, now, force=False):
-                found = _pick(entry.keys, kid, alg)  # the EHR may have rotated its keys
+            if found is None and kid is not None and (
+                    entry.refetched_at is None or now - entry.refetched_at >= self.refetch_interval_s):
+                entry.refetched_at = now  # the EHR may have rotated its keys: look once
+                if self._fetch(url, entry, now):
+                    found = _pick(entry.keys, kid, alg)
             if found is not None:
                 return found
             return _no_key(entry.keys, kid, alg)
 
-    def _refetch(self, url: str, entry: _KeySet, now: float, *, force: bool) -> bool:
-        """Fetch the set (unless one was tried within refetch_interval_s and not `force`d by
-        expiry); True when a fetch was made and succeeded."""
-        recent = entry.attempted_at is not None and now - entry.attempted_at < self.refetch_interval_s
-        if recent and not force:
-            return False
-        entry.attempted_at = now
+    def _fetch(self, url: str, entry: _KeySet, now: float) -> bool:
+        """Fetch the set; True when it was read. A failure keeps the keys held so far (and is an
+        error only when there are none)."""
         self.fetches += 1
         try:
             answer = request_json(self._session, "GET", url, max_bytes=MAX_JWKS_BYTES,

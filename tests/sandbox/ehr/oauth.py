@@ -148,10 +148,10 @@ class EhrState:
 
     fhir_base: str  # what apps see as iss/aud: the proxy's base
     token_endpoint: str
-    fhir_bases: tuple[str, ...] = ()  # every FHIR base this EHR serves (fhir_base first)
     user: str  # fhirUser of the signed-in user, e.g. "Practitioner/123"
     standalone_patient: str | None = None
     smart_style_url: str | None = None
+    fhir_bases: tuple[str, ...] = ()  # every FHIR base this EHR serves (fhir_base first)
     clients: dict[str, Client] = field(default_factory=dict)
     launches: dict[str, tuple[str, LaunchContext, float]] = field(default_factory=dict)
     codes: dict[str, AuthorizationCode] = field(default_factory=dict)

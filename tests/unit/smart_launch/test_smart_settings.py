@@ -69,3 +69,54 @@ def test_each_iss_once() -> None:
                {"name": "b", "iss": "https://e.org/fhir/", "client_id": "d"}]
     with pytest.raises(ConfigError, match="each name and each iss"):
         load_settings(environ={"CHARTLIGHT_SMART_EHRS": json.dumps(entries)})
+
+
+# ---- one registration, several FHIR bases ----------------------------------------------------------
+
+PATTERNED = SmartEhr(name="multi", iss="https://ehr.example/fhir", client_id="c",
+                     fhir_bases=("https://ehr.example/r4/tenant-a", "https://ehr.example/tenants/*"))
+
+
+@pytest.mark.parametrize("iss", [
+    "https://ehr.example/fhir", "https://ehr.example/fhir/", "HTTPS://EHR.example/fhir",
+    "https://ehr.example/r4/tenant-a", "https://ehr.example/tenants/a/fhir", "https://ehr.example/tenants/b",
+])
+def test_an_entry_matches_each_of_its_bases_and_what_a_prefix_covers(iss: str) -> None:
+    assert PATTERNED.matches(iss)
+
+
+@pytest.mark.parametrize("iss", [
+    "https://ehr.example/fhirevil",  # not a whole path segment
+    "https://ehr.example/fhir/extra",  # an exact base is not a prefix
+    "https://ehr.example/r4/tenant-ab",
+    "https://ehr.example/tenants",  # the prefix itself is not below it
+    "https://ehr.example/tenantsevil/a",
+    "https://ehr.example/tenants/../admin", "https://ehr.example/tenants/%2e%2e/admin",
+    "https://ehr.example/tenants/a%2f..%2fadmin", "https://ehr.example/tenants/./a",
+    "https://ehr.example/tenants//a", "https://ehr.example/tenants/a?x=1", "https://ehr.example/tenants/a#f",
+    "https://user@ehr.example/tenants/a", "https://ehr.example.evil.org/tenants/a",
+    "https://ehr.example:8443/tenants/a", "http://ehr.example/tenants/a", "https://ehr.example\\@evil/tenants/a",
+])
+def test_nothing_else_matches(iss: str) -> None:
+    assert not PATTERNED.matches(iss)
+
+
+def test_fhir_bases_come_from_toml_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[smart_ehrs]]\nname = "m"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
+                    'fhir_bases = ["https://ehr.example/tenants/*"]\n')
+    assert load_settings(path).smart_ehrs[0].matches("https://ehr.example/tenants/x")
+    monkeypatch.setenv("CHARTLIGHT_SMART_EHRS", json.dumps([{"name": "m", "iss": "https://ehr.example/fhir",
+                                                             "client_id": "c",
+                                                             "fhir_bases": ["https://ehr.example/t/*"]}]))
+    assert load_settings(None).smart_ehrs[0].fhir_bases == ("https://ehr.example/t/*",)
+
+
+@pytest.mark.parametrize("base", ["http://ehr.example/t/*", "https://ehr.example/t/*/fhir",
+                                  "https://ehr.example/t/../x", "https://ehr.example/t?x=1", "ehr.example/t"])
+def test_fhir_bases_that_are_not_plain_https_bases_are_refused(tmp_path: Path, base: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[[smart_ehrs]]\nname = "m"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
+                    f'fhir_bases = ["{base}"]\n')
+    with pytest.raises(ConfigError, match="fhir_bases"):
+        load_settings(path)
