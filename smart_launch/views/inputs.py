@@ -12,13 +12,15 @@ from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobState
 from plugin.pipelines.registry import InstalledPipeline
 
+from .record import Recorded
+
 Resource = dict[str, Any]
 InputKind = Literal["document", "imaging", "recording"]
 KIND_OF_PIPELINE: dict[str, InputKind] = {"documents": "document", "imaging": "imaging",
                                           "speech": "recording"}
 KIND_TITLES: dict[InputKind, str] = {"document": "Documents", "imaging": "Imaging studies",
                                      "recording": "Recordings"}
-StatusState = Literal["not analysed", "queued", "running", "done", "failed", "unavailable"]
+StatusState = Literal["not analysed", "queued", "running", "done", "signed", "failed", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,12 @@ def patient_inputs(client: FhirClient, pipelines: Mapping[str, InstalledPipeline
     return rows
 
 
-def statuses(rows: Iterable[InputRow], jobs: Iterable[Job],
-             previews: Mapping[str, Status]) -> dict[str, Status]:
-    """Each row's status by key: a preview run (no-write sessions) wins, then the newest job for
-    the source's current version; older versions' jobs say nothing about this one."""
+def statuses(rows: Iterable[InputRow], jobs: Iterable[Job], previews: Mapping[str, Status],
+             recorded: Mapping[tuple[str, str], Recorded] | None = None) -> dict[str, Status]:
+    """Each row's status by key: a preview run (no-write sessions) wins, then a queued or running
+    job for the source's current version, then the record (chartlight's results on the FHIR server
+    for that version: "done", or "signed" when a clinician signed every one), then the newest job.
+    Older versions' jobs and results say nothing about this one."""
     newest: dict[tuple[str, str, str, str], Job] = {}
     for job in jobs:
         key = (job.pipeline, job.source_type, job.source_id, job.source_version)
@@ -88,7 +92,12 @@ def statuses(rows: Iterable[InputRow], jobs: Iterable[Job],
             result[row.key] = Status("unavailable", text=row.unavailable)
             continue
         resource_type, resource_id = row.reference.split("/", 1)
-        result[row.key] = job_status(newest.get((row.pipeline, resource_type, resource_id, row.version)))
+        status = job_status(newest.get((row.pipeline, resource_type, resource_id, row.version)))
+        on_record = (recorded or {}).get((row.reference, row.version))
+        if on_record is not None and status.state not in ("queued", "running"):
+            state: StatusState = "signed" if on_record.signed and not on_record.awaiting else "done"
+            status = Status(state, 1.0, on_record.text)
+        result[row.key] = status
     return result
 
 
