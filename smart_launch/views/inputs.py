@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from plugin.errors import FhirError
+from plugin.errors import FhirError, FhirResponseError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobState
 from plugin.pipelines.registry import InstalledPipeline
@@ -58,8 +58,13 @@ def patient_inputs(client: FhirClient, pipelines: Mapping[str, InstalledPipeline
         kind = KIND_OF_PIPELINE.get(name)
         if kind is None:
             continue
-        for resource in pipeline.find_sources(client, patient_id):
-            rows.append(_row(resource, kind, name, pipeline.unavailable_reason))
+        try:
+            found = list(pipeline.find_sources(client, patient_id))
+        except FhirResponseError as exc:
+            if exc.status not in (401, 403):
+                raise
+            found = []  # the granted scopes do not reach these inputs: the page says so (limitations)
+        rows += [_row(resource, kind, name, pipeline.unavailable_reason) for resource in found]
     if "imaging" not in pipelines:
         try:
             studies = list(client.search("ImagingStudy", {"subject": f"Patient/{patient_id}",
@@ -88,16 +93,18 @@ def statuses(rows: Iterable[InputRow], jobs: Iterable[Job], previews: Mapping[st
         if row.key in previews:
             result[row.key] = previews[row.key]
             continue
-        if row.unavailable:
-            result[row.key] = Status("unavailable", text=row.unavailable)
-            continue
         resource_type, resource_id = row.reference.split("/", 1)
-        status = job_status(newest.get((row.pipeline, resource_type, resource_id, row.version)))
+        job = newest.get((row.pipeline, resource_type, resource_id, row.version))
         on_record = (recorded or {}).get((row.reference, row.version))
-        if on_record is not None and status.state not in ("queued", "running"):
+        if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
+            result[row.key] = job_status(job)
+        elif on_record is not None:
             state: StatusState = "signed" if on_record.signed and not on_record.awaiting else "done"
-            status = Status(state, 1.0, on_record.text)
-        result[row.key] = status
+            result[row.key] = Status(state, 1.0, on_record.text)
+        elif row.unavailable:
+            result[row.key] = Status("unavailable", text=row.unavailable)
+        else:
+            result[row.key] = job_status(job)
     return result
 
 
