@@ -91,6 +91,15 @@ class SmartEhr:
         return False
 
 
+def _overlap(ehr: SmartEhr, other: SmartEhr) -> bool:
+    """Whether a base of `other` (or a base below one of its prefixes) is one `ehr` matches."""
+    for base in (other.iss, *other.fhir_bases):
+        probe = base[:-2] + "/x" if base.endswith("/*") else base
+        if ehr.matches(probe):
+            return True
+    return False
+
+
 def plain_fhir_base(url: str) -> str | None:
     """`url` with scheme and host lower-cased and no trailing slash, or None when it is not a
     plain http(s) base URL (see SmartEhr.matches)."""
@@ -242,6 +251,11 @@ class Settings:
                 if plain_fhir_base(pattern) is None or "*" in pattern:
                     raise ConfigError(f"{where} fhir_bases: {base!r} is not a plain FHIR base URL (or one "
                                       "ending in /* for every base below it)")
+        for n, ehr in enumerate(self.smart_ehrs):
+            for other in self.smart_ehrs[n + 1:]:
+                if _overlap(ehr, other) or _overlap(other, ehr):
+                    raise ConfigError(f"smart_ehrs: {ehr.name!r} and {other.name!r} both cover a FHIR base; "
+                                      "a launch's iss must name one EHR")
 
     def _check_medgemma(self) -> None:
         if self.medgemma_engine not in {"local", "remote"}:

@@ -120,3 +120,12 @@ def test_fhir_bases_that_are_not_plain_https_bases_are_refused(tmp_path: Path, b
                     f'fhir_bases = ["{base}"]\n')
     with pytest.raises(ConfigError, match="fhir_bases"):
         load_settings(path)
+
+
+def test_two_entries_may_not_cover_the_same_base(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[smart_ehrs]]\nname = "a"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
+                    'fhir_bases = ["https://ehr.example/t/*"]\n'
+                    '[[smart_ehrs]]\nname = "b"\niss = "https://ehr.example/t/north/fhir"\nclient_id = "d"\n')
+    with pytest.raises(ConfigError, match="'a' and 'b' both cover a FHIR base"):
+        load_settings(path)
