@@ -94,17 +94,17 @@ def statuses(rows: Iterable[InputRow], jobs: Iterable[Job], previews: Mapping[st
             result[row.key] = previews[row.key]
             continue
         resource_type, resource_id = row.reference.split("/", 1)
-        job = newest.get((row.pipeline, resource_type, resource_id, row.version))
+        current = newest.get((row.pipeline, resource_type, resource_id, row.version))
         on_record = (recorded or {}).get((row.reference, row.version))
-        if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
-            result[row.key] = job_status(job)
+        if current is not None and current.state in (JobState.QUEUED, JobState.RUNNING):
+            result[row.key] = job_status(current)
         elif on_record is not None:
             state: StatusState = "signed" if on_record.signed and not on_record.awaiting else "done"
             result[row.key] = Status(state, 1.0, on_record.text)
         elif row.unavailable:
             result[row.key] = Status("unavailable", text=row.unavailable)
         else:
-            result[row.key] = job_status(job)
+            result[row.key] = job_status(current)
     return result
 
 
