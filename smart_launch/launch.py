@@ -124,7 +124,7 @@ def callback() -> BaseResponse:
     except TokenError as exc:
         log.info("SMART token exchange with EHR %s failed: %s (error=%r error_description=%r)", ehr.name,
                  exc, exc.error, exc.ehr_description)
-        if exc.error and not exc.next_step:
+        if not exc.next_step:
             exc.next_step = next_step(exc.error, exc.ehr_description, client_id=ehr.client_id,
                                       redirect_uri=pending.redirect_uri, requested_scopes=scopes,
                                       client_auth=ehr.client_auth)
