@@ -79,9 +79,10 @@ def style_properties(style: Mapping[str, object]) -> dict[str, str]:
 
 
 def _font_families(value: str) -> str:
-    """A font-family list rebuilt from plain names (quoted or not), or "" if any part is not one."""
+    """A font-family list rebuilt from plain names (quoted or not), or "" if any part is not one.
+    One trailing ";" is forgiven (smart-launcher-v2's style ends its heading font with one)."""
     names = []
-    for part in value.split(","):
+    for part in value.removesuffix(";").split(","):
         name = part.strip()
         if len(name) >= 2 and name[0] == name[-1] and name[0] in "'\"":
             name = name[1:-1]

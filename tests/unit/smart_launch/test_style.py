@@ -44,6 +44,14 @@ def test_anything_but_a_plain_value_is_left_out(key: str, value: object) -> None
     assert style_properties({key: value}) == {}
 
 
+def test_a_font_list_ending_in_one_semicolon_is_read_without_it() -> None:
+    # smart-launcher-v2 serves its heading font so.
+    heading = "'HelveticaNeue-Light', Helvetica, Arial, 'Lucida Grande', sans-serif;"
+    assert style_properties({"font_family_heading": heading})["--font-heading"] == \
+        'HelveticaNeue-Light, Helvetica, Arial, "Lucida Grande", sans-serif'
+    assert style_properties({"font_family_heading": "Arial;;"}) == {}
+
+
 def test_unknown_keys_are_ignored_and_the_sheet_is_one_root_rule() -> None:
     properties = style_properties({"color_text": "#123", "position": "fixed", "--ink": "#000"})
     assert properties == {"--ink": "#123"}
