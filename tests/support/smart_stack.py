@@ -23,10 +23,10 @@ token_lifetime_s (the EHR's policy for this client), standalone_patient (patient
 gets), ehr (more tests.sandbox.ehr.EhrConfig fields: id_token_alg, id_token_kid, serve_style,
 banner_on_ehr_launch, tenants), fhir_bases (SmartEhr.fhir_bases of the app's registration; "{ehr}"
 stands for the EHR's base URL), run_jobs (start the job runner; default True: the app's analyses
-with write scope are jobs, so tests that analyse need it). Jobs started in the app run with the session's token through the EHR's FHIR proxy; other
-jobs use the service's own client (settings.fhir_base_url is the HAPI sandbox itself, without a
-token). `stack.use_pipelines(pipelines)` swaps the installed pipelines (pages and runner). The EHR
-user Practitioner is created on the sandbox.
+with write scope are jobs, so tests that analyse need it). Jobs started in the app run with the
+session's token through the EHR's FHIR proxy; other jobs use the service's own client
+(settings.fhir_base_url is the HAPI sandbox itself, without a token). `stack.use_pipelines(pipelines)`
+swaps the installed pipelines (pages and runner). The EHR user Practitioner is created on the sandbox.
 
 Browsers treat http://127.0.0.1 as a secure context, so the app's Secure cookies work there;
 requests does not, hence `browser()`.
