@@ -101,15 +101,15 @@ def test_nothing_else_matches(iss: str) -> None:
     assert not PATTERNED.matches(iss)
 
 
-def test_fhir_bases_come_from_toml_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fhir_bases_come_from_toml_and_json(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[[smart_ehrs]]\nname = "m"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
                     'fhir_bases = ["https://ehr.example/tenants/*"]\n')
-    assert load_settings(path).smart_ehrs[0].matches("https://ehr.example/tenants/x")
-    monkeypatch.setenv("CHARTLIGHT_SMART_EHRS", json.dumps([{"name": "m", "iss": "https://ehr.example/fhir",
-                                                             "client_id": "c",
-                                                             "fhir_bases": ["https://ehr.example/t/*"]}]))
-    assert load_settings(None).smart_ehrs[0].fhir_bases == ("https://ehr.example/t/*",)
+    assert load_settings(path, environ={}).smart_ehrs[0].matches("https://ehr.example/tenants/x")
+    value = json.dumps([{"name": "m", "iss": "https://ehr.example/fhir", "client_id": "c",
+                         "fhir_bases": ["https://ehr.example/t/*"]}])
+    [ehr] = load_settings(environ={"CHARTLIGHT_SMART_EHRS": value}).smart_ehrs
+    assert ehr.fhir_bases == ("https://ehr.example/t/*",)
 
 
 @pytest.mark.parametrize("base", ["http://ehr.example/t/*", "https://ehr.example/t/*/fhir",
@@ -119,7 +119,7 @@ def test_fhir_bases_that_are_not_plain_https_bases_are_refused(tmp_path: Path, b
     path.write_text(f'[[smart_ehrs]]\nname = "m"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
                     f'fhir_bases = ["{base}"]\n')
     with pytest.raises(ConfigError, match="fhir_bases"):
-        load_settings(path)
+        load_settings(path, environ={})
 
 
 def test_two_entries_may_not_cover_the_same_base(tmp_path: Path) -> None:
@@ -128,4 +128,4 @@ def test_two_entries_may_not_cover_the_same_base(tmp_path: Path) -> None:
                     'fhir_bases = ["https://ehr.example/t/*"]\n'
                     '[[smart_ehrs]]\nname = "b"\niss = "https://ehr.example/t/north/fhir"\nclient_id = "d"\n')
     with pytest.raises(ConfigError, match="'a' and 'b' both cover a FHIR base"):
-        load_settings(path)
+        load_settings(path, environ={})
