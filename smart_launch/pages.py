@@ -18,7 +18,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 
 from fhir_mappers.systems import SID_DEVICE, SID_RESULT
 from plugin.app import job_store_of, settings_of
-from plugin.errors import FhirError, FhirResponseError, InputError
+from plugin.errors import FhirError, FhirResponseError, InputError, ResponseTooLarge
 from plugin.fhir import FhirClient
 from plugin.jobs import Job
 from plugin.pipelines.imaging.prepare import imaging_options
@@ -118,7 +118,9 @@ def _fail(status: int, message: str) -> Response:
 def _fhir_message(exc: FhirError) -> str:
     if isinstance(exc, FhirResponseError):
         return f"the EHR answered HTTP {exc.status}: {exc.diagnostics or 'no details'}"
-    return f"the EHR could not be reached ({type(exc).__name__})"
+    if isinstance(exc, ResponseTooLarge):
+        return f"the EHR's answer was larger than this app's {exc.limit}-byte limit"
+    return "the EHR could not be reached (no answer: the connection failed or timed out)"
 
 
 def _inputs(session: SmartSession, client: FhirClient) -> list[InputRow]:
