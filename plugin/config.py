@@ -63,7 +63,9 @@ class TrustedEhr:
 @dataclass(frozen=True)
 class SmartEhr:
     """An EHR the SMART app may be launched from: its FHIR base (`iss`), the client id it
-    registered us under, how we authenticate at its token endpoint, and the scopes we ask for."""
+    registered us under, how we authenticate at its token endpoint, and the scopes we ask for.
+    `fhir_bases` lists further FHIR bases the same registration serves (tenants, versions): exact
+    bases, or a prefix ending in "/*" that matches whole path segments below it."""
 
     name: str
     iss: str
@@ -71,9 +73,48 @@ class SmartEhr:
     client_auth: str = "public"
     alg: str = "RS384"  # private_key_jwt only
     scopes: str = SMART_DEFAULT_SCOPES
+    fhir_bases: tuple[str, ...] = ()
 
     def matches(self, iss: str) -> bool:
-        return iss.rstrip("/") == self.iss.rstrip("/")
+        """Whether a launch's `iss` is one of this EHR's FHIR bases. An `iss` that is not a plain
+        http(s) URL (dot-segments, raw or encoded; a query, fragment or user info; backslashes,
+        encoded slashes, empty segments) matches nothing, so a pattern cannot be walked out of."""
+        wanted = plain_fhir_base(iss)
+        if wanted is None:
+            return False
+        for base in (self.iss, *self.fhir_bases):
+            if base.endswith("/*"):
+                prefix = plain_fhir_base(base[:-2])
+                if prefix is not None and wanted.startswith(prefix + "/"):
+                    return True
+            elif plain_fhir_base(base) == wanted:
+                return True
+        return False
+
+
+def _overlap(ehr: SmartEhr, other: SmartEhr) -> bool:
+    """Whether a base of `other` (or a base below one of its prefixes) is one `ehr` matches."""
+    for base in (other.iss, *other.fhir_bases):
+        probe = base[:-2] + "/x" if base.endswith("/*") else base
+        if ehr.matches(probe):
+            return True
+    return False
+
+
+def plain_fhir_base(url: str) -> str | None:
+    """`url` with scheme and host lower-cased and no trailing slash, or None when it is not a
+    plain http(s) base URL (see SmartEhr.matches)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname or parts.username is not None \
+            or parts.password is not None or parts.query or parts.fragment or "#" in url or "?" in url:
+        return None
+    path = parts.path.rstrip("/")
+    segments = path.split("/")[1:] if path else []
+    lowered = path.lower()
+    if "\\" in path or "%2f" in lowered or "%5c" in lowered or "%2e" in lowered \
+            or any(s in ("", ".", "..") for s in segments):
+        return None
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}"
 
 
 @dataclass(frozen=True)
@@ -224,6 +265,17 @@ class Settings:
                 raise ConfigError(f"{where}: alg must be RS384 or ES384, not {ehr.alg!r}")
             if not ehr.scopes.split():
                 raise ConfigError(f"{where}: scopes must not be empty")
+            for base in ehr.fhir_bases:
+                pattern = base[:-2] if base.endswith("/*") else base
+                _check_key_url(f"{where} fhir_bases", pattern)
+                if plain_fhir_base(pattern) is None or "*" in pattern:
+                    raise ConfigError(f"{where} fhir_bases: {base!r} is not a plain FHIR base URL (or one "
+                                      "ending in /* for every base below it)")
+        for n, ehr in enumerate(self.smart_ehrs):
+            for other in self.smart_ehrs[n + 1:]:
+                if _overlap(ehr, other) or _overlap(other, ehr):
+                    raise ConfigError(f"smart_ehrs: {ehr.name!r} and {other.name!r} both cover a FHIR base; "
+                                      "a launch's iss must name one EHR")
 
     def _check_medgemma(self) -> None:
         if self.medgemma_engine not in {"local", "remote"}:
@@ -400,14 +452,20 @@ def _trusted_ehrs(name: str, raw: Any) -> tuple[TrustedEhr, ...]:
 def _smart_ehrs(raw: Any) -> tuple[SmartEhr, ...]:
     """`scopes` may be a string or a list of scopes."""
     ehrs = []
-    for entry in _tables(raw, SmartEhr, "SMART EHR", "name, iss, client_id, client_auth, alg, scopes"):
+    for entry in _tables(raw, SmartEhr, "SMART EHR",
+                         "name, iss, client_id, client_auth, alg, scopes, fhir_bases"):
         if isinstance(entry, SmartEhr):
             ehrs.append(entry)
             continue
         missing = {"name", "iss", "client_id"} - {k for k, v in entry.items() if v}
         if missing:
             raise ValueError(f"each SMART EHR needs {', '.join(sorted(missing))}")
-        values = {key: str(value) for key, value in entry.items() if key != "scopes"}
+        values: dict[str, Any] = {key: str(value) for key, value in entry.items()
+                                  if key not in ("scopes", "fhir_bases")}
+        if "fhir_bases" in entry:
+            bases = entry["fhir_bases"]
+            values["fhir_bases"] = tuple(str(b).strip() for b in (bases if isinstance(bases, list) else
+                                                                  str(bases).split(",")) if str(b).strip())
         if "scopes" in entry:
             scopes = entry["scopes"]
             values["scopes"] = " ".join(str(s) for s in scopes) if isinstance(scopes, list) else str(scopes)

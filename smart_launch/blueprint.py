@@ -3,14 +3,13 @@ security headers, and one place that turns errors into pages."""
 
 from __future__ import annotations
 
-import html
 import logging
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from plugin.config import Settings
 from smart_launch import launch, security
-from smart_launch.errors import SmartError
+from smart_launch.errors import NotLaunched, SmartError
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +29,17 @@ def create_blueprint(settings: Settings) -> Blueprint:
     return blueprint
 
 
-def error_response(exc: SmartError) -> Response | tuple[Response, int]:
-    """An HTML page (or JSON for fetch calls) that says what went wrong, never with secrets."""
-    log.info("SMART request refused (%s): %s", exc.status, type(exc).__name__)
+def error_response(exc: SmartError) -> Response | tuple[Response, int] | tuple[str, int]:
+    """A page in the app's layout (or JSON for fetch calls) that says what went wrong, what the
+    EHR said (escaped by the template) and what to do next; never a secret."""
+    log.info("SMART request refused (%s): %s: %s", exc.status, type(exc).__name__, exc)
     if request.accept_mimetypes.best == "application/json":
-        return jsonify(error=str(exc)), exc.status
-    page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>chartlight</title></head>"
-            f"<body><h1>chartlight</h1><p>{html.escape(str(exc))}</p></body></html>")
-    return Response(page, status=exc.status, content_type="text/html; charset=utf-8")
+        body = jsonify(error=str(exc), ehr_error=exc.ehr_error or None,
+                       ehr_description=exc.ehr_description or None, next_step=exc.next_step or None)
+        return body, exc.status
+    heading = ("chartlight is not open" if isinstance(exc, NotLaunched)
+               else "The EHR refused chartlight" if exc.ehr_error else "chartlight could not start")
+    message = str(exc)
+    return render_template("app_error.html", heading=heading, message=message[:1].upper() + message[1:],
+                           ehr_error=exc.ehr_error, ehr_description=exc.ehr_description,
+                           next_step=exc.next_step), exc.status

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import requests
 
 from smart_launch.errors import LaunchError
+from smart_launch.http_json import BodyError, request_json
 
 MAX_BYTES = 256 * 1024
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -24,6 +25,9 @@ class SmartConfiguration:
     token_endpoint_auth_methods: frozenset[str]
     issuer: str | None
     jwks_uri: str | None
+    # What the EHR declares it signs id_tokens with (OpenID Connect Discovery); empty when it says
+    # nothing, in which case chartlight accepts any algorithm of smart_launch.id_tokens.SUPPORTED.
+    id_token_algorithms: frozenset[str] = frozenset()
 
 
 class DiscoveryCache:
@@ -50,18 +54,14 @@ class DiscoveryCache:
     def _fetch(self, iss: str) -> SmartConfiguration:
         url = f"{iss}/.well-known/smart-configuration"
         try:
-            response = self._session.get(url, headers={"Accept": "application/json"},
-                                         timeout=self.timeout_s, allow_redirects=False)
-            if response.status_code != 200:
-                raise LaunchError(f"the EHR's SMART configuration answered HTTP {response.status_code}")
-            if len(response.content) > MAX_BYTES:
-                raise LaunchError("the EHR's SMART configuration is too large")
-            body = response.json()
-        except requests.RequestException as exc:
-            raise LaunchError(f"the EHR's SMART configuration could not be read ({type(exc).__name__})") \
-                from None
-        except ValueError:
-            raise LaunchError("the EHR's SMART configuration is not JSON") from None
+            answer = request_json(self._session, "GET", url, max_bytes=MAX_BYTES, timeout_s=self.timeout_s)
+        except BodyError as exc:
+            raise LaunchError(f"the EHR's SMART configuration could not be read: {exc.reason}") from None
+        if answer.status != 200:
+            raise LaunchError(f"the EHR's SMART configuration answered HTTP {answer.status}")
+        if answer.body is None:
+            raise LaunchError("the EHR's SMART configuration is not JSON")
+        body = answer.body
         return parse_configuration(body)
 
 
@@ -78,7 +78,10 @@ def parse_configuration(body: object) -> SmartConfiguration:
     if "S256" not in (body.get("code_challenge_methods_supported") or []):
         raise LaunchError("the EHR does not support PKCE S256, which SMART App Launch 2 requires")
     jwks_uri = body.get("jwks_uri")
+    algorithms = body.get("id_token_signing_alg_values_supported")
     return SmartConfiguration(
+        id_token_algorithms=frozenset(a for a in algorithms if isinstance(a, str))
+        if isinstance(algorithms, list) else frozenset(),
         capabilities=frozenset(body.get("capabilities") or ()),
         token_endpoint_auth_methods=frozenset(body.get("token_endpoint_auth_methods_supported") or ()),
         issuer=body.get("issuer") if isinstance(body.get("issuer"), str) else None,

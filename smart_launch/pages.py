@@ -9,27 +9,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
 
 from fhir_mappers.systems import SID_DEVICE, SID_RESULT
 from plugin.app import job_store_of, settings_of
-from plugin.errors import FhirError, FhirResponseError, InputError
+from plugin.errors import FhirError, FhirResponseError, InputError, ResponseTooLarge
 from plugin.fhir import FhirClient
 from plugin.jobs import Job
 from plugin.pipelines.imaging.prepare import imaging_options
 from plugin.review import approve, edit, reject
+from smart_launch.runtime import runtime_of
 from smart_launch.session import SmartSession, current_session, fhir_client_for, login_required
+from smart_launch.style import fetch_style, style_allowed, style_sheet
 
-from .views.context import Abilities, evidence_cache_of, pipelines_of, runs_of
+from .views.context import (
+    Abilities,
+    evidence_cache_of,
+    limitations,
+    pipelines_of,
+    runs_of,
+    style_cache_of,
+)
 from .views.dictation import MAX_DICTATION_BYTES, dictation_source
 from .views.evidence import audio_bytes, document_bytes, page_png
 from .views.imaging import frame_png, prior_study_reference
 from .views.inputs import KIND_TITLES, InputRow, Status, job_statuses, patient_inputs, statuses
 from .views.patient import banner_of
+from .views.record import analysed_versions
 from .views.results import ReviewItem, TextSpan, Word, review_items, source_of, transcript_words
 
 log = logging.getLogger(__name__)
@@ -50,6 +61,7 @@ def register_pages(bp: Blueprint) -> None:
     routes: list[tuple[str, str, Any, list[str]]] = [
         ("/app", "app_home", home, ["GET"]),
         ("/app/status.json", "app_status", status, ["GET"]),
+        ("/app/style.css", "app_style", style_css, ["GET"]),
         ("/app/analyze", "app_analyze", analyze, ["POST"]),
         ("/app/source/<resource_type>/<resource_id>", "app_source", source_review, ["GET"]),
         ("/app/evidence/<resource_type>/<resource_id>/page.png", "app_evidence_page", evidence_page,
@@ -75,7 +87,10 @@ def _fhir_error(exc: FhirError) -> Any:
     if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json") \
             or request.method == "POST":
         return _fail(status, _fhir_message(exc))
-    return render_template("app_error.html", message=_fhir_message(exc)), status
+    return render_template("app_error.html", heading="The EHR did not answer as expected",
+                           message=_fhir_message(exc), retry_url=url_for("smart.app_home"),
+                           next_step="Try again; if it keeps failing, tell the EHR administrator what "
+                                     "the EHR answered."), status
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -103,7 +118,9 @@ def _fail(status: int, message: str) -> Response:
 def _fhir_message(exc: FhirError) -> str:
     if isinstance(exc, FhirResponseError):
         return f"the EHR answered HTTP {exc.status}: {exc.diagnostics or 'no details'}"
-    return f"the EHR could not be reached ({type(exc).__name__})"
+    if isinstance(exc, ResponseTooLarge):
+        return f"the EHR's answer was larger than this app's {exc.limit}-byte limit"
+    return "the EHR could not be reached (no answer: the connection failed or timed out)"
 
 
 def _inputs(session: SmartSession, client: FhirClient) -> list[InputRow]:
@@ -120,39 +137,55 @@ def _inputs(session: SmartSession, client: FhirClient) -> list[InputRow]:
 def _jobs(session: SmartSession) -> list[Job]:
     """The job store's jobs for this patient on this EHR: analyses started in the app by any
     user (any session), by CDS hooks or the CLI."""
-    return [j for j in job_store_of(current_app).list(subject=f"Patient/{_patient(session)}", limit=500)
-            if j.fhir_base_url.rstrip("/") == session.fhir_base.rstrip("/")]
+    return job_store_of(current_app).list(subject=f"Patient/{_patient(session)}",
+                                          fhir_base_url=session.fhir_base, limit=500)
 
 
-def _statuses(session: SmartSession, rows: list[InputRow]) -> dict[str, Status]:
-    return statuses(rows, _jobs(session), runs_of(current_app).statuses(session.id))
+def _statuses(session: SmartSession, rows: list[InputRow], record: Record | None = None) -> dict[str, Status]:
+    recorded = analysed_versions(record.items, record.provenances) if record else None
+    return statuses(rows, _jobs(session), runs_of(current_app).statuses(session.id), recorded)
 
 
-def _patient_results(session: SmartSession, client: FhirClient) -> list[ReviewItem]:
-    """Every chartlight result about the patient that this session may read on the EHR, plus the
-    ones this session's runs hold in memory (shown, not written)."""
+@dataclass(frozen=True)
+class Record:
+    items: list[ReviewItem]  # chartlight's results about the patient (and this session's unwritten ones)
+    provenances: list[dict[str, Any]]  # the Provenances of the written ones (which input version)
+
+
+def _record(session: SmartSession, client: FhirClient) -> Record:
+    """Every chartlight result about the patient that this session may read on the EHR, with the
+    Provenances that target them (`_revinclude`, when Provenance may be read), plus the ones this
+    session's runs hold in memory (shown, not written)."""
     patient_id = _patient(session)
     resources: list[dict[str, Any]] = []
     devices: list[dict[str, Any]] = []
+    provenances: list[dict[str, Any]] = []
+    with_provenance: dict[str, str | int] = {"_revinclude": "Provenance:target"} \
+        if session.can_read("Provenance") else {}
     searches: list[tuple[str, dict[str, str | int]]] = [
-        (t, {"subject": f"Patient/{patient_id}", "identifier": f"{SID_RESULT}|", "_count": 200})
-        for t in RESULT_TYPES]
+        (t, {"subject": f"Patient/{patient_id}", "identifier": f"{SID_RESULT}|", "_count": 200,
+             **with_provenance}) for t in RESULT_TYPES]
     searches.append(("Device", {"identifier": f"{SID_DEVICE}|", "_count": 100}))
     for resource_type, params in searches:
         if not session.can_read(resource_type):
             continue
         try:
-            found = list(client.search(resource_type, params))
+            for page in client.search_pages(resource_type, params):
+                for entry in page.get("entry", []):
+                    resource = entry.get("resource", {})
+                    if resource.get("resourceType") == "Provenance":
+                        provenances.append(resource)
+                    elif resource.get("resourceType") == resource_type:
+                        (devices if resource_type == "Device" else resources).append(resource)
         except FhirResponseError as exc:
             if exc.status not in (401, 403):
                 raise
             continue  # the EHR's policy is narrower than the scopes said
-        (devices if resource_type == "Device" else resources).extend(found)
     # A result already in the record is shown from the record, not from this session's memory.
     held, held_devices = runs_of(current_app).results(session.id)
     recorded = {_identifier(r) for r in resources}
     resources += [r for r in held if _identifier(r) not in recorded]
-    return review_items(resources, devices + held_devices, patient_id)
+    return Record(review_items(resources, devices + held_devices, patient_id), provenances)
 
 
 def _identifier(resource: dict[str, Any]) -> str:
@@ -169,15 +202,37 @@ def home() -> Any:
     abilities = Abilities.of(session)
     banner = banner_of(client, _patient(session)) if session.need_patient_banner else None
     rows = _inputs(session, client)
-    states = _statuses(session, rows)
-    items = _patient_results(session, client)
+    record = _record(session, client)
+    states = _statuses(session, rows, record)
+    items = record.items
     by_source: dict[str, list[ReviewItem]] = {}
     for item in items:
         by_source.setdefault(source_of(item), []).append(item)
     groups = [(title, [r for r in rows if r.kind == kind]) for kind, title in KIND_TITLES.items()]
     return render_template(
         "app_home.html", smart=session, banner=banner, abilities=abilities, groups=groups,
-        states=states, by_source=by_source, dictation=_speech_ready())
+        states=states, by_source=by_source, dictation=_speech_ready(), limits=limitations(session),
+        in_context=set(session.fhir_context))
+
+
+def style_css() -> Any:
+    """The EHR's style (smart_style_url) as CSS custom properties (smart_launch.style); empty when
+    the EHR sent none, or one this app does not fetch (another host) or cannot read."""
+    session = _session()
+    properties: dict[str, str] = {}
+    url = session.smart_style_url
+    if url:
+        runtime = runtime_of(current_app)
+        ehr_urls = (session.fhir_base, runtime.discovery.get(session.fhir_base).token_endpoint)
+        if style_allowed(url, ehr_urls):
+            timeout_s = min(5.0, runtime.settings.smart_http_timeout_s)
+            properties = style_cache_of(current_app).get_or_make(
+                url, lambda: fetch_style(runtime.web, url, timeout_s=timeout_s))
+        else:
+            log.info("the EHR's smart_style_url is not on the EHR's own host: not fetched")
+    response = Response(style_sheet(properties), mimetype="text/css")
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
 
 
 def status() -> Any:
@@ -200,8 +255,8 @@ def analyze() -> Any:
         rows = _inputs(session, client)
     except FhirError as exc:
         return _fail(502, _fhir_message(exc))
-    if wanted == "all":  # what has not been analysed yet (or failed)
-        states = _statuses(session, rows)
+    if wanted == "all":  # what has not been analysed yet (or failed), by the job store and the record
+        states = _statuses(session, rows, _record(session, client))
         chosen = [r for r in rows if r.pipeline and states[r.key].state in ("not analysed", "failed")]
     else:
         chosen = [r for r in rows if not r.unavailable and r.pipeline and r.reference == wanted
@@ -252,7 +307,8 @@ def source_review(resource_type: str, resource_id: str) -> Any:
     rows = [r for r in _inputs(session, client) if r.reference == reference]
     if not rows:
         abort(404)
-    items = [i for i in _patient_results(session, client) if source_of(i) == reference]
+    record = _record(session, client)
+    items = [i for i in record.items if source_of(i) == reference]
     kind = rows[0].kind
     words: tuple[Word, ...] = ()
     transcript = next((i for i in items if i.result.kind == "document" and i.result.value == "transcript"),
@@ -261,7 +317,7 @@ def source_review(resource_type: str, resource_id: str) -> Any:
         words = transcript_words(transcript.result.resource)
     return render_template(
         "app_source.html", smart=session, abilities=Abilities.of(session), row=rows[0], kind=kind,
-        items=items, words=words, transcript=transcript, state=_statuses(session, rows)[rows[0].key],
+        items=items, words=words, transcript=transcript, state=_statuses(session, rows, record)[rows[0].key],
         banner=banner_of(client, _patient(session)) if session.need_patient_banner else None)
 
 

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jwt
 import requests
 from flask import Flask
 
 from cds_hooks.storage import cds_engine
 from plugin.config import Settings, SmartEhr
 from smart_launch.discovery import DiscoveryCache
-from smart_launch.errors import LaunchError
+from smart_launch.errors import LAUNCH_AGAIN, LaunchError
+from smart_launch.id_tokens import IdTokenKeys
 from smart_launch.keys import KeyRing, load_or_create
 from smart_launch.store import SmartStore
 from smart_launch.tokens import TokenClient
@@ -34,8 +34,9 @@ class SmartRuntime:
     keys: KeyRing
     discovery: DiscoveryCache
     tokens: TokenClient
+    id_token_keys: IdTokenKeys
+    web: requests.Session  # for the EHRs' own endpoints (discovery, tokens, keys, style): no cookies kept
     clock: Callable[[], float] = time.time
-    _jwks_clients: dict[str, jwt.PyJWKClient] = field(default_factory=dict)
     _refresh_locks: dict[str, threading.Lock] = field(default_factory=dict)
 
     def refresh_lock(self, session_id: str) -> threading.Lock:
@@ -50,21 +51,16 @@ class SmartRuntime:
         for ehr in self.settings.smart_ehrs:
             if ehr.matches(iss):
                 return ehr
-        raise LaunchError("this app is not registered with the EHR that launched it (unknown iss)")
+        raise LaunchError(
+            "this app is not registered with the EHR that launched it (unknown iss)",
+            next_step="Ask the administrator of chartlight to add this EHR's FHIR base URL to smart_ehrs "
+                      "(its iss or fhir_bases).")
 
     def ehr_named(self, name: str) -> SmartEhr:
         for ehr in self.settings.smart_ehrs:
             if ehr.name == name:
                 return ehr
-        raise LaunchError(f"no configured EHR named {name!r}")
-
-    def jwks_client(self, url: str) -> jwt.PyJWKClient:
-        """One cached JWK Set client per EHR key URL (id_token checks)."""
-        with _build_lock:
-            if url not in self._jwks_clients:
-                self._jwks_clients[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=300,
-                                                          timeout=int(self.settings.smart_http_timeout_s))
-            return self._jwks_clients[url]
+        raise LaunchError(f"no configured EHR named {name!r}", next_step=LAUNCH_AGAIN)
 
 
 def runtime_of(app: Flask) -> SmartRuntime:
@@ -85,7 +81,8 @@ def build_runtime(settings: Settings) -> SmartRuntime:
         settings=settings, store=SmartStore(cds_engine(settings.database_url), material), keys=keys,
         discovery=DiscoveryCache(web, ttl_s=settings.smart_discovery_cache_s,
                                  timeout_s=settings.smart_http_timeout_s),
-        tokens=TokenClient(web, keys, timeout_s=settings.smart_http_timeout_s))
+        tokens=TokenClient(web, keys, timeout_s=settings.smart_http_timeout_s),
+        id_token_keys=IdTokenKeys(web, timeout_s=settings.smart_http_timeout_s), web=web)
 
 
 def http_cookie_policy() -> http.cookiejar.CookiePolicy:

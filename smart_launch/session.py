@@ -43,6 +43,8 @@ class SmartSession:
     need_patient_banner: bool
     smart_style_url: str | None
     csrf_token: str
+    fhir_context: tuple[str, ...] = ()  # SMART 2.2 fhirContext: what the EHR opened the app for
+    requested_scopes: frozenset[str] = frozenset()
 
     def can_read(self, resource_type: str) -> bool:
         return scope_rules.can_read(self.scopes, resource_type)
@@ -57,7 +59,9 @@ def from_record(record: SessionRecord) -> SmartSession:
                         patient_id=record.patient_id, encounter_id=record.encounter_id, user=record.user,
                         scopes=frozenset(record.scopes.split()),
                         need_patient_banner=record.need_patient_banner,
-                        smart_style_url=record.smart_style_url, csrf_token=record.csrf_token)
+                        smart_style_url=record.smart_style_url, csrf_token=record.csrf_token,
+                        fhir_context=record.fhir_context,
+                        requested_scopes=frozenset(record.requested_scopes.split()))
 
 
 def current_session() -> SmartSession | None:

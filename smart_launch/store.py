@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import Boolean, Float, Integer, String, Text, delete, update
+from sqlalchemy import Boolean, Float, Integer, String, Text, delete, inspect, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -44,6 +44,7 @@ class PendingLaunch:
     # Hash of the launching browser's binding cookie; the callback checks it when the cookie
     # comes back (an EHR iframe that drops cookies sends none).
     browser_binding: str = ""
+    standalone: bool = False  # a standalone launch (its callback always needs the binding cookie)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class SessionRecord:
     access_expires_at: float
     expires_at: float
     version: int
+    fhir_context: tuple[str, ...] = ()  # SMART 2.2 fhirContext references ("DocumentReference/5")
+    requested_scopes: str = ""  # what the launch asked for (the pages say what was not granted)
 
 
 class _Base(DeclarativeBase):
@@ -101,6 +104,25 @@ class _Session(_Base):
     access_expires_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     version: Mapped[int] = mapped_column(Integer)
+    # Added after the first release: add_missing_columns puts them into existing tables.
+    fhir_context: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requested_scopes: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+LATER_COLUMNS = {"chartlight_smart_session": ("fhir_context", "requested_scopes")}
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Bring a session table made by an earlier version up to date (nullable text columns)."""
+    inspector = inspect(engine)
+    for table, columns in LATER_COLUMNS.items():
+        if not inspector.has_table(table):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table)}
+        with engine.begin() as db:
+            for column in columns:
+                if column not in present:
+                    db.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} TEXT"))
 
 
 class SmartStore:
@@ -113,6 +135,7 @@ class SmartStore:
             info=b"chartlight smart token store").derive(key_material)))
         self._pruned_at = 0.0
         _Base.metadata.create_all(engine)
+        add_missing_columns(engine)
 
     # ---- pending launches ----------------------------------------------------------------------
 
@@ -121,7 +144,8 @@ class SmartStore:
         with Session(self.engine) as db, db.begin():
             db.add(_Launch(state_hash=secret_hash(state), ehr=launch.ehr, iss=launch.iss,
                            redirect_uri=launch.redirect_uri,
-                           secrets_enc=self._seal(f"{launch.code_verifier} {launch.nonce}"),
+                           secrets_enc=self._seal(f"{launch.code_verifier} {launch.nonce} "
+                                                  f"{'standalone' if launch.standalone else 'ehr'}"),
                            browser_binding=launch.browser_binding, expires_at=launch.expires_at))
 
     def take_launch(self, state: str) -> PendingLaunch | None:
@@ -138,8 +162,8 @@ class SmartStore:
             taken = _rowcount(db.execute(delete(_Launch).where(_Launch.state_hash == key)))
         if taken != 1 or found.expires_at < self._clock():
             return None
-        verifier, nonce = self._open(sealed).split(" ")
-        return replace(found, code_verifier=verifier, nonce=nonce)
+        verifier, nonce, *kind = self._open(sealed).split(" ")
+        return replace(found, code_verifier=verifier, nonce=nonce, standalone=kind == ["standalone"])
 
     # ---- sessions --------------------------------------------------------------------------------
 
@@ -154,7 +178,8 @@ class SmartStore:
                 access_enc=self._seal(record.access_token),
                 refresh_enc=self._seal(record.refresh_token) if record.refresh_token else None,
                 access_expires_at=record.access_expires_at, expires_at=record.expires_at,
-                version=record.version))
+                version=record.version, fhir_context=" ".join(record.fhir_context),
+                requested_scopes=record.requested_scopes))
 
     def get_session(self, session_id: str) -> SessionRecord | None:
         with Session(self.engine) as db:
@@ -171,7 +196,9 @@ class SmartStore:
                 patient_id=row.patient_id, encounter_id=row.encounter_id, user=row.user, scopes=row.scopes,
                 need_patient_banner=row.need_patient_banner, smart_style_url=row.smart_style_url,
                 csrf_token=row.csrf_token, access_token=access, refresh_token=refresh,
-                access_expires_at=row.access_expires_at, expires_at=row.expires_at, version=row.version)
+                access_expires_at=row.access_expires_at, expires_at=row.expires_at, version=row.version,
+                fhir_context=tuple((row.fhir_context or "").split()),
+                requested_scopes=row.requested_scopes or "")
 
     def rotate_tokens(self, record: SessionRecord, *, access_token: str, refresh_token: str | None,
                       access_expires_at: float, scopes: str) -> bool:

@@ -1,26 +1,28 @@
 """The token endpoint, client side: exchange an authorization code (with the PKCE verifier) and
-refresh, authenticating as a public client (client_id) or with a private_key_jwt assertion; and the
-OpenID Connect id_token, checked against the EHR's keys, for the user's fhirUser."""
+refresh, authenticating as a public client (client_id) or with a private_key_jwt assertion. The
+answer is read streamed with a size limit; the EHR's `error_description` is kept for the error page.
+(The id_token in the answer is checked by smart_launch.id_tokens.)"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 import requests
 
 from plugin.config import SmartEhr
-from smart_launch.discovery import SmartConfiguration
 from smart_launch.errors import TokenError
+from smart_launch.http_json import BodyError, request_json
 from smart_launch.keys import KeyRing
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_EXPIRES_IN_S = 300  # an EHR that omits expires_in gets treated as short-lived
 MAX_BYTES = 256 * 1024
-ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
+MAX_CONTEXT_ITEMS = 20
+_RELATIVE = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class TokenResponse:
     need_patient_banner: bool
     smart_style_url: str | None
     id_token: str | None
+    # SMART 2.2 `fhirContext`: the resources the launch is about beyond patient and encounter
+    # (relative references such as "DocumentReference/5"; canonical/identifier items are ignored).
+    fhir_context: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show the tokens
         return f"TokenResponse(scope={self.scope!r}, expires_at={self.expires_at})"
@@ -65,20 +70,19 @@ class TokenClient:
         else:
             form = {**form, "client_id": ehr.client_id}
         try:
-            response = self._session.post(token_endpoint, data=form, headers={"Accept": "application/json"},
-                                          timeout=self.timeout_s, allow_redirects=False)
-            body = response.json() if len(response.content) <= MAX_BYTES else None
-        except requests.RequestException as exc:
-            raise TokenError(f"the EHR's token endpoint did not answer ({type(exc).__name__})") from None
-        except ValueError:
-            body = None
+            answer = request_json(self._session, "POST", token_endpoint, data=form, max_bytes=MAX_BYTES,
+                                  timeout_s=self.timeout_s)
+        except BodyError as exc:
+            raise TokenError(f"the EHR's token endpoint could not be read: {exc.reason}") from None
+        body = answer.body
         if not isinstance(body, dict):
-            raise TokenError(f"the EHR's token endpoint answered HTTP {response.status_code} without JSON")
-        if response.status_code != 200 or "error" in body:
-            error = str(body.get("error", ""))
-            detail = f": {str(body['error_description'])[:200]}" if body.get("error_description") else ""
-            raise TokenError(f"the EHR refused the token request ({error or response.status_code}{detail})",
-                             error=error)
+            raise TokenError(f"the EHR's token endpoint answered HTTP {answer.status} without JSON")
+        if answer.status != 200 or "error" in body:
+            error = str(body.get("error", ""))[:100]
+            description = body.get("error_description")
+            raise TokenError(f"the EHR refused the token request ({error or answer.status})",
+                             error=error,
+                             description=str(description)[:500] if description else "")
         return parse_token_response(body, now)
 
 
@@ -98,24 +102,16 @@ def parse_token_response(body: dict[str, Any], now: float) -> TokenResponse:
         access_token=body["access_token"], refresh_token=text("refresh_token"), expires_at=now + expires_in,
         scope=text("scope") or "", patient=text("patient"), encounter=text("encounter"),
         need_patient_banner=bool(body.get("need_patient_banner", True)),
-        smart_style_url=text("smart_style_url"), id_token=text("id_token"))
+        smart_style_url=text("smart_style_url"), id_token=text("id_token"),
+        fhir_context=context_references(body.get("fhirContext")))
 
 
-def fhir_user(id_token: str, *, config: SmartConfiguration, ehr: SmartEhr, nonce: str,
-              jwks_client: Callable[[str], jwt.PyJWKClient], fhir_base: str) -> str | None:
-    """The `fhirUser` of a verified id_token as a reference relative to the FHIR base
-    ("Practitioner/123"), or None when the EHR gave none. A bad id_token is an error."""
-    if not config.jwks_uri or not config.issuer:
-        raise TokenError("the EHR sent an id_token but publishes no issuer/jwks_uri to check it")
-    try:
-        key = jwks_client(config.jwks_uri).get_signing_key_from_jwt(id_token)
-        claims = jwt.decode(id_token, key.key, algorithms=ID_TOKEN_ALGORITHMS, audience=ehr.client_id,
-                            issuer=config.issuer, options={"require": ["exp", "iat", "iss", "aud", "sub"]})
-    except jwt.PyJWTError as exc:
-        raise TokenError(f"the EHR's id_token is not valid ({type(exc).__name__})") from None
-    if claims.get("nonce") != nonce:
-        raise TokenError("the EHR's id_token nonce does not match this launch")
-    user = claims.get("fhirUser")
-    if not isinstance(user, str) or not user:
-        return None
-    return user[len(fhir_base.rstrip("/")) + 1:] if user.startswith(fhir_base.rstrip("/") + "/") else user
+def context_references(items: object) -> tuple[str, ...]:
+    """The relative references of a `fhirContext` array ("Type/id"); absolute or malformed ones are
+    left out (the app only follows references on its own FHIR server)."""
+    found: list[str] = []
+    for item in items if isinstance(items, list) else ():
+        reference = item.get("reference") if isinstance(item, dict) else None
+        if isinstance(reference, str) and _RELATIVE.fullmatch(reference) and reference not in found:
+            found.append(reference)
+    return tuple(found[:MAX_CONTEXT_ITEMS])

@@ -11,6 +11,7 @@ from flask import Flask
 from plugin.app import settings_of
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
 from smart_launch.session import SmartSession
+from smart_launch.style import STYLE_CACHE_S
 
 from .evidence import TtlCache
 from .runs import SessionRuns
@@ -22,6 +23,12 @@ DOCUMENT_WRITE_TYPES = ("DocumentReference", "Provenance")
 PIPELINES = "chartlight.pipelines"
 RUNS = "chartlight.smart.runs"
 EVIDENCE_CACHE = "chartlight.smart.evidence"
+STYLE_CACHE = "chartlight.smart.styles"
+# What the app reads, by what it is for: the page says which of these the granted scopes rule out.
+READS = (("list and analyse documents", ("DocumentReference", "DiagnosticReport")),
+         ("list and transcribe recordings", ("Media",)),
+         ("list and analyse imaging studies", ("ImagingStudy",)),
+         ("show the patient banner", ("Patient",)))
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,31 @@ class Abilities:
         return {"write": self.write, "sign": self.sign}
 
 
+def limitations(session: SmartSession) -> tuple[str, ...]:
+    """What the app cannot do with the granted scopes, each with the scopes to ask the EHR
+    administrator for (those chartlight requested and was not granted, for the types concerned)."""
+    found = []
+    for purpose, types in READS:
+        missing = [t for t in types if not session.can_read(t)]
+        if missing:
+            found.append(f"cannot {purpose}: no read access to {', '.join(missing)}"
+                         + _ask(session, missing))
+    unwritable = [t for t in WRITE_TYPES if not session.can_write(t)]
+    if unwritable:
+        found.append(f"cannot write results to the record: no create access to {', '.join(unwritable)}"
+                     + _ask(session, unwritable))
+    elif not session.user:
+        found.append("cannot sign results in your name: the EHR did not say who you are (fhirUser)"
+                     + _ask(session, [], extra=("openid", "fhirUser")))
+    return tuple(found)
+
+
+def _ask(session: SmartSession, types: list[str], extra: tuple[str, ...] = ()) -> str:
+    wanted = [s for s in sorted(session.requested_scopes) if s not in session.scopes
+              and (s in extra or any(f"/{t}." in s or s.endswith("/*.cruds") for t in types))]
+    return f" (ask the EHR administrator to grant {' '.join(wanted)})" if wanted else ""
+
+
 def pipelines_of(app: Flask) -> dict[str, InstalledPipeline]:
     """The service's pipelines (the ones its job runner runs), built once if nobody did."""
     if PIPELINES not in app.extensions:
@@ -68,6 +100,14 @@ def runs_of(app: Flask) -> SessionRuns:
         app.extensions[RUNS] = SessionRuns(workers=settings_of(app).job_workers)
     runs: SessionRuns = app.extensions[RUNS]
     return runs
+
+
+def style_cache_of(app: Flask) -> TtlCache:
+    """The EHRs' styles by URL (a few per EHR; fetched at most every STYLE_CACHE_S)."""
+    if STYLE_CACHE not in app.extensions:
+        app.extensions[STYLE_CACHE] = TtlCache(ttl_s=STYLE_CACHE_S, max_entries=64)
+    cache: TtlCache = app.extensions[STYLE_CACHE]
+    return cache
 
 
 def evidence_cache_of(app: Flask) -> TtlCache:

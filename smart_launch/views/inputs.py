@@ -7,10 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from plugin.errors import FhirError
+from plugin.errors import FhirError, FhirResponseError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobState
 from plugin.pipelines.registry import InstalledPipeline
+
+from .record import Recorded
 
 Resource = dict[str, Any]
 InputKind = Literal["document", "imaging", "recording"]
@@ -18,7 +20,7 @@ KIND_OF_PIPELINE: dict[str, InputKind] = {"documents": "document", "imaging": "i
                                           "speech": "recording"}
 KIND_TITLES: dict[InputKind, str] = {"document": "Documents", "imaging": "Imaging studies",
                                      "recording": "Recordings"}
-StatusState = Literal["not analysed", "queued", "running", "done", "failed", "unavailable"]
+StatusState = Literal["not analysed", "queued", "running", "done", "signed", "failed", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,13 @@ def patient_inputs(client: FhirClient, pipelines: Mapping[str, InstalledPipeline
         kind = KIND_OF_PIPELINE.get(name)
         if kind is None:
             continue
-        for resource in pipeline.find_sources(client, patient_id):
-            rows.append(_row(resource, kind, name, pipeline.unavailable_reason))
+        try:
+            found = list(pipeline.find_sources(client, patient_id))
+        except FhirResponseError as exc:
+            if exc.status not in (401, 403):
+                raise
+            found = []  # the granted scopes do not reach these inputs: the page says so (limitations)
+        rows += [_row(resource, kind, name, pipeline.unavailable_reason) for resource in found]
     if "imaging" not in pipelines:
         try:
             studies = list(client.search("ImagingStudy", {"subject": f"Patient/{patient_id}",
@@ -70,10 +77,12 @@ def patient_inputs(client: FhirClient, pipelines: Mapping[str, InstalledPipeline
     return rows
 
 
-def statuses(rows: Iterable[InputRow], jobs: Iterable[Job],
-             previews: Mapping[str, Status]) -> dict[str, Status]:
-    """Each row's status by key: a preview run (no-write sessions) wins, then the newest job for
-    the source's current version; older versions' jobs say nothing about this one."""
+def statuses(rows: Iterable[InputRow], jobs: Iterable[Job], previews: Mapping[str, Status],
+             recorded: Mapping[tuple[str, str], Recorded] | None = None) -> dict[str, Status]:
+    """Each row's status by key: a preview run (no-write sessions) wins, then a queued or running
+    job for the source's current version, then the record (chartlight's results on the FHIR server
+    for that version: "done", or "signed" when a clinician signed every one), then the newest job.
+    Older versions' jobs and results say nothing about this one."""
     newest: dict[tuple[str, str, str, str], Job] = {}
     for job in jobs:
         key = (job.pipeline, job.source_type, job.source_id, job.source_version)
@@ -84,11 +93,18 @@ def statuses(rows: Iterable[InputRow], jobs: Iterable[Job],
         if row.key in previews:
             result[row.key] = previews[row.key]
             continue
-        if row.unavailable:
-            result[row.key] = Status("unavailable", text=row.unavailable)
-            continue
         resource_type, resource_id = row.reference.split("/", 1)
-        result[row.key] = job_status(newest.get((row.pipeline, resource_type, resource_id, row.version)))
+        current = newest.get((row.pipeline, resource_type, resource_id, row.version))
+        on_record = (recorded or {}).get((row.reference, row.version))
+        if current is not None and current.state in (JobState.QUEUED, JobState.RUNNING):
+            result[row.key] = job_status(current)
+        elif on_record is not None:
+            state: StatusState = "signed" if on_record.signed and not on_record.awaiting else "done"
+            result[row.key] = Status(state, 1.0, on_record.text)
+        elif row.unavailable:
+            result[row.key] = Status("unavailable", text=row.unavailable)
+        else:
+            result[row.key] = job_status(current)
     return result
 
 

@@ -182,8 +182,36 @@ def test_a_callback_without_cookies_works_as_in_an_iframe_that_drops_them(
         stack: SmartStack, patient_id: str) -> None:
     browser = stack.browser()
     callback = _callback_url(browser, _authorize_redirect(stack, browser, patient_id))
-    answer = requests.get(callback, timeout=30, allow_redirects=False)  # no cookie sent back
+    answer = requests.get(callback, timeout=30, allow_redirects=False,  # no cookie sent back
+                          headers={"Sec-Fetch-Dest": "iframe"})
     assert answer.status_code == 303 and COOKIE in answer.headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("destination", ["document", None])
+def test_a_top_level_callback_without_the_binding_cookie_is_refused(
+        stack: SmartStack, patient_id: str, destination: str | None) -> None:
+    """Login CSRF: an attacker starts a launch in their own browser and gets the victim's browser
+    to open the callback URL at top level; the victim's browser has no binding cookie."""
+    attacker = stack.browser()
+    callback = _callback_url(attacker, _authorize_redirect(stack, attacker, patient_id))
+    victim = stack.browser()
+    headers = {"Sec-Fetch-Dest": destination} if destination else {}
+    answer = victim.get(callback, timeout=30, allow_redirects=False, headers=headers)
+    assert answer.status_code == 400 and "without the browser cookie" in html.unescape(answer.text)
+    assert victim.cookies.get(COOKIE) is None
+    assert not stack.ehr.state.tokens  # the attacker's code was never exchanged
+
+
+def test_a_standalone_callback_without_the_binding_cookie_is_refused_even_in_a_frame(
+        sandbox_url: str, tmp_path: Path, patient_id: str) -> None:
+    with smart_stack(sandbox_url, tmp_path, standalone_patient=patient_id, run_jobs=False) as stack:
+        attacker = stack.browser()
+        start = attacker.get(stack.standalone_url(), timeout=60, allow_redirects=False)
+        callback = _callback_url(attacker, start.headers["Location"])
+        answer = requests.get(callback, timeout=30, allow_redirects=False,
+                              headers={"Sec-Fetch-Dest": "iframe"})
+        assert answer.status_code == 400 and "standalone launch needs cookies" in html.unescape(answer.text)
+        assert not stack.ehr.state.tokens
 
 
 def test_replayed_callback_is_refused_and_the_code_is_single_use(stack: SmartStack, patient_id: str) -> None:

@@ -18,13 +18,15 @@ API:
         stack.client_id, stack.user        # the registered client, the EHR user ("Practitioner/...")
 
 `smart_stack(...)` options: client_auth "public" | "private_key_jwt", alg "RS384" | "ES384", scopes
-(the app's requested scopes; default the product default), refused_scopes and token_lifetime_s (the
-EHR's policy for this client), standalone_patient (patient a standalone launch gets), run_jobs (start
-the job runner; default True: the app's analyses with write scope are jobs, so tests that analyse
-need it). Jobs started in the app run with the session's token through the EHR's FHIR proxy; other
-jobs use the service's own client (settings.fhir_base_url is the HAPI sandbox itself, without a
-token). `stack.use_pipelines(pipelines)` swaps the installed pipelines (pages and runner). The EHR
-user Practitioner is created on the sandbox.
+(the app's requested scopes; default the product default), refused_scopes, refuse_with_error and
+token_lifetime_s (the EHR's policy for this client), standalone_patient (patient a standalone launch
+gets), ehr (more tests.sandbox.ehr.EhrConfig fields: id_token_alg, id_token_kid, serve_style,
+banner_on_ehr_launch, tenants), fhir_bases (SmartEhr.fhir_bases of the app's registration; "{ehr}"
+stands for the EHR's base URL), run_jobs (start the job runner; default True: the app's analyses
+with write scope are jobs, so tests that analyse need it). Jobs started in the app run with the
+session's token through the EHR's FHIR proxy; other jobs use the service's own client
+(settings.fhir_base_url is the HAPI sandbox itself, without a token). `stack.use_pipelines(pipelines)`
+swaps the installed pipelines (pages and runner). The EHR user Practitioner is created on the sandbox.
 
 Browsers treat http://127.0.0.1 as a secure context, so the app's Secure cookies work there;
 requests does not, hence `browser()`.
@@ -79,8 +81,10 @@ class SmartStack:
     client_id: str
     user: str
 
-    def launch_url(self, patient_id: str, encounter_id: str | None = None) -> str:
-        return self.ehr.launch(self.client_id, patient_id, encounter_id)
+    def launch_url(self, patient_id: str, encounter_id: str | None = None, *,
+                   fhir_context: tuple[str, ...] = (), tenant: str | None = None) -> str:
+        return self.ehr.launch(self.client_id, patient_id, encounter_id, fhir_context=fhir_context,
+                               tenant=tenant)
 
     def ehr_page_url(self, patient_id: str, encounter_id: str | None = None) -> str:
         query = {"patient": patient_id, "app": self.client_id}
@@ -94,11 +98,13 @@ class SmartStack:
     def browser(self) -> requests.Session:
         return LoopbackBrowser()
 
-    def launched(self, patient_id: str, encounter_id: str | None = None) -> requests.Session:
+    def launched(self, patient_id: str, encounter_id: str | None = None, *,
+                 fhir_context: tuple[str, ...] = (), tenant: str | None = None) -> requests.Session:
         """A browser that went through the EHR launch (launch → authorize → callback); the app's
         home page (where the callback redirects) is not fetched."""
         browser = self.browser()
-        answer = browser.get(self.launch_url(patient_id, encounter_id), timeout=60, allow_redirects=False)
+        url = self.launch_url(patient_id, encounter_id, fhir_context=fhir_context, tenant=tenant)
+        answer = browser.get(url, timeout=60, allow_redirects=False)
         # launch -> EHR authorize -> app callback, which redirects to the app's home (not fetched)
         callback = f"{self.app_base}/smart/callback"
         while answer.status_code in (302, 303) and not answer.url.startswith(callback):
@@ -139,24 +145,27 @@ class LoopbackBrowser(requests.Session):
 @contextmanager
 def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public", alg: str = "RS384",
                 scopes: str = SMART_DEFAULT_SCOPES, refused_scopes: frozenset[str] = frozenset(),
-                token_lifetime_s: int = 3600, standalone_patient: str | None = None,
-                run_jobs: bool = True) -> Iterator[SmartStack]:
+                refuse_with_error: bool = False, token_lifetime_s: int = 3600,
+                standalone_patient: str | None = None, ehr: dict[str, Any] | None = None,
+                fhir_bases: tuple[str, ...] = (), run_jobs: bool = True) -> Iterator[SmartStack]:
     with _server() as ehr_server, _server() as app_server:
         ehr_base = f"http://127.0.0.1:{ehr_server.server_port}"
         app_base = f"http://127.0.0.1:{app_server.server_port}"
         user = f"Practitioner/{USER_ID}"
         ehr_app = create_ehr_app(EhrConfig(base_url=ehr_base, fhir_upstream=sandbox_url, user=user,
-                                           standalone_patient=standalone_patient))
-        ehr = ehr_of(ehr_app)
+                                           standalone_patient=standalone_patient, **(ehr or {})))
+        sandbox_ehr = ehr_of(ehr_app)
         client_id = f"chartlight-{client_auth}-{alg.lower()}"
         make_client = confidential_client if client_auth == "private_key_jwt" else public_client
-        ehr.register_client(make_client(client_id, app_base, token_lifetime_s=token_lifetime_s,
-                                        refused_scopes=frozenset(refused_scopes)))
+        sandbox_ehr.register_client(make_client(client_id, app_base, token_lifetime_s=token_lifetime_s,
+                                                refused_scopes=frozenset(refused_scopes),
+                                                refuse_with_error=refuse_with_error))
         settings = Settings(
             fhir_base_url=sandbox_url, database_url=f"sqlite:///{tmp_path}/chartlight-smart.db",
             secret_key="smart-stack-test-secret", job_workers=1,
-            smart_ehrs=(SmartEhr(name=EHR_NAME, iss=ehr.config.fhir_base, client_id=client_id,
-                                 client_auth=client_auth, alg=alg, scopes=scopes),),
+            smart_ehrs=(SmartEhr(name=EHR_NAME, iss=sandbox_ehr.config.fhir_base, client_id=client_id,
+                                 client_auth=client_auth, alg=alg, scopes=scopes,
+                                 fhir_bases=tuple(b.replace("{ehr}", ehr_base) for b in fhir_bases)),),
             smart_signing_key_path=str(tmp_path / "smart-signing-keys.pem"),
             smart_public_base_url=app_base)
         app = create_app(settings)
@@ -165,8 +174,9 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
         ensure_user(FhirClient(sandbox_url, timeout_s=120))
         runner = _runner(app, settings) if run_jobs else None
         try:
-            yield SmartStack(ehr=ehr, app=app, settings=settings, ehr_base=ehr_base,
-                             fhir_base=ehr.config.fhir_base, fhir_upstream=sandbox_url, app_base=app_base,
+            yield SmartStack(ehr=sandbox_ehr, app=app, settings=settings, ehr_base=ehr_base,
+                             fhir_base=sandbox_ehr.config.fhir_base, fhir_upstream=sandbox_url,
+                             app_base=app_base,
                              client_id=client_id, user=user)
         finally:
             if runner is not None:

@@ -8,7 +8,10 @@
   client's JWK Set URL, `aud` = token endpoint, `exp` at most 5 minutes ahead, `jti` once);
 - codes are single-use, and a replayed code revokes what it was exchanged for (RFC 6749 4.1.2);
 - refresh tokens are issued for `offline_access`/`online_access` and rotate: the old one stops working;
-- per-client policy: access token lifetime, scopes the EHR refuses to grant.
+- per-client policy: access token lifetime, scopes the EHR refuses to grant (dropped quietly from
+  the grant, or the whole request refused with `invalid_scope` and an `error_description`);
+- several FHIR bases (tenants) under one authorization server: `aud` names one of them, and the
+  token it gets is good on that base only.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -25,6 +28,7 @@ from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidClientError,
     InvalidRequestError,
+    InvalidScopeError,
     grants,
 )
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
@@ -49,6 +53,9 @@ class LaunchContext:
     # An app launched from the chart sits beside the EHR's own patient header; a standalone app
     # has none, so it is asked to show the patient banner itself.
     need_patient_banner: bool = False
+    # SMART 2.2 fhirContext: further resources the launch is about ("DocumentReference/5").
+    fhir_context: tuple[str, ...] = ()
+    aud: str = ""  # the FHIR base the app asked for (set at authorization)
 
 
 @dataclass
@@ -63,6 +70,9 @@ class Client(ClientMixin):
     # Policy knobs for tests.
     token_lifetime_s: int = 3600
     refused_scopes: frozenset[str] = frozenset()
+    # True: a request asking for a refused scope is refused (invalid_scope, with a description)
+    # instead of granted without it.
+    refuse_with_error: bool = False
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -141,6 +151,7 @@ class EhrState:
     user: str  # fhirUser of the signed-in user, e.g. "Practitioner/123"
     standalone_patient: str | None = None
     smart_style_url: str | None = None
+    fhir_bases: tuple[str, ...] = ()  # every FHIR base this EHR serves (fhir_base first)
     clients: dict[str, Client] = field(default_factory=dict)
     launches: dict[str, tuple[str, LaunchContext, float]] = field(default_factory=dict)
     codes: dict[str, AuthorizationCode] = field(default_factory=dict)
@@ -190,10 +201,15 @@ def _check_smart_request(state: EhrState) -> Any:
     """Hook run after Authlib validated an authorization request: `aud` and launch context."""
     def check(grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
-        if (data.get("aud") or "").rstrip("/") != state.fhir_base.rstrip("/"):
-            raise InvalidRequestError("aud must be this EHR's FHIR base URL")
+        aud = (data.get("aud") or "").rstrip("/")
+        if aud not in {b.rstrip("/") for b in state.fhir_bases or (state.fhir_base,)}:
+            raise InvalidRequestError("aud must be one of this EHR's FHIR base URLs")
         scopes = set((grant.request.payload.scope or "").split())
-        client_id = grant.request.client.client_id
+        client = grant.request.client
+        client_id = client.client_id
+        refused = sorted(scopes & client.refused_scopes)
+        if refused and client.refuse_with_error:
+            raise InvalidScopeError(description=f"this EHR does not grant {' '.join(refused)} to {client_id}")
         if "launch" in scopes:
             context = state.take_launch(data.get("launch") or "", client_id)
             if context is None:
@@ -204,7 +220,9 @@ def _check_smart_request(state: EhrState) -> Any:
             context = LaunchContext(state.standalone_patient, None, state.user, need_patient_banner=True)
         else:
             context = LaunchContext(None, None, state.user)
-        grant.request.smart_context = context
+        if context.aud and context.aud != aud:
+            raise InvalidRequestError("this launch was issued for another FHIR base than aud")
+        grant.request.smart_context = replace(context, aud=aud)
     return check
 
 
@@ -356,13 +374,16 @@ class SandboxAuthorizationServer(AuthorizationServer):
             token["patient"] = context.patient
         if context.encounter:
             token["encounter"] = context.encounter
+        if context.fhir_context:
+            token["fhirContext"] = [{"reference": reference} for reference in context.fhir_context]
         token["need_patient_banner"] = context.need_patient_banner
         if self.ehr.smart_style_url:
             token["smart_style_url"] = self.ehr.smart_style_url
         scopes = set(record.scope.split())
         if "openid" in scopes and {"fhirUser", "profile"} & scopes:
             nonce = code.nonce if code is not None else None
-            token["id_token"] = self._id_token_issuer(request.client.client_id, context.user, nonce)
+            token["id_token"] = self._id_token_issuer(request.client.client_id, context.user, nonce,
+                                                      context.aud)
 
 
 def _random_token(**_: Any) -> str:

@@ -98,11 +98,15 @@ def allowed(grants: Iterable[Grant], context_patient: str | None,
     return None
 
 
-def proxy(state: EhrState, upstream: str, path: str) -> Response:
-    """Forward one FHIR request to the upstream server once the token and scopes allow it."""
+def proxy(state: EhrState, upstream: str, path: str, public: str) -> Response:
+    """Forward one FHIR request to the upstream server once the token and scopes allow it; the
+    token must have been issued for this FHIR base (`public`, the `aud` it was asked for)."""
     token = _bearer(state)
     if token is None:
         return _outcome(401, "login", "missing, unknown or expired access token",
+                        {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if token.context.aud and token.context.aud.rstrip("/") != public.rstrip("/"):
+        return _outcome(401, "login", "this access token was issued for another FHIR base",
                         {"WWW-Authenticate": 'Bearer error="invalid_token"'})
     body = request.get_data()
     wanted = interactions(request.method, path, request.query_string.decode(), body)
@@ -112,7 +116,6 @@ def proxy(state: EhrState, upstream: str, path: str) -> Response:
     headers = {name: request.headers[name] for name in _FORWARDED_HEADERS if name in request.headers}
     answer = requests.request(request.method, f"{upstream}/{path}", params=request.query_string,
                               data=body, headers=headers, timeout=120)
-    public = request.url_root.rstrip("/") + "/fhir"
     content = answer.content.replace(upstream.encode(), public.encode())
     response = Response(content, status=answer.status_code,
                         content_type=answer.headers.get("Content-Type", FHIR_JSON))
@@ -122,10 +125,9 @@ def proxy(state: EhrState, upstream: str, path: str) -> Response:
     return response
 
 
-def metadata(upstream: str) -> Response:
+def metadata(upstream: str, public: str) -> Response:
     """The capability statement is public (SMART clients read it before they have a token)."""
     answer = requests.get(f"{upstream}/metadata", headers={"Accept": FHIR_JSON}, timeout=60)
-    public = request.url_root.rstrip("/") + "/fhir"
     return Response(answer.content.replace(upstream.encode(), public.encode()), status=answer.status_code,
                     content_type=answer.headers.get("Content-Type", FHIR_JSON))
 

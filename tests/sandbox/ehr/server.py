@@ -1,10 +1,12 @@
 """The sandbox EHR as a Flask app: SMART discovery, the authorization server, the FHIR proxy, an
 EHR page that launches an app in an iframe, and a loopback-only admin endpoint for test policy.
 
-Routes (base = the server's root URL):
+Routes (base = the server's root URL; every route under {base}/fhir exists for each tenant's FHIR
+base {base}/t/<tenant>/fhir too, all under the one authorization server):
   GET  {base}/fhir/.well-known/smart-configuration   SMART discovery
   GET  {base}/fhir/metadata                          capability statement (public)
   *    {base}/fhir/<path>                            FHIR, behind bearer token + scope checks
+  GET  {base}/ehr/smart-style.json                   the EHR's style (smart_style_url, when served)
   GET  {base}/auth/authorize                         authorization endpoint (no consent screen)
   POST {base}/auth/token                             token endpoint
   GET  {base}/auth/jwks.json                         keys of the id_tokens this EHR signs
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+import secrets
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,7 +27,7 @@ from urllib.parse import urlencode
 
 import jwt as pyjwt
 from authlib.oauth2 import OAuth2Error
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask, Response, abort, jsonify, request
 
 from plugin.sandbox.ehr import USER_ID
@@ -32,19 +35,47 @@ from tests.sandbox.ehr import proxy
 from tests.sandbox.ehr.oauth import Client, EhrState, LaunchContext, SandboxAuthorizationServer
 
 ID_TOKEN_KID = "sandbox-ehr-1"
+ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "ES256", "ES384")
+# What the EHR's style document says (SMART App Launch 2.2, "Styling"), served at
+# /ehr/smart-style.json when EhrConfig.serve_style is on.
+STYLE = {"color_background": "#edeae3", "color_error": "#9e2d2d", "color_highlight": "#69b5ce",
+         "color_modal_backdrop": "", "color_success": "#498e49", "color_text": "#303030",
+         "dim_border_radius": "6px", "dim_font_size": "13px", "dim_spacing_size": "20px",
+         "font_family_body": "Georgia, Times, 'Times New Roman', serif",
+         "font_family_heading": "'HelveticaNeue-Light', Helvetica, Arial, 'Lucida Grande', sans-serif"}
 
 
 @dataclass(frozen=True)
 class EhrConfig:
+    """The sandbox EHR's behaviour. The defaults are a strict, plain EHR; the other settings are
+    the behaviours of EHRs met in the field (each has a protocol test)."""
+
     base_url: str  # this server's root as clients reach it, e.g. http://127.0.0.1:9001
     fhir_upstream: str  # the HAPI sandbox's FHIR base
     user: str = f"Practitioner/{USER_ID}"
     standalone_patient: str | None = None
-    smart_style_url: str | None = None
+    smart_style_url: str | None = None  # sent as is in token responses
+    # Serve STYLE at /ehr/smart-style.json and send that as smart_style_url.
+    serve_style: bool = False
+    # id_tokens: the algorithm (and key type) they are signed with, and whether the header names the
+    # key (`kid`); OpenID Connect lets a JWK Set of one key leave it out, as smart-launcher-v2 does.
+    id_token_alg: str = "RS256"
+    id_token_kid: bool = True
+    # need_patient_banner for EHR launches (standalone launches always ask for the banner).
+    banner_on_ehr_launch: bool = False
+    # Further FHIR bases, {base}/t/<tenant>/fhir, under the same authorization server.
+    tenants: tuple[str, ...] = ()
 
     @property
     def fhir_base(self) -> str:
         return f"{self.base_url.rstrip('/')}/fhir"
+
+    def tenant_base(self, tenant: str) -> str:
+        return f"{self.base_url.rstrip('/')}/t/{tenant}/fhir"
+
+    @property
+    def fhir_bases(self) -> tuple[str, ...]:
+        return (self.fhir_base, *(self.tenant_base(t) for t in self.tenants))
 
 
 class SandboxEhr:
@@ -54,33 +85,53 @@ class SandboxEhr:
     def __init__(self, config: EhrConfig) -> None:
         self.config = config
         base = config.base_url.rstrip("/")
+        if config.id_token_alg not in ID_TOKEN_ALGORITHMS:
+            raise ValueError(f"id_token_alg must be one of {ID_TOKEN_ALGORITHMS}")
+        style = f"{base}/ehr/smart-style.json" if config.serve_style else config.smart_style_url
         self.state = EhrState(fhir_base=config.fhir_base, token_endpoint=f"{base}/auth/token",
                               standalone_patient=config.standalone_patient, user=config.user,
-                              smart_style_url=config.smart_style_url)
-        self._id_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                              smart_style_url=style, fhir_bases=config.fhir_bases)
+        self._id_kid = ID_TOKEN_KID
+        self._id_key = _new_key(config.id_token_alg)
         self.server = SandboxAuthorizationServer(self.state, self._id_token)
+
+    def rotate_id_token_key(self) -> str:
+        """A new id_token signing key under a new kid (the old one is gone from the JWK Set)."""
+        self._id_key = _new_key(self.config.id_token_alg)
+        self._id_kid = f"sandbox-ehr-{secrets.token_hex(4)}"
+        return self._id_kid
 
     def register_client(self, client: Client) -> None:
         with self.state.lock:
             self.state.clients[client.client_id] = client
 
     def set_policy(self, client_id: str, *, token_lifetime_s: int | None = None,
-                   refused_scopes: frozenset[str] | None = None) -> None:
+                   refused_scopes: frozenset[str] | None = None,
+                   refuse_with_error: bool | None = None) -> None:
         with self.state.lock:
             client = self.state.clients[client_id]
             if token_lifetime_s is not None:
                 client.token_lifetime_s = token_lifetime_s
             if refused_scopes is not None:
                 client.refused_scopes = frozenset(refused_scopes)
+            if refuse_with_error is not None:
+                client.refuse_with_error = refuse_with_error
 
-    def launch(self, client_id: str, patient: str, encounter: str | None = None) -> str:
-        """A launch context for `patient` and the URL the EHR opens the app at."""
+    def launch(self, client_id: str, patient: str, encounter: str | None = None, *,
+               fhir_context: tuple[str, ...] = (), tenant: str | None = None) -> str:
+        """A launch context for `patient` (with an encounter and SMART 2.2 fhirContext references)
+        on the main FHIR base or a tenant's, and the URL the EHR opens the app at."""
         with self.state.lock:
             client = self.state.clients.get(client_id)
         if client is None or not client.launch_url:
             raise KeyError(client_id)
-        launch = self.state.new_launch(client_id, LaunchContext(patient, encounter, self.config.user))
-        return f"{client.launch_url}?{urlencode({'iss': self.config.fhir_base, 'launch': launch})}"
+        if tenant is not None and tenant not in self.config.tenants:
+            raise KeyError(tenant)
+        iss = self.config.tenant_base(tenant) if tenant else self.config.fhir_base
+        launch = self.state.new_launch(client_id, LaunchContext(
+            patient, encounter, self.config.user, need_patient_banner=self.config.banner_on_ehr_launch,
+            fhir_context=tuple(fhir_context), aud=iss))
+        return f"{client.launch_url}?{urlencode({'iss': iss, 'launch': launch})}"
 
     def expire_access_tokens(self, client_id: str) -> None:
         """Make every live access token of a client expired now (refresh tokens stay valid)."""
@@ -92,6 +143,7 @@ class SandboxEhr:
     def smart_configuration(self) -> dict[str, Any]:
         base = self.config.base_url.rstrip("/")
         return {
+            "id_token_signing_alg_values_supported": [self.config.id_token_alg],
             "issuer": base,
             "jwks_uri": f"{base}/auth/jwks.json",
             "authorization_endpoint": f"{base}/auth/authorize",
@@ -111,17 +163,29 @@ class SandboxEhr:
         }
 
     def jwks(self) -> dict[str, Any]:
-        jwk = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(self._id_key.public_key()))
-        return {"keys": [{**jwk, "kid": ID_TOKEN_KID, "alg": "RS256", "use": "sig"}]}
+        public = self._id_key.public_key()
+        if isinstance(public, rsa.RSAPublicKey):
+            jwk = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(public))
+        else:
+            jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(public))
+        key = {**jwk, "alg": self.config.id_token_alg, "use": "sig"}
+        return {"keys": [{**key, "kid": self._id_kid} if self.config.id_token_kid else key]}
 
-    def _id_token(self, client_id: str, user: str, nonce: str | None) -> str:
+    def _id_token(self, client_id: str, user: str, nonce: str | None, fhir_base: str) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.config.base_url.rstrip("/"), "sub": user.rsplit("/", 1)[-1],
                                   "aud": client_id, "iat": now, "exp": now + 300,
-                                  "fhirUser": f"{self.config.fhir_base}/{user}"}
+                                  "fhirUser": f"{(fhir_base or self.config.fhir_base).rstrip('/')}/{user}"}
         if nonce:
             claims["nonce"] = nonce
-        return pyjwt.encode(claims, self._id_key, algorithm="RS256", headers={"kid": ID_TOKEN_KID})
+        headers = {"kid": self._id_kid} if self.config.id_token_kid else None
+        return pyjwt.encode(claims, self._id_key, algorithm=self.config.id_token_alg, headers=headers)
+
+
+def _new_key(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    if alg.startswith("RS"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1() if alg == "ES256" else ec.SECP384R1())
 
 
 def create_ehr_app(config: EhrConfig) -> Flask:
@@ -131,17 +195,31 @@ def create_ehr_app(config: EhrConfig) -> Flask:
     upstream = config.fhir_upstream.rstrip("/")
 
     @app.get("/fhir/.well-known/smart-configuration")
-    def smart_configuration() -> Response:
+    @app.get("/t/<tenant>/fhir/.well-known/smart-configuration")
+    def smart_configuration(tenant: str | None = None) -> Response:
+        _known_tenant(config, tenant)
         return jsonify(ehr.smart_configuration())
 
     @app.get("/fhir/metadata")
-    def metadata() -> Response:
-        return proxy.metadata(upstream)
+    @app.get("/t/<tenant>/fhir/metadata")
+    def metadata(tenant: str | None = None) -> Response:
+        _known_tenant(config, tenant)
+        return proxy.metadata(upstream, config.tenant_base(tenant) if tenant else config.fhir_base)
 
     @app.route("/fhir", defaults={"path": ""}, methods=["GET", "POST"])
     @app.route("/fhir/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    def fhir(path: str) -> Response:
-        return proxy.proxy(ehr.state, upstream, path)
+    @app.route("/t/<tenant>/fhir", defaults={"path": ""}, methods=["GET", "POST"])
+    @app.route("/t/<tenant>/fhir/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def fhir(path: str, tenant: str | None = None) -> Response:
+        _known_tenant(config, tenant)
+        return proxy.proxy(ehr.state, upstream, path,
+                           config.tenant_base(tenant) if tenant else config.fhir_base)
+
+    @app.get("/ehr/smart-style.json")
+    def smart_style() -> Response:
+        if not config.serve_style:
+            abort(404)
+        return jsonify(STYLE)
 
     @app.get("/auth/authorize")
     def authorize() -> Response:
@@ -192,6 +270,11 @@ iframe{{border:0;width:100%;height:calc(100vh - 44px)}}</style></head>
     return app
 
 
+def _known_tenant(config: EhrConfig, tenant: str | None) -> None:
+    if tenant is not None and tenant not in config.tenants:
+        abort(404)
+
+
 def ehr_of(app: Flask) -> SandboxEhr:
     ehr: SandboxEhr = app.extensions["sandbox_ehr"]
     return ehr
@@ -211,7 +294,8 @@ def client_from_json(body: dict[str, Any]) -> Client:
     return Client(client_id=body["client_id"], redirect_uris=tuple(body["redirect_uris"]),
                   launch_url=body.get("launch_url", ""), auth_method=body.get("auth_method", "none"),
                   jwks_url=body.get("jwks_url"), token_lifetime_s=int(body.get("token_lifetime_s", 3600)),
-                  refused_scopes=frozenset(body.get("refused_scopes", ())))
+                  refused_scopes=frozenset(body.get("refused_scopes", ())),
+                  refuse_with_error=bool(body.get("refuse_with_error", False)))
 
 
 def public_client(client_id: str, app_base: str, **policy: Any) -> Client:

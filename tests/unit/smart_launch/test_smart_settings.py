@@ -69,3 +69,63 @@ def test_each_iss_once() -> None:
                {"name": "b", "iss": "https://e.org/fhir/", "client_id": "d"}]
     with pytest.raises(ConfigError, match="each name and each iss"):
         load_settings(environ={"CHARTLIGHT_SMART_EHRS": json.dumps(entries)})
+
+
+# ---- one registration, several FHIR bases ----------------------------------------------------------
+
+PATTERNED = SmartEhr(name="multi", iss="https://ehr.example/fhir", client_id="c",
+                     fhir_bases=("https://ehr.example/r4/tenant-a", "https://ehr.example/tenants/*"))
+
+
+@pytest.mark.parametrize("iss", [
+    "https://ehr.example/fhir", "https://ehr.example/fhir/", "HTTPS://EHR.example/fhir",
+    "https://ehr.example/r4/tenant-a", "https://ehr.example/tenants/a/fhir", "https://ehr.example/tenants/b",
+])
+def test_an_entry_matches_each_of_its_bases_and_what_a_prefix_covers(iss: str) -> None:
+    assert PATTERNED.matches(iss)
+
+
+@pytest.mark.parametrize("iss", [
+    "https://ehr.example/fhirevil",  # not a whole path segment
+    "https://ehr.example/fhir/extra",  # an exact base is not a prefix
+    "https://ehr.example/r4/tenant-ab",
+    "https://ehr.example/tenants",  # the prefix itself is not below it
+    "https://ehr.example/tenantsevil/a",
+    "https://ehr.example/tenants/../admin", "https://ehr.example/tenants/%2e%2e/admin",
+    "https://ehr.example/tenants/a%2f..%2fadmin", "https://ehr.example/tenants/./a",
+    "https://ehr.example/tenants//a", "https://ehr.example/tenants/a?x=1", "https://ehr.example/tenants/a#f",
+    "https://user@ehr.example/tenants/a", "https://ehr.example.evil.org/tenants/a",
+    "https://ehr.example:8443/tenants/a", "http://ehr.example/tenants/a", "https://ehr.example\\@evil/tenants/a",
+])
+def test_nothing_else_matches(iss: str) -> None:
+    assert not PATTERNED.matches(iss)
+
+
+def test_fhir_bases_come_from_toml_and_json(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[smart_ehrs]]\nname = "m"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
+                    'fhir_bases = ["https://ehr.example/tenants/*"]\n')
+    assert load_settings(path, environ={}).smart_ehrs[0].matches("https://ehr.example/tenants/x")
+    value = json.dumps([{"name": "m", "iss": "https://ehr.example/fhir", "client_id": "c",
+                         "fhir_bases": ["https://ehr.example/t/*"]}])
+    [ehr] = load_settings(environ={"CHARTLIGHT_SMART_EHRS": value}).smart_ehrs
+    assert ehr.fhir_bases == ("https://ehr.example/t/*",)
+
+
+@pytest.mark.parametrize("base", ["http://ehr.example/t/*", "https://ehr.example/t/*/fhir",
+                                  "https://ehr.example/t/../x", "https://ehr.example/t?x=1", "ehr.example/t"])
+def test_fhir_bases_that_are_not_plain_https_bases_are_refused(tmp_path: Path, base: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[[smart_ehrs]]\nname = "m"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
+                    f'fhir_bases = ["{base}"]\n')
+    with pytest.raises(ConfigError, match="fhir_bases"):
+        load_settings(path, environ={})
+
+
+def test_two_entries_may_not_cover_the_same_base(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[smart_ehrs]]\nname = "a"\niss = "https://ehr.example/fhir"\nclient_id = "c"\n'
+                    'fhir_bases = ["https://ehr.example/t/*"]\n'
+                    '[[smart_ehrs]]\nname = "b"\niss = "https://ehr.example/t/north/fhir"\nclient_id = "d"\n')
+    with pytest.raises(ConfigError, match="'a' and 'b' both cover a FHIR base"):
+        load_settings(path, environ={})

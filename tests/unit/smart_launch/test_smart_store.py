@@ -86,3 +86,29 @@ def test_rotation_is_compare_and_set(tmp_path: Path) -> None:
                                    scopes="s")
     now = store.get_session(secret_hash("cookie"))
     assert now is not None and (now.access_token, now.refresh_token, now.version) == ("A2", "R2", 2)
+
+
+def test_a_standalone_launch_is_remembered_as_one(tmp_path: Path) -> None:
+    store = _store(tmp_path, Clock())
+    store.put_launch("s1", replace(_launch(2000.0), standalone=True))
+    store.put_launch("s2", _launch(2000.0))
+    taken, other = store.take_launch("s1"), store.take_launch("s2")
+    assert taken is not None and taken.standalone and other is not None and not other.standalone
+
+
+def test_a_session_table_of_an_earlier_version_gets_the_new_columns(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/smart.db")
+    with engine.begin() as db:  # the table as the first release made it
+        db.execute(text(
+            "CREATE TABLE chartlight_smart_session (id VARCHAR(64) PRIMARY KEY, ehr VARCHAR(200),"
+            " fhir_base TEXT, token_endpoint TEXT, patient_id VARCHAR(200), encounter_id VARCHAR(200),"
+            " user VARCHAR(300), scopes TEXT, need_patient_banner BOOLEAN, smart_style_url TEXT,"
+            " csrf_token VARCHAR(100), access_enc TEXT, refresh_enc TEXT, access_expires_at FLOAT,"
+            " expires_at FLOAT, version INTEGER)"))
+    store = SmartStore(engine, b"secret", clock=Clock())
+    record = replace(_session(), fhir_context=("DocumentReference/5", "Encounter/2"),
+                     requested_scopes="launch patient/Patient.r patient/Observation.crus")
+    store.create_session(record)
+    found = store.get_session(record.id)
+    assert found is not None and found.fhir_context == record.fhir_context
+    assert found.requested_scopes == record.requested_scopes
