@@ -164,6 +164,13 @@ class Settings:
     smart_session_ttl_s: float = 8 * 3600.0
     smart_discovery_cache_s: float = 3600.0
     smart_http_timeout_s: float = 10.0
+    # The sandbox and the demo (docs/sandbox.md, docs/quickstart.md): where sandbox servers keep
+    # pid files, logs and databases ("" = $XDG_STATE_HOME/chartlight); and tiny random-weight
+    # test models in place of MedGemma and MedASR, stored in test_models_dir ("" =
+    # $XDG_CACHE_HOME/chartlight/test-models), allowed only against a sandbox FHIR server.
+    sandbox_state_dir: str = ""
+    test_models: bool = False
+    test_models_dir: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -204,6 +211,21 @@ class Settings:
                 raise ConfigError(f"{where}: alg must be RS384 or ES384, not {ehr.alg!r}")
             if not ehr.scopes.split():
                 raise ConfigError(f"{where}: scopes must not be empty")
+        self._check_test_models()
+
+    def _check_test_models(self) -> None:
+        """Random-weight output may reach only servers on this machine (the sandbox); the jobs
+        check each server's CapabilityStatement too (plugin.engines.test_models)."""
+        if not self.test_models:
+            return
+        servers = {"fhir_base_url": self.fhir_base_url,
+                   **{f"smart_ehrs ({e.name}) iss": e.iss for e in self.smart_ehrs},
+                   **{f"cds_trusted_ehrs ({e.label}) fhir_servers": u
+                      for e in self.cds_trusted_ehrs for u in e.fhir_servers}}
+        for name, url in servers.items():
+            if urlsplit(url).hostname not in _LOOPBACK_HOSTS:
+                raise ConfigError(f"test_models: {name} {url} is not a sandbox on this machine; "
+                                  "random-weight test models write only to a local sandbox")
 
     def _check_medgemma(self) -> None:
         if self.medgemma_engine not in {"local", "remote"}:

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from fhir_mappers.systems import EXT_DERIVED_FROM, EXT_EVIDENCE_IMAGE, SID_RESULT
 from plugin.cli import cli
+from plugin.engines.test_models.tiny_gemma import save_tiny_medgemma, tiny_engine
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner, JobState, JobStore
 from plugin.pipelines.imaging import PIPELINE, ImagingPipeline
@@ -30,7 +31,6 @@ from plugin.pipelines.imaging.prepare import ImagingOptions, find_imaging_studie
 from plugin.sandbox import synthetic
 from plugin.sandbox.seed import seed_demo_patient
 from tests.support.chat_completions import ChatServer, chat_server
-from tests.support.tiny_gemma import save_tiny_medgemma, tiny_engine
 
 pytestmark = pytest.mark.sandbox
 

@@ -12,7 +12,7 @@ API:
         browser = stack.browser()          # requests.Session that keeps the Secure cookie on http loopback
         browser = stack.launched(patient_id)   # EHR launch done: the session cookie is set
         stack.session_of(browser)          # the SmartSession behind that cookie (csrf_token, scopes, ...)
-        stack.ehr                          # tests.sandbox.ehr.SandboxEhr: set_policy, expire_access_tokens
+        stack.ehr                          # ehr_server.SandboxEhr: set_policy, expire_access_tokens
         stack.app, stack.settings          # the chartlight Flask app and its Settings
         stack.app_base, stack.ehr_base, stack.fhir_base (the proxy: iss/aud), stack.fhir_upstream (HAPI)
         stack.client_id, stack.user        # the registered client, the EHR user ("Practitioner/...")
@@ -51,11 +51,7 @@ from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
 from plugin.sandbox.ehr import USER_ID, ensure_user
-from smart_launch.jobs import client_for_jobs
-from smart_launch.runtime import runtime_of
-from smart_launch.session import COOKIE, SmartSession, from_record
-from smart_launch.store import secret_hash
-from tests.sandbox.ehr import (
+from plugin.sandbox.ehr_server import (
     EhrConfig,
     SandboxEhr,
     confidential_client,
@@ -63,6 +59,10 @@ from tests.sandbox.ehr import (
     ehr_of,
     public_client,
 )
+from smart_launch.jobs import client_for_jobs
+from smart_launch.runtime import runtime_of
+from smart_launch.session import COOKIE, SmartSession, from_record
+from smart_launch.store import secret_hash
 
 EHR_NAME = "sandbox"
 

@@ -177,9 +177,9 @@ def test_bad_requests_name_what_is_wrong(browser: FlaskClient, ehr: FakeEhr) -> 
 
 def test_dictation_without_write_scope_is_transcribed_and_kept_in_the_session(
         app: Flask, browser: FlaskClient, ehr: FakeEhr) -> None:
+    from plugin.engines.test_models.tiny_medasr import tiny_engine
     from plugin.pipelines import speech
     from plugin.sandbox.synthetic import espeak_wav
-    from tests.support.tiny_medasr import tiny_engine
 
     app.extensions["chartlight.pipelines"]["speech"] = InstalledPipeline(
         speech.PIPELINE, "tiny test MedASR", speech.find_sources,
