@@ -35,7 +35,7 @@ LEDGERS = STATE_ROOT / "test-ledgers"
 def pytest_sessionstart(session: pytest.Session) -> None:
     reclaimed = reclaim_stale_ledgers(LEDGERS)
     if reclaimed:
-        print(f"\nstopped {reclaimed} server(s) left running by an earlier test session that was killed")
+        _say(session, f"stopped {reclaimed} server(s) left running by an earlier test session (killed)")
     ledger = LEDGERS / f"{os.getpid()}-{process_start_time(os.getpid())}"
     ledger.mkdir(parents=True, exist_ok=True)
     os.environ[LEDGER_ENV] = str(ledger)
@@ -50,8 +50,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     left = stop_recorded(Path(ledger))
     if left:
         names = ", ".join(f"{Path(s.argv[0]).name} (pid {s.pid})" for s in left)
-        print(f"\nstopped {len(left)} server(s) tests started and left running: {names}")
+        _say(session, f"stopped {len(left)} server(s) tests started and left running: {names}")
     shutil.rmtree(ledger, ignore_errors=True)
+
+
+def _say(session: pytest.Session, line: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 def reclaim_stale_ledgers(root: Path) -> int:

@@ -99,7 +99,7 @@ def _test_medasr(settings: Settings) -> Any:
         return None
     from plugin.engines import test_models as tests
 
-    return tests.TestMedAsr(tests.ensure_test_models(_test_models_dir(settings)).medasr)
+    return tests.StoredMedAsr(tests.ensure_test_models(_test_models_dir(settings)).medasr)
 
 
 def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,

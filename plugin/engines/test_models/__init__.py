@@ -4,8 +4,8 @@ and the demo's when the real weights are absent (their output is marked as test 
 from plugin.engines.test_models.store import (
     MARKER,
     TEST_OUTPUT,
-    TestMedAsr,
-    TestModelFolders,
+    StoredMedAsr,
+    StoredTestModels,
     ensure_test_models,
     is_test_model,
     medgemma_engine,
@@ -13,5 +13,5 @@ from plugin.engines.test_models.store import (
     why_not_sandbox,
 )
 
-__all__ = ["MARKER", "TEST_OUTPUT", "TestMedAsr", "TestModelFolders", "ensure_test_models", "is_test_model",
+__all__ = ["MARKER", "TEST_OUTPUT", "StoredMedAsr", "StoredTestModels", "ensure_test_models", "is_test_model",
            "medgemma_engine", "sandbox_only", "why_not_sandbox"]

@@ -41,14 +41,14 @@ _BUILD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
-class TestModelFolders:
+class StoredTestModels:
     medgemma: Path
     medasr: Path
 
 
-def ensure_test_models(folder: Path) -> TestModelFolders:
+def ensure_test_models(folder: Path) -> StoredTestModels:
     """The two model folders under `folder`, built (a few seconds, on the CPU) when absent."""
-    folders = TestModelFolders(folder / "tiny-medgemma", folder / "tiny-medasr")
+    folders = StoredTestModels(folder / "tiny-medgemma", folder / "tiny-medasr")
     with _BUILD_LOCK:
         if not is_test_model(folders.medgemma):
             _build(folders.medgemma, MEDGEMMA_NAME, _save_medgemma)
@@ -68,7 +68,7 @@ def medgemma_engine(folder: Path) -> MedGemmaEngine:
     return MedGemmaEngine(str(folder), name=MEDGEMMA_NAME, test_weights=True)
 
 
-class TestMedAsr:
+class StoredMedAsr:
     """The speech engine shape over the stored tiny MedASR, loaded on the first transcription
     (so a web tier that never transcribes never imports torch)."""
 
