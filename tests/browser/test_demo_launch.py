@@ -75,6 +75,8 @@ def test_demo_with_test_models_then_the_printed_launch_completes(
         app = page.frame_locator("iframe#app")
         app.locator('tr[data-testid="input-row"]').first.wait_for(timeout=120_000)
         assert app.locator('tr[data-testid="input-row"]').count() >= 5
+        # The speech and imaging results the test models wrote say so in the app (2 + 3 inputs).
+        assert app.locator('tr[data-testid="input-row"] .test-marker').count() >= 5
         screenshot(page, "quickstart-demo-patient-in-ehr")
     finally:
         if server is not None:
