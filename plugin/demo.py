@@ -5,12 +5,13 @@ absent) speech and imaging run on tiny random-weight models and every result say
 
 from __future__ import annotations
 
+import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from plugin.analysis import AnalysisRun, analyze_patient, service_client_for
 from plugin.config import Settings
@@ -136,21 +137,23 @@ def _first_of_each(locations: list[str]) -> dict[str, str]:
 
 
 def print_inputs(run: AnalysisRun, inputs: list[Summary], console: Console) -> None:
-    """One row per input: what was written (counts per type) and the main result's URL."""
-    table = Table(title=f"{run.pipeline}: {len(inputs)} input(s)", show_lines=False)
-    for column in ("input", "result", "open"):
-        table.add_column(column, overflow="fold")
+    """Two lines per input: what was written (counts per type), then the main result's URL.
+    Lines, not a table: a URL must stay whole to be opened or copied, at any terminal width."""
+    console.print(f"   [bold]{run.pipeline}[/bold]: {len(inputs)} input(s)")
     for item in inputs:
         if item["state"] != JobState.SUCCEEDED.value:
-            table.add_row(item["input"], f"[red]{item['state']}[/red]: {item.get('error', '')}", "")
+            console.print(f"   {item['input']}  [red]{item['state']}[/red]: {item.get('error', '')}",
+                          soft_wrap=True, highlight=False)
             continue
         parts = [_phrase(item["written"], "written"), _phrase(item["unchanged"], "unchanged"),
                  _phrase(item["kept_signed"], "kept (signed)")]
         text = "; ".join(p for p in parts if p) or item.get("note", "nothing to write")
         if item["test_output"]:
             text = f"[bold red]{TEST_OUTPUT}[/bold red] — {text}"
-        table.add_row(item["input"], text, _main_url(item["open"]))
-    console.print(table)
+        console.print(f"   {item['input']}  {text}", soft_wrap=True, highlight=False)
+        url = _main_url(item["open"])
+        if url:
+            console.print(f"      open {url}", soft_wrap=True, highlight=False)
 
 
 def _phrase(found: dict[str, int], what: str) -> str:
@@ -184,6 +187,15 @@ def _demo_jobs_url(sandbox: HapiSandbox, fresh: bool) -> str:
     return f"sqlite:///{path}"
 
 
+def _chartlight_command() -> str:
+    """How the person who ran this reaches chartlight: `chartlight` when it is on their PATH,
+    else the script they ran (`make demo` runs .venv/bin/chartlight)."""
+    script = Path(sys.argv[0])
+    if script.name == "chartlight" and shutil.which("chartlight") != str(script.resolve()):
+        return str(script)
+    return "chartlight"
+
+
 def _print_smart_launch(ehr: EhrSandbox, client: FhirClient, patient_id: str, console: Console,
                         extra_env: dict[str, str]) -> Summary:
     """Start the sandbox EHR and say how to open the SMART app inside it for the patient."""
@@ -192,7 +204,7 @@ def _print_smart_launch(ehr: EhrSandbox, client: FhirClient, patient_id: str, co
     environment = {**app_environment(ehr), **extra_env}
     env = " ".join(f"{name}='{value}'" for name, value in environment.items())
     console.print(f"\nThe SMART app inside a sandbox EHR ({ehr.base_url}):")
-    console.print(f"   start the app:  {env} chartlight serve", soft_wrap=True)
+    console.print(f"   start the app:  {env} {_chartlight_command()} serve", soft_wrap=True)
     console.print(f"   then open:      {ehr.launch_page(patient_id)}", soft_wrap=True)
     return {"serve_environment": environment, "ehr_page": ehr.launch_page(patient_id)}
 
