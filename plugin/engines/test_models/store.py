@@ -10,6 +10,7 @@ HAPI sandbox's (also behind the sandbox EHR's proxy); `sandbox_only` refuses any
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import threading
@@ -49,7 +50,12 @@ class StoredTestModels:
 def ensure_test_models(folder: Path) -> StoredTestModels:
     """The two model folders under `folder`, built (a few seconds, on the CPU) when absent."""
     folders = StoredTestModels(folder / "tiny-medgemma", folder / "tiny-medasr")
-    with _BUILD_LOCK:
+    if is_test_model(folders.medgemma) and is_test_model(folders.medasr):
+        return folders
+    folder.mkdir(parents=True, exist_ok=True)
+    # Threads of this process, and other processes (a demo beside a test run), build once.
+    with _BUILD_LOCK, open(folder / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not is_test_model(folders.medgemma):
             _build(folders.medgemma, MEDGEMMA_NAME, _save_medgemma)
         if not is_test_model(folders.medasr):
