@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugin.config import Settings
-from plugin.engines.test_models.store import sandbox_only
+from plugin.engines import test_models
 from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.fhir import FhirClient
 from plugin.jobs import Pipeline
@@ -46,7 +46,7 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     speech_options = speech.SpeechOptions()
     speech_pipeline = speech.SpeechPipeline(speech_options, engine=_test_medasr(settings))
     imaging = imaging_pipeline(settings)
-    guard = sandbox_only if settings.test_models else (lambda pipeline: pipeline)
+    guard = test_models.sandbox_only if settings.test_models else (lambda pipeline: pipeline)
     return {
         documents.PIPELINE: InstalledPipeline(
             documents.PIPELINE, "lab reports (PDF, scans, photos) -> lab Observations",
@@ -65,9 +65,8 @@ def medgemma_engine(settings: Settings) -> VisionLanguageEngine:
     """The MedGemma engine the settings choose: the tiny test model (test_models), local
     transformers, or a remote chat endpoint."""
     if settings.test_models:
-        from plugin.engines import test_models as tests
-
-        return tests.medgemma_engine(tests.ensure_test_models(_test_models_dir(settings)).medgemma)
+        folders = test_models.ensure_test_models(_test_models_dir(settings))
+        return test_models.medgemma_engine(folders.medgemma)
     return _configured_medgemma(settings)
 
 
@@ -80,10 +79,10 @@ def _configured_medgemma(settings: Settings) -> VisionLanguageEngine:
                                 api_key=settings.medgemma_remote_api_key,
                                 timeout_s=settings.medgemma_remote_timeout_s)
     from plugin.engines import MedGemmaEngine
-    from plugin.engines import test_models as tests
 
     # A stored test model is marked as one wherever it is configured.
-    return MedGemmaEngine(settings.medgemma_model, test_weights=tests.is_test_model(settings.medgemma_model))
+    model = settings.medgemma_model
+    return MedGemmaEngine(model, test_weights=test_models.is_test_model(model))
 
 
 def _test_models_dir(settings: Settings) -> Path:
@@ -97,9 +96,8 @@ def _test_medasr(settings: Settings) -> Any:
     """With test_models, the stored tiny MedASR; else None (the pipeline builds MedASR)."""
     if not settings.test_models:
         return None
-    from plugin.engines import test_models as tests
-
-    return tests.StoredMedAsr(tests.ensure_test_models(_test_models_dir(settings)).medasr)
+    folders = test_models.ensure_test_models(_test_models_dir(settings))
+    return test_models.StoredMedAsr(folders.medasr)
 
 
 def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
@@ -113,7 +111,7 @@ def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
     task = task or ImagingTask()
     engine = engine or medgemma_engine(settings)
     pipeline = ImagingPipeline(engine, task=task, preparation=imaging_options(settings))
-    run = sandbox_only(pipeline) if settings.test_models else pipeline
+    run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
     where = ("the tiny random-weight test model: TEST OUTPUT, not clinical" if settings.test_models
              else "local transformers" if settings.medgemma_engine == "local"
              else f"the remote endpoint {settings.medgemma_remote_url}")

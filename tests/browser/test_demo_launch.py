@@ -46,8 +46,9 @@ def test_demo_with_test_models_then_the_printed_launch_completes(
            "CHARTLIGHT_TEST_MODELS_DIR": str(tmp_path / "models"), "COLUMNS": "160"}
     server = None
     try:
+        # Run where a newcomer would, outside the checkout (serve writes .chartlight/ keys there).
         demo = subprocess.run([*CHARTLIGHT, "demo", "--test-models", "--json"], env=env, capture_output=True,
-                              text=True, timeout=900, check=False)
+                              text=True, timeout=900, check=False, cwd=tmp_path)
         assert demo.returncode == 0, demo.stderr[-4000:]
         summary = json.loads(demo.stdout)
         assert "TEST MODELS" in demo.stderr and "TEST OUTPUT, not clinical" in demo.stderr
@@ -61,7 +62,7 @@ def test_demo_with_test_models_then_the_printed_launch_completes(
 
         launch = summary["launch"]
         server = subprocess.Popen([*CHARTLIGHT, "serve"], env={**env, **launch["serve_environment"]},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
         deadline = time.monotonic() + 60
         while True:
             try:
