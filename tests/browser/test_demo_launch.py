@@ -1,7 +1,9 @@
 """`chartlight demo --test-models`, as a newcomer runs it, on test ports: every pipeline runs
 (speech and imaging on the tiny random-weight models, each result marked as test output), and
 the SMART launch it prints completes in Chromium: the app opens inside the sandbox EHR's page
-with the demo patient's inputs. Everything it started is stopped after."""
+with the demo patient's inputs. A sandbox EHR left on the demo's EHR port by an earlier run,
+proxying to a FHIR server that is gone (what once made the launch answer 500), is restarted.
+Everything it started is stopped after."""
 
 from __future__ import annotations
 
@@ -45,7 +47,10 @@ def test_demo_with_test_models_then_the_printed_launch_completes(
            "CHARTLIGHT_PORT": str(app_port), "CHARTLIGHT_SANDBOX_STATE_DIR": str(state),
            "CHARTLIGHT_TEST_MODELS_DIR": str(tmp_path / "models"), "COLUMNS": "160"}
     server = None
+    leftover = EhrSandbox(state_dir=tmp_path / "earlier-run", fhir_upstream="http://127.0.0.1:9/fhir",
+                          app_base=f"http://127.0.0.1:{app_port}", port=ehr_port)
     try:
+        leftover.start()
         # Run where a newcomer would, outside the checkout (serve writes .chartlight/ keys there).
         demo = subprocess.run([*CHARTLIGHT, "demo", "--test-models", "--json"], env=env, capture_output=True,
                               text=True, timeout=900, check=False, cwd=tmp_path)
@@ -53,6 +58,7 @@ def test_demo_with_test_models_then_the_printed_launch_completes(
         summary = json.loads(demo.stdout)
         assert "TEST MODELS" in demo.stderr and "TEST OUTPUT, not clinical" in demo.stderr
         assert summary["test_models"] is True
+        assert "restarting it" in demo.stderr  # the leftover EHR
         for name in ("speech", "imaging"):
             inputs = summary["pipelines"][name]["inputs"]
             assert inputs and all(i["state"] == "succeeded" and i["test_output"] for i in inputs), inputs
@@ -85,3 +91,4 @@ def test_demo_with_test_models_then_the_printed_launch_completes(
             server.wait(timeout=30)
         OrthancSandbox(state_dir=state / "orthanc", port=pacs_port).stop()
         EhrSandbox(state_dir=state / "ehr", fhir_upstream="", app_base="", port=ehr_port).stop()
+        leftover.stop()
