@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
                       f"every result they write is marked {TEST_OUTPUT}.[/bold red]")
     console.print("1. starting the HAPI FHIR sandbox (the first start builds it with Maven) ...")
     fresh = not sandbox.is_running()
-    base_url = sandbox.start(say=console.print)
+    base_url = sandbox.start(say=_say(console))
     console.print(f"   up at {base_url}")
     client = FhirClient(base_url, timeout_s=settings.fhir_timeout_s,
                         max_response_bytes=settings.max_response_bytes)
@@ -53,7 +54,7 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
     console.print("2. seeding the synthetic patient's documents, dictation and imaging ...")
     pacs_url = None
     if pacs is not None:
-        pacs_url = pacs.start(say=console.print)
+        pacs_url = pacs.start(say=_say(console))
         console.print(f"   imaging goes to the Orthanc PACS sandbox, DICOMweb at {pacs_url}")
         # The demo's own PACS is one the service may call (without the token).
         allowed = (*settings.imaging_allowed_endpoints, pacs_url)
@@ -187,6 +188,11 @@ def _demo_jobs_url(sandbox: HapiSandbox, fresh: bool) -> str:
     return f"sqlite:///{path}"
 
 
+def _say(console: Console) -> Callable[[str], None]:
+    """Where a sandbox tells why it restarts a server: one unwrapped line."""
+    return lambda line: console.print(f"   [yellow]{line}[/yellow]", soft_wrap=True, highlight=False)
+
+
 def _chartlight_command() -> str:
     """How the person who ran this reaches chartlight: `chartlight` when it is on their PATH,
     else the script they ran (`make demo` runs .venv/bin/chartlight)."""
@@ -200,7 +206,7 @@ def _print_smart_launch(ehr: EhrSandbox, client: FhirClient, patient_id: str, co
                         extra_env: dict[str, str]) -> Summary:
     """Start the sandbox EHR and say how to open the SMART app inside it for the patient."""
     ensure_user(client)
-    ehr.start(say=console.print)
+    ehr.start(say=_say(console))
     environment = {**app_environment(ehr), **extra_env}
     env = " ".join(f"{name}='{value}'" for name, value in environment.items())
     console.print(f"\nThe SMART app inside a sandbox EHR ({ehr.base_url}):")
