@@ -30,6 +30,8 @@ from plugin.sandbox.processes import (
 )
 
 MODULE = "plugin.sandbox.ehr_server"
+# Where it ran from before it moved into the package: one of those left on a port is ours too.
+FORMER_MODULE = "tests.sandbox.ehr"
 DEMO_CLIENT_ID = "chartlight-demo"
 USER_ID = "sandbox-clinician"  # the EHR's signed-in user (plugin.sandbox.ehr_server.server.EhrConfig.user)
 POLL_INTERVAL_S = 0.3
@@ -106,7 +108,7 @@ class EhrSandbox:
         """Sandbox EHR processes started for this port, by whoever started them."""
         def on_port(argv: tuple[str, ...]) -> bool:
             pairs = set(zip(argv, argv[1:], strict=False))
-            return (("-m", MODULE) in pairs
+            return (any(("-m", module) in pairs for module in (MODULE, FORMER_MODULE))
                     and (f"--port={self.port}" in argv or ("--port", str(self.port)) in pairs))
         return find_processes(on_port)
 

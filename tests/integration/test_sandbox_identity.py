@@ -86,3 +86,29 @@ def test_a_server_that_is_not_ours_is_refused(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_an_ehr_from_before_the_move_into_the_package_is_ours_and_restarted(tmp_path: Path) -> None:
+    """`python -m tests.sandbox.ehr --port N ...` is how the EHR ran before it became package data;
+    one left running by an older checkout must be restarted, not refused as a stranger."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    # A stand-in with the former command line (the module itself is gone from this checkout).
+    former = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                               "-m", "tests.sandbox.ehr", "--port", str(port),
+                               "--fhir-upstream", "http://127.0.0.1:8091/fhir"])
+    ehr = EhrSandbox(state_dir=tmp_path, fhir_upstream="http://127.0.0.1:8080/fhir",
+                     app_base="http://127.0.0.1:8000", port=port)
+    said: list[str] = []
+    try:
+        assert [p.pid for p in ehr.servers_on_port()] == [former.pid]
+        ehr.start(say=said.append)
+        assert former.wait(timeout=30) is not None and said and f"pid {former.pid}" in said[0]
+        assert ehr.is_running()
+    finally:
+        if former.poll() is None:
+            former.kill()
+            former.wait()
+        ehr.stop()
