@@ -26,14 +26,16 @@ APT_PACKAGES := default-jdk-headless maven tesseract-ocr tesseract-ocr-eng espea
 TEST_SANDBOX_PORT ?= 8091
 
 .PHONY: help deps system-deps venv lint typecheck test demo sandbox-up sandbox-down sandbox-seed \
-	serve bench clean
+	serve bench wheel-check clean
 
 help:
 	@echo "make demo          start the sandboxes, seed the synthetic patient, run every pipeline"
+	@echo "                   (on tiny random-weight TEST models when MedASR/MedGemma weights are absent)"
 	@echo "make test          lint, type-check and run every test (starts the sandboxes itself)"
 	@echo "make sandbox-up    start HAPI FHIR (8080), Orthanc PACS (8042), the sandbox EHR (9090)"
 	@echo "make sandbox-down  stop them"
 	@echo "make serve         run the web service under gunicorn"
+	@echo "make wheel-check   build the wheel, install it outside the checkout, run the sandbox and demo from it"
 
 deps: system-deps venv
 
@@ -73,8 +75,10 @@ typecheck: venv
 test: deps lint typecheck
 	CHARTLIGHT_SANDBOX_PORT=$(TEST_SANDBOX_PORT) $(PY) -m pytest
 
+# Non-interactive: when MedASR or MedGemma weights are absent, speech and imaging run on tiny
+# random-weight test models (it says so loudly; every such result is marked TEST OUTPUT, not clinical).
 demo: deps
-	$(VENV)/bin/chartlight demo
+	$(VENV)/bin/chartlight demo --auto-test-models
 
 sandbox-up: deps
 	$(VENV)/bin/chartlight sandbox up
@@ -88,8 +92,11 @@ sandbox-seed: venv
 serve: deps
 	$(VENV)/bin/chartlight serve
 
+wheel-check: deps
+	.ci/wheel_check.sh
+
 bench: deps
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/sandbox/hapi/target .sandbox
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache plugin/sandbox/hapi_launcher/target .sandbox dist build

@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=10)
     args = parser.parse_args()
 
-    box = default_sandbox(REPO_ROOT, port=int(os.environ.get("CHARTLIGHT_SANDBOX_PORT", "8080")))
+    box = default_sandbox(REPO_ROOT / ".sandbox", port=int(os.environ.get("CHARTLIGHT_SANDBOX_PORT", "8080")))
     started_sandbox = not box.is_running()
     box.start()
     fhir = FhirClient(box.base_url, timeout_s=120)

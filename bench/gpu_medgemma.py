@@ -185,7 +185,7 @@ def engine_run(tiny: bool, repeats: int) -> dict[str, Any]:
     from transformers import Gemma3ImageProcessor, Gemma3Processor
 
     medgemma = import_engine_module()
-    from tests.support.tiny_gemma import CHAT_TEMPLATE, tiny_tokenizer
+    from plugin.engines.test_models.tiny_gemma import CHAT_TEMPLATE, tiny_tokenizer
 
     device = "cpu" if tiny else "cuda"
     tokenizer = tiny_tokenizer()

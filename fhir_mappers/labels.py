@@ -17,7 +17,7 @@ from .systems import CS_RUN_KIND, DS4P_INLINE_SEC_LABEL, V3_ACT_CODE, V3_OBSERVA
 AIAST_CODE = "AIAST"  # v3-ObservationValue: artificial intelligence asserted
 DICTAST_CODE = "DICTAST"  # v3-ObservationValue: dictation asserted
 TEST_WEIGHTS_CODE = "test-weights"  # run-kind
-TEST_WEIGHTS_DISPLAY = "Random-weight test model — not clinical output"
+TEST_WEIGHTS_DISPLAY = "TEST OUTPUT, not clinical (random-weight test model)"
 
 
 def aiast() -> JsonDict:

@@ -111,7 +111,7 @@ def _model_note(summary: dict[str, Any]) -> str:
     if not model:
         return ""
     note = f"by {model.get('name')} {model.get('version')}"
-    return note + " (random test weights: not clinical)" if model.get("test_weights") else note
+    return note + " (TEST OUTPUT, not clinical: random test weights)" if model.get("test_weights") else note
 
 
 def submit_patient_jobs(client: FhirClient, store: JobStore, pipeline: InstalledPipeline,

@@ -1,63 +1,162 @@
-"""The `chartlight` command line. Every command runs inside the app context."""
+"""The `chartlight` command line. Every command runs inside the app context.
+
+Imports are lazy: parsing the arguments (and `--help`) loads click and nothing of the service;
+the app (Flask, the CDS Hooks stack, SQLAlchemy) is built when a command runs, and models load
+only where a pipeline runs (bench/cli_startup.py measures this).
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from flask import Flask, current_app
-from rich.console import Console
-from rich.table import Table
 
-from cds_hooks.audience import serving_audience
-from cds_hooks.cli import feedback
 from plugin import __version__
-from plugin.app import create_app, job_store_of, service_fhir_client, settings_of
-from plugin.config import CONFIG_FILE_ENV, Settings, load_settings
-from plugin.errors import ChartlightError
-from plugin.jobs import Job, JobBusy, JobLimits, JobState
-from plugin.review import approve, reject
-from plugin.sandbox.ehr import EhrSandbox, default_ehr_sandbox
-from plugin.sandbox.hapi import HapiSandbox, default_sandbox
-from plugin.sandbox.orthanc import OrthancSandbox, default_pacs
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from plugin.config import Settings
+    from plugin.jobs import Job
+    from plugin.sandbox.ehr import EhrSandbox
+    from plugin.sandbox.hapi import HapiSandbox
+    from plugin.sandbox.orthanc import OrthancSandbox
+
 # gunicorn's default access log line without the query string (%(U)s is the path alone): SMART
 # callbacks carry an authorization code and state there, and app URLs may carry resource ids.
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "-" "%(a)s"'
+CONFIG_FILE_ENV = "CHARTLIGHT_CONFIG"  # plugin.config.CONFIG_FILE_ENV (a test keeps them equal)
+# plugin.jobs.JobState's values, spelled out so that parsing needs no SQLAlchemy (a test keeps them equal).
+JOB_STATES = ("queued", "running", "succeeded", "failed")
 T = TypeVar("T")
 
 
-@click.group()
+class _CurrentApp:
+    """flask.current_app, with Flask imported only when a command body first uses it."""
+
+    def _get_current_object(self) -> Flask:
+        from flask import current_app as app
+
+        return app._get_current_object()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get_current_object(), name)
+
+
+current_app: Any = _CurrentApp()
+
+
+def _push_app(ctx: click.Context) -> None:
+    """Build the app from the settings once per invocation and enter its context."""
+    root = ctx.find_root()
+    if root.obj is not None:
+        return
+    from plugin.app import create_app
+    from plugin.config import load_settings
+    from plugin.errors import ChartlightError
+
+    try:
+        app = create_app(load_settings(root.params.get("config_file")))
+    except ChartlightError as exc:
+        raise click.UsageError(str(exc)) from None
+    root.obj = app
+    root.with_resource(app.app_context())
+
+
+class AppCommand(click.Command):
+    """A command whose body runs inside the app context, built after its arguments parsed."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _push_app(ctx)
+        return super().invoke(ctx)
+
+
+class AppGroup(click.Group):
+    """Commands (and groups) added to it run in the app context; its help needs no app."""
+
+    command_class = AppCommand
+    group_class = type  # sub-groups are AppGroups too
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}  # name -> ("module:attribute", one-line help)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            return LazyGroup(cmd_name, *self.lazy[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+class LazyGroup(click.Group):
+    """A command group of another package, imported only when it runs or shows its own help."""
+
+    def __init__(self, name: str, target: str, short_help: str) -> None:
+        super().__init__(name, short_help=short_help, help=short_help)
+        self.target = target
+
+    def real(self) -> click.Group:
+        module, _, attribute = self.target.partition(":")
+        group: click.Group = getattr(importlib.import_module(module), attribute)
+        return group
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self.real().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.real().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _push_app(ctx)
+        return super().invoke(ctx)
+
+
+@click.group(cls=AppGroup, lazy={
+    "feedback": ("cds_hooks.cli:feedback", "Feedback EHRs sent on chartlight's CDS Hooks cards.")})
 @click.version_option(__version__, prog_name="chartlight")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               envvar=CONFIG_FILE_ENV, help="TOML settings file (else $CHARTLIGHT_CONFIG).")
-@click.pass_context
-def cli(ctx: click.Context, config_file: str | None) -> None:
+def cli(config_file: str | None) -> None:
     """chartlight: FHIR-native AI for documents, dictation and imaging."""
-    try:
-        app = create_app(load_settings(config_file))
-    except ChartlightError as exc:
-        raise click.UsageError(str(exc)) from None
-    ctx.obj = app
-    ctx.with_resource(app.app_context())
+
+
+def settings_of(app: Any) -> Settings:
+    from plugin.app import settings_of as settings
+
+    return settings(app)
+
+
+def job_store_of(app: Any) -> Any:
+    from plugin.app import job_store_of as store
+
+    return store(app)
+
+
+def service_fhir_client(settings: Settings) -> Any:
+    from plugin.app import service_fhir_client as client
+
+    return client(settings)
 
 
 @cli.command()
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
 def serve(dev: bool) -> None:
     """Start the web service (gunicorn, as deployed)."""
+    from cds_hooks.audience import serving_audience
+
     settings = settings_of(current_app)
     click.echo(_run(lambda: serving_audience(settings)), err=True)
     if dev:
-        app: Flask = click.get_current_context().obj
+        app: Flask = current_app._get_current_object()
         app.run(host=settings.host, port=settings.port)
         return
     args = gunicorn_command(settings)
@@ -76,39 +175,56 @@ def gunicorn_command(settings: Settings) -> list[str]:
 
 @cli.group()
 def sandbox() -> None:
-    """The local HAPI FHIR sandbox and Orthanc PACS sandbox (tests and demo)."""
+    """The local HAPI FHIR sandbox, Orthanc PACS sandbox and sandbox EHR (tests and demo)."""
+
+
+def _state_root() -> Path:
+    from plugin.sandbox.places import default_state_dir
+
+    configured = settings_of(current_app).sandbox_state_dir
+    return Path(configured).expanduser() if configured else default_state_dir()
 
 
 def _pacs() -> OrthancSandbox:
-    return default_pacs(REPO_ROOT, port=settings_of(current_app).pacs_port)
+    from plugin.sandbox.orthanc import default_pacs
+
+    return default_pacs(_state_root(), port=settings_of(current_app).pacs_port)
 
 
 def _ehr() -> EhrSandbox:
+    from plugin.sandbox.ehr import default_ehr_sandbox
+
     settings = settings_of(current_app)
-    return default_ehr_sandbox(REPO_ROOT, fhir_upstream=_sandbox().base_url, port=settings.sandbox_ehr_port,
+    return default_ehr_sandbox(_state_root(), fhir_upstream=_sandbox().base_url,
+                               port=settings.sandbox_ehr_port,
                                app_base=f"http://{settings.host}:{settings.port}")
 
 
 def _sandbox() -> HapiSandbox:
+    from plugin.sandbox.hapi import default_sandbox
+
     settings = settings_of(current_app)
-    return default_sandbox(REPO_ROOT, port=settings.sandbox_port,
+    return default_sandbox(_state_root(), port=settings.sandbox_port,
                            persistent=settings.sandbox_persistent,
                            heap_mb=settings.sandbox_heap_mb)
 
 
 @sandbox.command("up")
 def sandbox_up() -> None:
-    """Build (first time) and start the HAPI FHIR sandbox; wait until it answers."""
+    """Build (first time) and start the HAPI FHIR sandbox, the PACS and the EHR; wait until they
+    answer. A server of ours on a port, started differently (another upstream, configuration or
+    build), is restarted, and this says so."""
     click.echo("starting HAPI FHIR sandbox (first start builds it with Maven) ...")
-    base = _run(_sandbox().start)
+    base = _run(lambda: _sandbox().start(say=click.echo))
     click.echo(f"HAPI FHIR sandbox up at {base}")
-    click.echo(f"Orthanc PACS sandbox (DICOMweb) up at {_run(_pacs().start)}")
-    click.echo(f"sandbox EHR (SMART authorization + FHIR proxy) up at {_run(_ehr().start)}")
+    click.echo(f"Orthanc PACS sandbox (DICOMweb) up at {_run(lambda: _pacs().start(say=click.echo))}")
+    ehr = _run(lambda: _ehr().start(say=click.echo))
+    click.echo(f"sandbox EHR (SMART authorization + FHIR proxy) up at {ehr}")
 
 
 @sandbox.command("down")
 def sandbox_down() -> None:
-    """Stop the HAPI FHIR sandbox."""
+    """Stop the HAPI FHIR sandbox, the PACS and the EHR on the configured ports."""
     _run(_sandbox().stop)
     click.echo("HAPI FHIR sandbox stopped")
     _run(_pacs().stop)
@@ -150,11 +266,34 @@ def sandbox_seed() -> None:
 
 
 @cli.command()
-def demo() -> None:
-    """Start the sandbox, seed the patient, run every pipeline built so far, print the results."""
+@click.option("--test-models", is_flag=True, default=None,
+              help="Run speech and imaging on tiny random-weight models (every result marked TEST "
+                   "OUTPUT, not clinical); sandbox only. Default: the test_models setting.")
+@click.option("--auto-test-models", is_flag=True,
+              help="Use the test models when MedASR or MedGemma weights are absent (make demo does).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the results as JSON on stdout (progress goes to stderr).")
+def demo(test_models: bool | None, auto_test_models: bool, as_json: bool) -> None:
+    """Start the sandboxes, seed the synthetic patient, run every pipeline, print the results."""
+    from rich.console import Console
+
     from plugin.demo import run_demo
 
-    _run(lambda: run_demo(settings_of(current_app), _sandbox(), pacs=_pacs(), ehr=_ehr()))
+    settings = settings_of(current_app)
+    if test_models is not None:
+        settings = _run(lambda: _with_test_models(settings, test_models))
+    summary = _run(lambda: run_demo(settings, _sandbox(), Console(stderr=as_json), pacs=_pacs(),
+                                    ehr=_ehr(), auto_test_models=auto_test_models))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+
+
+def _with_test_models(settings: Settings, on: bool) -> Settings:
+    """The settings with test_models set; replace() validates them again, so a FHIR server that
+    is not a sandbox refuses it here."""
+    from dataclasses import replace
+
+    return replace(settings, test_models=on)
 
 
 @cli.command()
@@ -169,7 +308,11 @@ def analyze(pipeline: str, patient_id: str, task: str | None, question: str | No
             find: tuple[str, ...]) -> None:
     """Analyse a patient's inputs with one pipeline (documents, speech, imaging) and write the
     results back, with a progress bar per input."""
+    from rich.console import Console
+
     from plugin.analysis import analyze_patient, print_run, service_client_for
+    from plugin.errors import ChartlightError
+    from plugin.jobs import JobLimits
     from plugin.pipelines.registry import imaging_pipeline, installed_pipelines
 
     settings = settings_of(current_app)
@@ -206,7 +349,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
+@click.option("--state", type=click.Choice(JOB_STATES), default=None)
 @click.option("--patient", "patient_id", default=None, help="Only this patient's jobs (FHIR id).")
 @click.option("--server", default=None,
               help="The FHIR server whose jobs to list (default: the configured fhir_base_url).")
@@ -215,6 +358,11 @@ def jobs() -> None:
 def jobs_list(state: str | None, patient_id: str | None, server: str | None, all_servers: bool,
               limit: int) -> None:
     """The newest jobs of one FHIR server (or of all), one line each."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from plugin.jobs import JobState
+
     if server and all_servers:
         raise click.UsageError("--server and --all-servers exclude each other")
     server = None if all_servers else (server or settings_of(current_app).fhir_base_url)
@@ -236,6 +384,8 @@ def jobs_list(state: str | None, patient_id: str | None, server: str | None, all
 @click.argument("job_id", type=int)
 def jobs_show(job_id: int) -> None:
     """Everything about one job, including its error or what it wrote."""
+    import dataclasses
+
     job = _job(job_id)
     click.echo(json.dumps({**dataclasses.asdict(job), "source": job.source}, indent=2,
                           default=str))
@@ -246,6 +396,8 @@ def jobs_show(job_id: int) -> None:
 def jobs_retry(job_id: int) -> None:
     """Queue a failed or finished job again (it runs when a worker is free); a running job is
     refused."""
+    from plugin.jobs import JobBusy
+
     _job(job_id)
     try:
         job = job_store_of(current_app).retry(job_id)
@@ -264,6 +416,8 @@ def review() -> None:
 @click.option("--clinician", required=True, help='The signing clinician, e.g. "Practitioner/7".')
 def review_approve(reference: str, clinician: str) -> None:
     """Make a preliminary AI result final (e.g. Observation/12)."""
+    from plugin.review import approve
+
     client = service_fhir_client(settings_of(current_app))
     version = _run(lambda: approve(client, reference, clinician=clinician, now=datetime.now(UTC)))
     click.echo(f"approved: {version}")
@@ -275,6 +429,8 @@ def review_approve(reference: str, clinician: str) -> None:
 @click.option("--reason", required=True, help="Why the result is wrong (kept with the result).")
 def review_reject(reference: str, clinician: str, reason: str) -> None:
     """Mark an AI result entered-in-error, with the reason."""
+    from plugin.review import reject
+
     client = service_fhir_client(settings_of(current_app))
     version = _run(lambda: reject(client, reference, clinician=clinician, reason=reason,
                                   now=datetime.now(UTC)))
@@ -290,13 +446,12 @@ def _job(job_id: int) -> Job:
 
 def _run(action: Callable[[], T]) -> T:
     """Run a command body; chartlight's own errors become a clean message and exit status 1."""
+    from plugin.errors import ChartlightError
+
     try:
         return action()
     except ChartlightError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-cli.add_command(feedback)
 
 
 def main() -> None:

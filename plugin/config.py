@@ -217,6 +217,13 @@ class Settings:
     # jobs of the CLI and of CDS hooks may write (docs/writeback.md, degrading). Unset: the FHIR
     # server decides, and a refused Observation write is retried as a document.
     fhir_token_scopes: tuple[str, ...] = ()
+    # The sandbox and the demo (docs/sandbox.md, docs/quickstart.md): where sandbox servers keep
+    # pid files, logs and databases ("" = $XDG_STATE_HOME/chartlight); and tiny random-weight
+    # test models in place of MedGemma and MedASR, stored in test_models_dir ("" =
+    # $XDG_CACHE_HOME/chartlight/test-models), allowed only against a sandbox FHIR server.
+    sandbox_state_dir: str = ""
+    test_models: bool = False
+    test_models_dir: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -234,6 +241,7 @@ class Settings:
         self._check_medgemma()
         self._check_smart()
         self._check_token_scopes()
+        self._check_test_models()
 
     def _check_token_scopes(self) -> None:
         unknown = [scope for scope in self.fhir_token_scopes if parse_scope(scope) is None]
@@ -276,6 +284,20 @@ class Settings:
                 if _overlap(ehr, other) or _overlap(other, ehr):
                     raise ConfigError(f"smart_ehrs: {ehr.name!r} and {other.name!r} both cover a FHIR base; "
                                       "a launch's iss must name one EHR")
+
+    def _check_test_models(self) -> None:
+        """Random-weight output may reach only servers on this machine (the sandbox); the jobs
+        check each server's CapabilityStatement too (plugin.engines.test_models)."""
+        if not self.test_models:
+            return
+        servers = {"fhir_base_url": self.fhir_base_url,
+                   **{f"smart_ehrs ({e.name}) iss": e.iss for e in self.smart_ehrs},
+                   **{f"cds_trusted_ehrs ({e.label}) fhir_servers": u
+                      for e in self.cds_trusted_ehrs for u in e.fhir_servers}}
+        for name, url in servers.items():
+            if urlsplit(url).hostname not in _LOOPBACK_HOSTS:
+                raise ConfigError(f"test_models: {name} {url} is not a sandbox on this machine; "
+                                  "random-weight test models write only to a local sandbox")
 
     def _check_medgemma(self) -> None:
         if self.medgemma_engine not in {"local", "remote"}:

@@ -1,32 +1,92 @@
-"""Shared fixtures. The HAPI FHIR sandbox is started here when a test needs it and no sandbox
-is already answering; it is emptied once per session so every run starts from a clean server."""
+"""Shared fixtures. The HAPI FHIR sandbox and the Orthanc PACS are started here, on the test
+ports (CHARTLIGHT_SANDBOX_PORT, CHARTLIGHT_PACS_PORT), when a test needs them and none of ours is
+already answering; they are emptied once per session so every run starts from a clean server.
+
+Every server a test session starts, by a fixture, a test or a command a test runs, is stopped
+when the session ends: on success, failure and Ctrl-C (SIGTERM is turned into Ctrl-C too). The
+session names a ledger folder in $SANDBOX_SERVER_LEDGER, where plugin.sandbox.processes
+records each server it spawns; at the end every recorded server still running is stopped. A
+session killed outright (SIGKILL) cannot do that: the next session, at its start, stops the
+servers of every ledger whose session is gone.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
 from plugin.fhir import FhirClient
 from plugin.sandbox.hapi import default_sandbox
 from plugin.sandbox.orthanc import default_pacs
+from plugin.sandbox.processes import LEDGER_ENV, owner_alive, process_start_time, stop_recorded
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+STATE_ROOT = REPO_ROOT / ".sandbox"
+LEDGERS = STATE_ROOT / "test-ledgers"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    reclaimed = reclaim_stale_ledgers(LEDGERS)
+    if reclaimed:
+        _say(session, f"stopped {reclaimed} server(s) left running by an earlier test session (killed)")
+    ledger = LEDGERS / f"{os.getpid()}-{process_start_time(os.getpid())}"
+    ledger.mkdir(parents=True, exist_ok=True)
+    os.environ[LEDGER_ENV] = str(ledger)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures' own finalisers
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    ledger = os.environ.pop(LEDGER_ENV, None)
+    if not ledger:
+        return
+    left = stop_recorded(Path(ledger))
+    if left:
+        names = ", ".join(f"{Path(s.argv[0]).name} (pid {s.pid})" for s in left)
+        _say(session, f"stopped {len(left)} server(s) tests started and left running: {names}")
+    shutil.rmtree(ledger, ignore_errors=True)
+
+
+def _say(session: pytest.Session, line: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
+def reclaim_stale_ledgers(root: Path) -> int:
+    """Stop the servers of every ledger whose session has ended; returns how many were stopped."""
+    stopped = 0
+    for ledger in sorted(root.glob("*")) if root.is_dir() else []:
+        if ledger.is_dir() and not owner_alive(ledger):
+            stopped += len(stop_recorded(ledger))
+            shutil.rmtree(ledger, ignore_errors=True)
+    return stopped
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a CI timeout, `kill`) ends the session like Ctrl-C, so finalisers run."""
+    raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="session")
 def sandbox_url() -> Iterator[str]:
     port = int(os.environ.get("CHARTLIGHT_SANDBOX_PORT", "8091"))
-    box = default_sandbox(REPO_ROOT, port=port)
+    box = default_sandbox(STATE_ROOT, port=port)
     started_here = not box.is_running()
-    box.start()
-    box.reset()
-    yield box.base_url
-    if started_here:
-        box.stop()
+    try:
+        box.start()
+        box.reset()
+        yield box.base_url
+    finally:
+        if started_here:
+            box.stop()
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +105,15 @@ def sandbox2_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pacs_url() -> Iterator[str]:
     """The Orthanc PACS sandbox's DICOMweb base, emptied once per session."""
-    pacs = default_pacs(REPO_ROOT, port=int(os.environ.get("CHARTLIGHT_PACS_PORT", "8052")))
+    pacs = default_pacs(STATE_ROOT, port=int(os.environ.get("CHARTLIGHT_PACS_PORT", "8052")))
     started_here = not pacs.is_running()
-    url = pacs.start()
-    pacs.reset()
-    yield url
-    if started_here:
-        pacs.stop()
+    try:
+        url = pacs.start()
+        pacs.reset()
+        yield url
+    finally:
+        if started_here:
+            pacs.stop()
 
 
 @pytest.fixture

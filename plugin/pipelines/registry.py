@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugin.config import Settings
+from plugin.engines import test_models
 from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.fhir import FhirClient
 from plugin.jobs import Pipeline
@@ -34,30 +36,44 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     # Every setting a pipeline honours reaches it here (tests/unit/pipelines/test_registry.py).
     doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model,
                                              attachment_allowed_hosts=settings.attachment_allowed_hosts)
-    medgemma = medgemma_engine(settings)
-    doc_pipeline = documents.DocumentsPipeline(doc_options, medgemma)
-    medgemma_missing = _why_unavailable(medgemma)
+    # Documents never read pages with test models: random weights would only have every value
+    # refused by the page check; without MedGemma the layout extractor reads real text.
+    doc_engine = _configured_medgemma(settings)
+    doc_pipeline = documents.DocumentsPipeline(doc_options, doc_engine)
+    medgemma_missing = _why_unavailable(doc_engine)
     doc_note = ("MedGemma 1.5 reads each page; every value is checked against the page"
                 if medgemma_missing is None else
                 f"MedGemma cannot run here ({medgemma_missing}), so the deterministic lab-report "
                 "layout extractor reads the pages instead")
     speech_options = speech.SpeechOptions(attachment_allowed_hosts=settings.attachment_allowed_hosts)
-    speech_pipeline = speech.SpeechPipeline(speech_options)
-    imaging = imaging_pipeline(settings, engine=medgemma)
+    speech_pipeline = speech.SpeechPipeline(speech_options, engine=_test_medasr(settings))
+    # One MedGemma per process: imaging shares the documents' engine unless it uses the test model.
+    imaging = imaging_pipeline(settings, engine=None if settings.test_models else doc_engine)
+    guard = test_models.sandbox_only if settings.test_models else (lambda pipeline: pipeline)
     return {
         documents.PIPELINE: InstalledPipeline(
             documents.PIPELINE, "lab reports (PDF, scans, photos) -> lab Observations",
-            documents.find_sources, doc_pipeline, engine_note=doc_note),
+            documents.find_sources, guard(doc_pipeline), engine_note=doc_note),
         speech.PIPELINE: InstalledPipeline(
             speech.PIPELINE, "dictation audio -> transcript DocumentReference (MedASR)",
-            speech.find_sources, speech_pipeline,
-            unavailable_reason=speech_pipeline.unavailable_reason()),
+            speech.find_sources, guard(speech_pipeline),
+            unavailable_reason=speech_pipeline.unavailable_reason(),
+            engine_note="the tiny random-weight test MedASR: TEST OUTPUT, not clinical"
+            if settings.test_models else ""),
         imaging.name: imaging,
     }
 
 
 def medgemma_engine(settings: Settings) -> VisionLanguageEngine:
-    """The MedGemma engine the settings choose: local transformers, or a remote chat endpoint."""
+    """The MedGemma engine the settings choose: the tiny test model (test_models), local
+    transformers, or a remote chat endpoint."""
+    if settings.test_models:
+        folders = test_models.ensure_test_models(_test_models_dir(settings))
+        return test_models.medgemma_engine(folders.medgemma)
+    return _configured_medgemma(settings)
+
+
+def _configured_medgemma(settings: Settings) -> VisionLanguageEngine:
     if settings.medgemma_engine == "remote":
         from plugin.engines.openai_chat import OpenAIChatEngine
 
@@ -67,7 +83,24 @@ def medgemma_engine(settings: Settings) -> VisionLanguageEngine:
                                 timeout_s=settings.medgemma_remote_timeout_s)
     from plugin.engines import MedGemmaEngine
 
-    return MedGemmaEngine(settings.medgemma_model)
+    # A stored test model is marked as one wherever it is configured.
+    model = settings.medgemma_model
+    return MedGemmaEngine(model, test_weights=test_models.is_test_model(model))
+
+
+def _test_models_dir(settings: Settings) -> Path:
+    from plugin.sandbox.places import default_cache_dir
+
+    configured = settings.test_models_dir
+    return Path(configured).expanduser() if configured else default_cache_dir() / "test-models"
+
+
+def _test_medasr(settings: Settings) -> Any:
+    """With test_models, the stored tiny MedASR; else None (the pipeline builds MedASR)."""
+    if not settings.test_models:
+        return None
+    folders = test_models.ensure_test_models(_test_models_dir(settings))
+    return test_models.StoredMedAsr(folders.medasr)
 
 
 def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
@@ -81,13 +114,15 @@ def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
     task = task or ImagingTask()
     engine = engine or medgemma_engine(settings)
     pipeline = ImagingPipeline(engine, task=task, preparation=imaging_options(settings))
-    where = ("local transformers" if settings.medgemma_engine == "local"
+    run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
+    where = ("the tiny random-weight test model: TEST OUTPUT, not clinical" if settings.test_models
+             else "local transformers" if settings.medgemma_engine == "local"
              else f"the remote endpoint {settings.medgemma_remote_url}")
     return InstalledPipeline(
         task.job_pipeline,
         f"CT/MRI volumes and chest X-rays -> imaging findings (MedGemma 1.5, task {task.kind})",
         lambda client, patient_id: task_sources(task, find_imaging_studies(client, patient_id)),
-        pipeline, unavailable_reason=pipeline.unavailable_reason(),
+        run, unavailable_reason=pipeline.unavailable_reason(),
         engine_note=f"MedGemma 1.5 through {where}")
 
 

@@ -1,4 +1,4 @@
-"""Start, stop and probe the sandbox EHR (tests/sandbox/ehr: a SMART authorization server and FHIR
+"""Start, stop and probe the sandbox EHR (plugin/sandbox/ehr_server: a SMART authorization server and FHIR
 proxy in front of the HAPI sandbox) as its own process, for `chartlight sandbox up` and the demo.
 
 It registers one public client, the chartlight app at `app_base`, so a person can open
@@ -8,9 +8,9 @@ It registers one public client, the chartlight app at `app_base`, so a person ca
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,17 +19,26 @@ import requests
 
 from plugin.errors import SandboxError
 from plugin.fhir import FhirClient
-from plugin.sandbox.processes import alive, running_pid, spawn_detached, stop_process
+from plugin.sandbox.processes import (
+    ServerProcess,
+    alive,
+    find_processes,
+    keep_or_stop,
+    running_pid,
+    spawn_detached,
+    stop_process,
+)
 
-MODULE = "tests.sandbox.ehr"
+MODULE = "plugin.sandbox.ehr_server"
+# Where it ran from before it moved into the package: one of those left on a port is ours too.
+FORMER_MODULE = "tests.sandbox.ehr"
 DEMO_CLIENT_ID = "chartlight-demo"
-USER_ID = "sandbox-clinician"  # the EHR's signed-in user (tests.sandbox.ehr.server.EhrConfig.user)
+USER_ID = "sandbox-clinician"  # the EHR's signed-in user (plugin.sandbox.ehr_server.server.EhrConfig.user)
 POLL_INTERVAL_S = 0.3
 
 
 @dataclass(frozen=True)
 class EhrSandbox:
-    repo_root: Path
     state_dir: Path
     fhir_upstream: str
     app_base: str  # the chartlight service the EHR launches, e.g. http://127.0.0.1:8000
@@ -56,10 +65,17 @@ class EhrSandbox:
         """The EHR page that opens the app for `patient_id` in an iframe."""
         return f"{self.base_url}/ehr?{urlencode({'patient': patient_id, 'app': client_id})}"
 
-    def start(self, timeout_s: float = 30) -> str:
-        if self.is_running():
+    def start(self, timeout_s: float = 30, *, say: Callable[[str], None] = lambda _: None) -> str:
+        """Start the EHR unless ours, with this upstream and client, already answers; another
+        EHR of ours on the port is restarted (`say` is told why)."""
+        holders = self.servers_on_port()
+        kept = keep_or_stop("sandbox EHR", holders, self.command(), timeout_s=10, say=say)
+        if kept and self.is_running():
             return self.base_url
-        pid = self._pid() or self._spawn()
+        if not kept and self.is_running():
+            raise SandboxError(f"a server answers at {self.base_url} but it is not a sandbox EHR this "
+                               "machine started; stop it or choose another port (sandbox_ehr_port)")
+        pid = next(h.pid for h in holders if list(h.argv) == self.command()) if kept else self._spawn()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not alive(pid):
@@ -72,10 +88,29 @@ class EhrSandbox:
         raise SandboxError(f"sandbox EHR did not answer at {self.base_url} within {timeout_s:.0f} s")
 
     def stop(self, timeout_s: float = 10) -> None:
+        """Stop the EHR on this port (the one this state_dir started, or another of ours)."""
+        pids = {h.pid for h in self.servers_on_port()}
         pid = self._pid()
         if pid is not None:
+            pids.add(pid)
+        for pid in sorted(pids):
             stop_process(pid, name="sandbox EHR", timeout_s=timeout_s)
         self.pid_file.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        app = self.app_base.rstrip("/")
+        client = {"client_id": DEMO_CLIENT_ID, "redirect_uris": [f"{app}/smart/callback"],
+                  "launch_url": f"{app}/smart/launch"}
+        return [sys.executable, "-m", MODULE, f"--port={self.port}", f"--fhir-upstream={self.fhir_upstream}",
+                f"--client-json={json.dumps(client)}"]
+
+    def servers_on_port(self) -> list[ServerProcess]:
+        """Sandbox EHR processes started for this port, by whoever started them."""
+        def on_port(argv: tuple[str, ...]) -> bool:
+            pairs = set(zip(argv, argv[1:], strict=False))
+            return (any(("-m", module) in pairs for module in (MODULE, FORMER_MODULE))
+                    and (f"--port={self.port}" in argv or ("--port", str(self.port)) in pairs))
+        return find_processes(on_port)
 
     def is_running(self) -> bool:
         try:
@@ -86,24 +121,16 @@ class EhrSandbox:
 
     def _spawn(self) -> int:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        app = self.app_base.rstrip("/")
-        client = {"client_id": DEMO_CLIENT_ID, "redirect_uris": [f"{app}/smart/callback"],
-                  "launch_url": f"{app}/smart/launch"}
-        argv = [sys.executable, "-m", MODULE, "--port", str(self.port), "--fhir-upstream", self.fhir_upstream,
-                "--client-json", json.dumps(client)]
-        # `-m tests.sandbox.ehr` is found through the repository on the path, wherever we run from.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(self.repo_root), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        return spawn_detached(argv, log_file=self.log_file, pid_file=self.pid_file, env=env)
+        return spawn_detached(self.command(), log_file=self.log_file, pid_file=self.pid_file)
 
     def _pid(self) -> int | None:
         return running_pid(self.pid_file, MODULE)
 
 
-def default_ehr_sandbox(repo_root: Path, *, fhir_upstream: str, app_base: str,
+def default_ehr_sandbox(state_root: Path, *, fhir_upstream: str, app_base: str,
                         port: int = 9090) -> EhrSandbox:
-    return EhrSandbox(repo_root=repo_root, state_dir=repo_root / ".sandbox" / "ehr",
-                      fhir_upstream=fhir_upstream, app_base=app_base, port=port)
+    """A sandbox EHR with its state under <state_root>/ehr."""
+    return EhrSandbox(state_dir=state_root / "ehr", fhir_upstream=fhir_upstream, app_base=app_base, port=port)
 
 
 def ensure_user(client: FhirClient) -> str:

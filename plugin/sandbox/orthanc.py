@@ -3,20 +3,31 @@
 Orthanc runs directly from /usr/sbin/Orthanc with a JSON configuration of our own, written under
 `state_dir/<port>/` beside its storage and index: HTTP on 127.0.0.1 only, no authentication (it
 is a loopback sandbox), the DICOM (DIMSE) server off, and the DICOMweb plugin serving QIDO-RS,
-WADO-RS and STOW-RS at `/dicom-web/`. One sandbox per port, like the HAPI sandbox.
+WADO-RS and STOW-RS at `/dicom-web/`. One sandbox per port, like the HAPI sandbox. An Orthanc
+already on the port is kept only when it runs the configuration this sandbox would write (the
+same file, the same content); otherwise it is restarted.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from plugin.errors import SandboxError
-from plugin.sandbox.processes import alive, running_pid, spawn_detached, stop_process
+from plugin.sandbox.processes import (
+    ServerProcess,
+    alive,
+    find_processes,
+    keep_or_stop,
+    running_pid,
+    spawn_detached,
+    stop_process,
+)
 
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -85,14 +96,22 @@ class OrthancSandbox:
             },
         }
 
-    def start(self, timeout_s: float = 60) -> str:
-        """Start Orthanc unless it already answers; wait until it does. Returns the DICOMweb base."""
-        if self.is_running():
-            return self.dicomweb_url
+    def start(self, timeout_s: float = 60, *, say: Callable[[str], None] = lambda _: None) -> str:
+        """Start Orthanc unless ours, with this configuration, already answers; wait until it
+        does. Returns the DICOMweb base. Another Orthanc of ours on the port is restarted (`say`
+        is told why); a server we did not start there is an error."""
         for path in (self.binary, self.plugin):
             if not path.is_file():
                 raise SandboxError(f"{path} is missing; `make deps` installs orthanc and orthanc-dicomweb")
-        pid = self._orthanc_pid() or self._spawn()
+        holders = self.servers_on_port()
+        same = [h for h in holders if list(h.argv) == self.command() and self._config_current()]
+        keep_or_stop("Orthanc", holders, self.command() if same else [], timeout_s=30, say=say)
+        if same and self.is_running():
+            return self.dicomweb_url
+        if not same and self.is_running():
+            raise SandboxError(f"a server answers at {self.base_url} but it is not an Orthanc sandbox "
+                               "this machine started; stop it or choose another port (pacs_port)")
+        pid = same[0].pid if same else self._spawn()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not alive(pid):
@@ -107,11 +126,35 @@ class OrthancSandbox:
                            f"last lines of {self.log_file}:\n{self._log_tail()}")
 
     def stop(self, timeout_s: float = 30) -> None:
-        """Stop the Orthanc this state_dir started: SIGTERM, then SIGKILL after `timeout_s`."""
+        """Stop the Orthanc on this port (the one this state_dir started, or another of ours
+        holding the port): SIGTERM, then SIGKILL after `timeout_s`."""
+        pids = {h.pid for h in self.servers_on_port()}
         pid = self._orthanc_pid()
         if pid is not None:
+            pids.add(pid)
+        for pid in sorted(pids):
             stop_process(pid, name="Orthanc", timeout_s=timeout_s)
         self.pid_file.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        return [str(self.binary), str(self.config_file.resolve())]
+
+    def servers_on_port(self) -> list[ServerProcess]:
+        """Orthanc processes whose configuration file (their one argument) serves this port."""
+        def serves_port(argv: tuple[str, ...]) -> bool:
+            if not argv or Path(argv[0]).name != self.binary.name or len(argv) < 2:
+                return False
+            try:
+                return bool(json.loads(Path(argv[-1]).read_text()).get("HttpPort") == self.port)
+            except (OSError, ValueError, AttributeError):
+                return False
+        return find_processes(serves_port)
+
+    def _config_current(self) -> bool:
+        try:
+            return bool(json.loads(self.config_file.read_text()) == self.config())
+        except (OSError, ValueError):
+            return False
 
     def is_running(self) -> bool:
         """Whether Orthanc's DICOMweb plugin answers on this port."""
@@ -148,7 +191,7 @@ class OrthancSandbox:
     def _spawn(self) -> int:
         self.home.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps(self.config(), indent=2) + "\n")
-        argv = [str(self.binary), str(self.config_file.resolve())]
+        argv = self.command()
         return spawn_detached(argv, log_file=self.log_file, pid_file=self.pid_file)
 
     def _orthanc_pid(self) -> int | None:
@@ -163,6 +206,6 @@ class OrthancSandbox:
         return "\n".join(lines[-LOG_TAIL_LINES:])
 
 
-def default_pacs(repo_root: Path, *, port: int = 8042) -> OrthancSandbox:
-    """The repository's PACS sandbox, with its state under <repo_root>/.sandbox/orthanc/<port>."""
-    return OrthancSandbox(state_dir=repo_root / ".sandbox" / "orthanc", port=port)
+def default_pacs(state_root: Path, *, port: int = 8042) -> OrthancSandbox:
+    """A PACS sandbox with its state under <state_root>/orthanc/<port>."""
+    return OrthancSandbox(state_dir=state_root / "orthanc", port=port)

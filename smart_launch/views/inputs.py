@@ -137,7 +137,7 @@ def _summary_text(summary: dict[str, Any]) -> str:
     if summary.get("reason"):
         text += f" ({summary['reason']})"
     if (summary.get("model") or {}).get("test_weights"):
-        text += " — random test weights, not clinical"
+        text += " — TEST OUTPUT, not clinical (random test weights)"
     return text
 
 

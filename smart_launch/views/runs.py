@@ -112,7 +112,7 @@ class SessionRuns:
             self._set(session_id, key, status=Status("failed", 0.0,
                                                      f"internal error: {type(exc).__name__}"))
             return
-        test = " — random test weights, not clinical" if result.model.test_weights else ""
+        test = " — TEST OUTPUT, not clinical (random test weights)" if result.model.test_weights else ""
         device = {**to_device(result.model), "id": f"preview-{key_id(key)}-device"}
         resources = []
         for n, planned in enumerate(plan_resources(result, subject=subject)):

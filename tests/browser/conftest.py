@@ -2,9 +2,9 @@
 Playwright downloads), against the whole stack on loopback (tests.support.smart_stack: the sandbox
 EHR with its FHIR proxy in front of the HAPI sandbox, and the chartlight service).
 
-The speech pipeline runs the tiny random-weight MedASR (tests.support.tiny_medasr): its transcript
-is noise, marked as test weights, which the pages must show. Dictation uses Chromium's fake
-microphone, fed a WAV that espeak-ng speaks."""
+The speech pipeline runs the tiny random-weight MedASR (plugin.engines.test_models.tiny_medasr): its
+transcript is noise, marked as test weights, which the pages must show. Dictation uses Chromium's
+fake microphone, fed a WAV that espeak-ng speaks."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def demo_patient(sandbox_url: str) -> str:
 @pytest.fixture(scope="session")
 def tiny_speech() -> InstalledPipeline:
     """The speech pipeline on the tiny random-weight MedASR (its transcripts are noise, marked)."""
-    from tests.support.tiny_medasr import tiny_engine
+    from plugin.engines.test_models.tiny_medasr import tiny_engine
 
     pipeline = speech.SpeechPipeline(speech.SpeechOptions(), engine=tiny_engine())
     return InstalledPipeline(speech.PIPELINE, "dictation audio -> transcript (tiny test MedASR)",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from plugin.sandbox.ehr_server.server import STYLE
 from tests.browser.conftest import Screenshot
-from tests.sandbox.ehr.server import STYLE
 from tests.support.smart_stack import smart_stack
 
 pytestmark = pytest.mark.sandbox

@@ -168,7 +168,7 @@ def test_patient_view_cards_from_results_on_the_server(
     card = cards[0]
     assert card["indicator"] == "warning"  # glucose and HbA1c flagged H; nothing critical
     assert card["summary"].startswith("TEST OUTPUT, not clinical:") and len(card["summary"]) < 140
-    assert "Random-weight test model" in card["detail"] and "TEST MODEL" in card["source"]["label"]
+    assert "TEST OUTPUT, not clinical" in card["detail"] and "TEST MODEL" in card["source"]["label"]
     assert "chartlight-test/fixed-results 1" in card["source"]["label"]  # named from the Device
     [suggestion] = card["suggestions"]
     actions = suggestion["actions"]

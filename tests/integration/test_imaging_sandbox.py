@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from fhir_mappers.systems import EXT_DERIVED_FROM, EXT_EVIDENCE_IMAGE, SID_RESULT
 from plugin.cli import cli
+from plugin.engines.test_models.tiny_gemma import save_tiny_medgemma, tiny_engine
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner, JobState, JobStore
 from plugin.pipelines.imaging import PIPELINE, ImagingPipeline
@@ -30,7 +31,6 @@ from plugin.pipelines.imaging.prepare import ImagingOptions, find_imaging_studie
 from plugin.sandbox import synthetic
 from plugin.sandbox.seed import seed_demo_patient
 from tests.support.chat_completions import ChatServer, chat_server
-from tests.support.tiny_gemma import save_tiny_medgemma, tiny_engine
 
 pytestmark = pytest.mark.sandbox
 
@@ -102,11 +102,11 @@ def test_random_weights_give_unreadable_answers_reported_as_such_and_no_findings
         assert written.startswith("DocumentReference/")
         document = fhir.read("DocumentReference", written.split("/")[1])
         assert TEST_WEIGHTS in {(t["system"], t["code"]) for t in document["meta"]["tag"]}
-        assert document["description"].startswith("[Random-weight test model — not clinical output]")
+        assert document["description"].startswith("[TEST OUTPUT, not clinical (random-weight test model)]")
         assert document["context"]["related"] == [{"reference": f"ImagingStudy/{study['id']}"}]
         text = base64.b64decode(document["content"][0]["attachment"]["data"]).decode()
         assert "could not be read, so nothing was taken from it" in text
-        assert "random test weights: not clinical output" in text
+        assert "TEST OUTPUT, not clinical: random test weights" in text
         provenance = provenance_of(fhir, written.split("/_history/")[0])
         assert provenance["entity"][0]["what"]["reference"] == (
             f"ImagingStudy/{study['id']}/_history/{study['meta']['versionId']}")

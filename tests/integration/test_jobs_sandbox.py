@@ -151,7 +151,7 @@ def test_sandbox_killed_mid_write_leaves_nothing_half_written(tmp_path: Path, ru
     """A persistent sandbox of its own is SIGKILLed while the job's transaction is in flight;
     after a restart the server holds all of the write or none of it, and the job retries to
     success with exactly one copy."""
-    box = HapiSandbox(project_dir=REPO_ROOT / "tests/sandbox/hapi", state_dir=tmp_path / "hapi",
+    box = HapiSandbox(state_dir=tmp_path / "hapi",
                       port=int(os.environ.get("CHARTLIGHT_KILL_TEST_PORT", "8093")), persistent=True)
     box.start()
     try:

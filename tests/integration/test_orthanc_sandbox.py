@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -45,25 +44,32 @@ def test_orthanc_starts_on_loopback_stores_resets_and_stops(tmp_path: Path) -> N
 
 
 def test_cli_sandbox_up_and_status_include_the_pacs(sandbox_url: str, tmp_path: Path) -> None:
+    """`sandbox up` on test ports starts the PACS and the EHR; both are stopped after (the EHR
+    on the demo's default port, left behind here, once broke `make demo`)."""
     from click.testing import CliRunner
 
-    from plugin.cli import REPO_ROOT, cli
+    from plugin.cli import cli
+    from plugin.sandbox.ehr import default_ehr_sandbox
     from plugin.sandbox.orthanc import default_pacs
 
-    port = free_port()
+    port, ehr_port = free_port(), free_port()
     env = {"CHARTLIGHT_SANDBOX_PORT": sandbox_url.split(":")[2].split("/")[0],
-           "CHARTLIGHT_PACS_PORT": str(port), "CHARTLIGHT_DATABASE_URL": f"sqlite:///{tmp_path}/j.db"}
+           "CHARTLIGHT_PACS_PORT": str(port), "CHARTLIGHT_SANDBOX_EHR_PORT": str(ehr_port),
+           "CHARTLIGHT_SANDBOX_STATE_DIR": str(tmp_path / "state"),
+           "CHARTLIGHT_DATABASE_URL": f"sqlite:///{tmp_path}/j.db"}
     runner = CliRunner()
     try:
         up = runner.invoke(cli, ["sandbox", "up"], env=env)
         assert up.exit_code == 0, up.output
         assert f"Orthanc PACS sandbox (DICOMweb) up at http://127.0.0.1:{port}/dicom-web" in up.output
+        assert f"(SMART authorization + FHIR proxy) up at http://127.0.0.1:{ehr_port}" in up.output
         status = runner.invoke(cli, ["sandbox", "status"], env=env)
         assert f"{sandbox_url}: up" in status.output
         assert f"http://127.0.0.1:{port}/dicom-web: up" in status.output
     finally:
-        pacs = default_pacs(REPO_ROOT, port=port)
-        pacs.stop()
-        shutil.rmtree(pacs.home, ignore_errors=True)
+        default_pacs(tmp_path / "state", port=port).stop()
+        default_ehr_sandbox(tmp_path / "state", fhir_upstream=sandbox_url, app_base="http://127.0.0.1:8000",
+                            port=ehr_port).stop()
     status = runner.invoke(cli, ["sandbox", "status"], env=env)
     assert f"http://127.0.0.1:{port}/dicom-web: down" in status.output
+    assert f"http://127.0.0.1:{ehr_port}/fhir: down" in status.output

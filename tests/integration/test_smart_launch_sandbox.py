@@ -391,9 +391,8 @@ def test_ehr_fhir_proxy_checks_token_and_scopes(stack: SmartStack, patient_id: s
 
 
 def test_sandbox_ehr_process_serves_discovery_and_the_launch_page(sandbox_url: str, tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
     port = _free_port()
-    ehr = EhrSandbox(repo_root=repo, state_dir=tmp_path, fhir_upstream=sandbox_url,
+    ehr = EhrSandbox(state_dir=tmp_path, fhir_upstream=sandbox_url,
                      app_base="http://127.0.0.1:8000", port=port)
     try:
         assert ehr.start() == f"http://127.0.0.1:{port}"

@@ -14,11 +14,11 @@ import pytest
 
 from fhir_mappers import RESULT_IDENTIFIER_SYSTEM
 from fhir_mappers.systems import V3_OBSERVATION_VALUE
+from plugin.engines.test_models.tiny_medasr import tiny_engine
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner, JobState, JobStore
 from plugin.pipelines.speech import PIPELINE, SpeechPipeline, find_sources
 from plugin.sandbox.synthetic import DICTATION_TEXT, espeak_wav, to_flac
-from tests.support.tiny_medasr import tiny_engine
 
 pytestmark = pytest.mark.sandbox
 

@@ -12,7 +12,7 @@ API:
         browser = stack.browser()          # requests.Session that keeps the Secure cookie on http loopback
         browser = stack.launched(patient_id)   # EHR launch done: the session cookie is set
         stack.session_of(browser)          # the SmartSession behind that cookie (csrf_token, scopes, ...)
-        stack.ehr                          # tests.sandbox.ehr.SandboxEhr: set_policy, expire_access_tokens
+        stack.ehr                          # ehr_server.SandboxEhr: set_policy, expire_access_tokens
         stack.app, stack.settings          # the chartlight Flask app and its Settings
         stack.app_base, stack.ehr_base, stack.fhir_base (the proxy: iss/aud), stack.fhir_upstream (HAPI)
         stack.client_id, stack.user        # the registered client, the EHR user ("Practitioner/...")
@@ -20,7 +20,7 @@ API:
 `smart_stack(...)` options: client_auth "public" | "private_key_jwt", alg "RS384" | "ES384", scopes
 (the app's requested scopes; default the product default), refused_scopes, refuse_with_error and
 token_lifetime_s (the EHR's policy for this client), standalone_patient (patient a standalone launch
-gets), ehr (more tests.sandbox.ehr.EhrConfig fields: id_token_alg, id_token_kid, serve_style,
+gets), ehr (more plugin.sandbox.ehr_server.EhrConfig fields: id_token_alg, id_token_kid, serve_style,
 banner_on_ehr_launch, tenants), fhir_bases (SmartEhr.fhir_bases of the app's registration; "{ehr}"
 stands for the EHR's base URL), run_jobs (start the job runner; default True: the app's analyses
 with write scope are jobs, so tests that analyse need it). Jobs started in the app run with the
@@ -53,11 +53,7 @@ from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
 from plugin.sandbox.ehr import USER_ID, ensure_user
-from smart_launch.jobs import client_for_jobs
-from smart_launch.runtime import runtime_of
-from smart_launch.session import COOKIE, SmartSession, from_record
-from smart_launch.store import secret_hash
-from tests.sandbox.ehr import (
+from plugin.sandbox.ehr_server import (
     EhrConfig,
     SandboxEhr,
     confidential_client,
@@ -65,6 +61,10 @@ from tests.sandbox.ehr import (
     ehr_of,
     public_client,
 )
+from smart_launch.jobs import client_for_jobs
+from smart_launch.runtime import runtime_of
+from smart_launch.session import COOKIE, SmartSession, from_record
+from smart_launch.store import secret_hash
 
 EHR_NAME = "sandbox"
 

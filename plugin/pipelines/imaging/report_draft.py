@@ -41,7 +41,7 @@ def report_narrative(read: StudyRead) -> Narrative:
         lines.append(f"- **Prior study:** {_study_line(read.prior)}")
     model = read.model
     lines.append(f"- **Model:** {model.display or model.name}, version {model.version}"
-                 + (" (random test weights: not clinical output)" if model.test_weights else ""))
+                 + (" (TEST OUTPUT, not clinical: random test weights)" if model.test_weights else ""))
     lines.append(f"- **Task:** {_task_line(read.task)}")
     lines += ["", *_body(read)]
     if read.problems:

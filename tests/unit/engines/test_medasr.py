@@ -19,11 +19,11 @@ from plugin.engines.medasr import (
     prepare_model,
     run_batch,
 )
+from plugin.engines.test_models.tiny_medasr import tiny_engine, tiny_loaded
 from plugin.errors import ConfigError
 from plugin.pipelines.speech.audio import decode_audio
 from plugin.pipelines.speech.ctc import decode_greedy
 from plugin.sandbox.synthetic import DICTATION_TEXT, espeak_wav
-from tests.support.tiny_medasr import tiny_engine, tiny_loaded
 
 
 @pytest.fixture(scope="module")

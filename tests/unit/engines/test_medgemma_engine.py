@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from plugin.engines.medgemma import MedGemmaEngine, user_content
+from plugin.engines.test_models.tiny_gemma import TOKENS_PER_IMAGE, save_tiny_medgemma, tiny_engine
 from plugin.errors import ConfigError
-from tests.support.tiny_gemma import TOKENS_PER_IMAGE, save_tiny_medgemma, tiny_engine
 
 
 @pytest.fixture(scope="module")

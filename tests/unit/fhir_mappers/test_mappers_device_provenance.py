@@ -37,7 +37,7 @@ def test_device(model: ModelInfo, round_trip: RoundTrip) -> None:
 
 def test_test_weights_device_says_so(test_model: ModelInfo, round_trip: RoundTrip) -> None:
     device = round_trip(to_device(test_model))
-    assert device["note"] == [{"text": "Random-weight test model — not clinical output"}]
+    assert device["note"] == [{"text": "TEST OUTPUT, not clinical (random-weight test model)"}]
     assert device["meta"]["tag"][0]["code"] == "test-weights"
     assert device["deviceName"] == [{"name": "chartlight/tiny-medgemma", "type": "model-name"}]
 

@@ -83,8 +83,8 @@ def test_test_weights_are_tagged_and_said_in_the_note(
     obs = round_trip(_map(glucose, source, test_model))
     assert obs["meta"]["tag"] == [{"system": "https://chartlight.dev/fhir/CodeSystem/run-kind",
                                    "code": "test-weights",
-                                   "display": "Random-weight test model — not clinical output"}]
-    assert obs["note"] == [{"text": "Random-weight test model — not clinical output"}]
+                                   "display": "TEST OUTPUT, not clinical (random-weight test model)"}]
+    assert obs["note"] == [{"text": "TEST OUTPUT, not clinical (random-weight test model)"}]
     assert [s["code"] for s in obs["meta"]["security"]] == ["AIAST"]
 
 

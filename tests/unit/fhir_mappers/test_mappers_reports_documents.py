@@ -24,7 +24,7 @@ from plugin.results import ModelInfo, Narrative, PipelineResult, ReportGroup, So
 
 RoundTrip = Callable[[dict[str, Any]], dict[str, Any]]
 INLINE = "http://hl7.org/fhir/uv/security-label-ds4p/StructureDefinition/extension-inline-sec-label"
-MARKER = "Random-weight test model — not clinical output"
+MARKER = "TEST OUTPUT, not clinical (random-weight test model)"
 
 
 def _security(resource: dict[str, Any]) -> list[str]:

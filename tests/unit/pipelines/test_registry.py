@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from plugin.config import Settings
+from plugin.engines.test_models.tiny_medasr import tiny_engine
 from plugin.errors import AttachmentRefused, InputError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobContext, JobState
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
 from tests.support.loopback import ServerState, loopback_server
-from tests.support.tiny_medasr import tiny_engine
 
 TOKEN = "fhir-token-for-the-ehr-only"
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

@@ -153,7 +153,7 @@ def test_without_write_scope_results_are_shown_and_nothing_is_written(browser: F
 
     review = browser.get("/smart/app/source/DocumentReference/doc1").get_data(as_text=True)
     assert review.count('data-testid="value-row"') == 3
-    assert 'data-testid="approve"' not in review and "Random-weight test model" in review
+    assert 'data-testid="approve"' not in review and "TEST OUTPUT, not clinical" in review
     first_id = re.search(r'data-ref="Observation/(preview-[^"]+)"', review).group(1)  # type: ignore[union-attr]
     image = browser.get(f"/smart/app/evidence/Observation/{first_id}/page.png?view=crop")
     assert image.status_code == 200 and image.data.startswith(b"\x89PNG")
@@ -177,9 +177,9 @@ def test_bad_requests_name_what_is_wrong(browser: FlaskClient, ehr: FakeEhr) -> 
 
 def test_dictation_without_write_scope_is_transcribed_and_kept_in_the_session(
         app: Flask, browser: FlaskClient, ehr: FakeEhr) -> None:
+    from plugin.engines.test_models.tiny_medasr import tiny_engine
     from plugin.pipelines import speech
     from plugin.sandbox.synthetic import espeak_wav
-    from tests.support.tiny_medasr import tiny_engine
 
     app.extensions["chartlight.pipelines"]["speech"] = InstalledPipeline(
         speech.PIPELINE, "tiny test MedASR", speech.find_sources,
@@ -202,7 +202,7 @@ def test_dictation_without_write_scope_is_transcribed_and_kept_in_the_session(
     assert status["state"] == "done", status
     resource_id = body["source"].split("/")[1]
     review = browser.get(f"/smart/app/source/DocumentReference/{resource_id}").get_data(as_text=True)
-    assert 'data-testid="transcript-words"' in review and "Random-weight test model" in review
+    assert 'data-testid="transcript-words"' in review and "TEST OUTPUT, not clinical" in review
     assert 'data-testid="approve"' not in review
     audio = browser.get(f"/smart/app/audio/DocumentReference/{resource_id}")
     assert audio.status_code == 200 and audio.data == wav and audio.mimetype == "audio/wav"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from plugin.engines.test_models.tiny_gemma import save_tiny_medgemma, tiny_engine
 from plugin.pipelines.documents import DocumentsOptions, DocumentsPipeline
 from plugin.pipelines.documents.lab_extraction import PROMPT_VERSION
 from plugin.results import MeasuredValue, ModelInfo, Narrative, PipelineResult
 from tests.support.lab_documents import Seeded, document_reference, offline_context
-from tests.support.tiny_gemma import save_tiny_medgemma, tiny_engine
 
 PAGE_ONE = """<unused94>thought
 I will list the CBC and metabolic rows.<unused95>```json

@@ -207,7 +207,7 @@ def test_an_unreadable_answer_is_reported_and_no_finding_is_invented() -> None:
     assert narrative.kind == "report-draft" and narrative.key == "findings/report"
     (document,) = [p.resource for p in plan_resources(result, subject="Patient/p1")]
     assert document["meta"]["tag"][0]["code"] == "test-weights"
-    assert document["description"].startswith("[Random-weight test model")
+    assert document["description"].startswith("[TEST OUTPUT, not clinical")
 
 
 def test_a_comparison_reads_the_prior_radiograph_first_and_codes_each_change() -> None:

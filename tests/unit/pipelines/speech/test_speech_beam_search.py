@@ -165,7 +165,7 @@ ENGINE_ARPA = ARPA.replace("ngram 1=7", "ngram 1=9").replace(
 
 @needs_kenlm
 def test_engine_decodes_with_a_kenlm_model_and_gives_every_word_a_time(tmp_path: Path) -> None:
-    from tests.support.tiny_medasr import calibration_speech, tiny_loaded
+    from plugin.engines.test_models.tiny_medasr import calibration_speech, tiny_loaded
 
     path = tmp_path / "lm.arpa"
     path.write_text(ENGINE_ARPA)
@@ -185,7 +185,7 @@ def test_engine_decodes_with_a_kenlm_model_and_gives_every_word_a_time(tmp_path:
 
 @needs_kenlm
 def test_engine_language_model_errors_are_config_errors(tmp_path: Path) -> None:
-    from tests.support.tiny_medasr import tiny_loaded
+    from plugin.engines.test_models.tiny_medasr import tiny_loaded
 
     (tmp_path / "broken.arpa").write_text("\\data\\\n")
     with pytest.raises(ConfigError, match="is not a KenLM model"):

@@ -17,6 +17,7 @@ import pytest
 import soundfile
 import soxr
 
+from plugin.engines.test_models.tiny_medasr import tiny_engine
 from plugin.errors import ConfigError, InputError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobContext, JobState
@@ -26,7 +27,6 @@ from plugin.pipelines.speech.pipeline import DETAILS_SCHEMA
 from plugin.results import AudioEvidence, ModelInfo, Narrative
 from plugin.sandbox.synthetic import DICTATION_TEXT, espeak_wav, to_flac
 from tests.support.audio_formats import FORMATS, container_of, encode
-from tests.support.tiny_medasr import tiny_engine
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "webm": "audio/webm",

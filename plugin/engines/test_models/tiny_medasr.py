@@ -1,16 +1,19 @@
 """A tiny random-weight MedASR: the real Lasr config, model, feature extractor and tokenizer
-classes, built in memory (nothing downloaded). Its output is noise, labelled as test weights."""
+classes, built in memory (nothing downloaded) for the tests, or saved as a folder for the demo.
+Its output is noise, labelled as test weights."""
 
 from __future__ import annotations
 
 import string
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import LasrCTCConfig, LasrEncoderConfig, LasrFeatureExtractor, LasrForCTC, LasrTokenizer
 
-from plugin.engines.medasr import LoadedMedAsr, MedAsrEngine, prepare_model
+from plugin.engines.medasr import LoadedMedAsr, MedAsrEngine, _weights_version, prepare_model
 from plugin.pipelines.speech.audio import decode_audio
 from plugin.results import ModelInfo
 from plugin.sandbox.synthetic import espeak_wav
@@ -65,7 +68,7 @@ def calibration_speech() -> np.ndarray:
                         max_duration_s=60).samples
 
 
-def _calibrate_head(model: LasrForCTC, feature_extractor: LasrFeatureExtractor,
+def _calibrate_head(model: Any, feature_extractor: LasrFeatureExtractor,
                     blank_share: float) -> None:
     features = feature_extractor(calibration_speech(), sampling_rate=16_000, return_tensors="pt")
     with torch.no_grad():
@@ -85,3 +88,23 @@ def tiny_engine(*, layers: int = 2, chunk_s: float = 20.0, stride_s: float = 2.0
                 batch_size: int = 4) -> MedAsrEngine:
     return MedAsrEngine.from_loaded(tiny_loaded(layers=layers), chunk_s=chunk_s,
                                     stride_s=stride_s, batch_size=batch_size)
+
+
+def save_tiny_medasr(folder: Path) -> Path:
+    """The default tiny MedASR (calibrated, float weights) as a folder: config, weights,
+    feature extractor and tokenizer."""
+    loaded = tiny_loaded()
+    loaded.model.save_pretrained(folder)
+    loaded.feature_extractor.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def load_saved(folder: Path) -> LoadedMedAsr:
+    """A folder save_tiny_medasr wrote, ready to transcribe; its results are marked test weights."""
+    model = prepare_model(LasrForCTC.from_pretrained(folder), quantize=False)
+    info = ModelInfo(name="chartlight-test/tiny-medasr", version=_weights_version(folder),
+                     kinds=("Deep-Learning-Models",), display="Tiny random-weight MedASR",
+                     test_weights=True)
+    return LoadedMedAsr(model, LasrFeatureExtractor.from_pretrained(folder),
+                        LasrTokenizer.from_pretrained(folder), info)

@@ -1,6 +1,7 @@
 """A tiny random-weight MedGemma: the real Gemma 3 config, model, processor and tokenizer
 classes (SigLIP vision tower, Gemma 3 text decoder), built in memory on the CPU and saved as a
-checkpoint folder. Nothing is downloaded; its output is noise, labelled as test weights."""
+checkpoint folder (the tests' model, and the demo's with --test-models). Nothing is downloaded;
+its output is noise, labelled as test weights."""
 
 from __future__ import annotations
 

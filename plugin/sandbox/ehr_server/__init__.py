@@ -1,8 +1,8 @@
 """A sandbox EHR for tests and the demo: a strict SMART on FHIR authorization server (Authlib) with a
 FHIR proxy in front of the HAPI sandbox, and an EHR page that launches apps in an iframe."""
 
-from tests.sandbox.ehr.oauth import Client, LaunchContext
-from tests.sandbox.ehr.server import (
+from plugin.sandbox.ehr_server.oauth import Client, LaunchContext
+from plugin.sandbox.ehr_server.server import (
     EhrConfig,
     SandboxEhr,
     confidential_client,

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask, Response, abort, jsonify, request
 
 from plugin.sandbox.ehr import USER_ID
-from tests.sandbox.ehr import proxy
-from tests.sandbox.ehr.oauth import Client, EhrState, LaunchContext, SandboxAuthorizationServer
+from plugin.sandbox.ehr_server import proxy
+from plugin.sandbox.ehr_server.oauth import Client, EhrState, LaunchContext, SandboxAuthorizationServer
 
 ID_TOKEN_KID = "sandbox-ehr-1"
 ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "ES256", "ES384")

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import requests
 from flask import Response, request
 
-from tests.sandbox.ehr.oauth import EhrState, Token
+from plugin.sandbox.ehr_server.oauth import EhrState, Token
 
 FHIR_JSON = "application/fhir+json"
 _SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.(c?r?u?d?s?|read|write|\*)(\?.*)?$")

@@ -1,4 +1,4 @@
-"""`python -m tests.sandbox.ehr --port 9090 --fhir-upstream http://127.0.0.1:8080/fhir
+"""`python -m plugin.sandbox.ehr_server --port 9090 --fhir-upstream http://127.0.0.1:8080/fhir
 [--client-json '{"client_id": ..., "redirect_uris": [...], "launch_url": ...}']... [mode flags]`: the
 sandbox EHR as its own process (the demo's EHR), optionally in the modes of EhrConfig. Clients can
 also be registered later with POST /admin/clients."""
@@ -10,11 +10,17 @@ import json
 
 from werkzeug.serving import make_server
 
-from tests.sandbox.ehr.server import ID_TOKEN_ALGORITHMS, EhrConfig, client_from_json, create_ehr_app, ehr_of
+from plugin.sandbox.ehr_server.server import (
+    ID_TOKEN_ALGORITHMS,
+    EhrConfig,
+    client_from_json,
+    create_ehr_app,
+    ehr_of,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.sandbox.ehr", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m plugin.sandbox.ehr_server", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--fhir-upstream", required=True, help="the HAPI sandbox's FHIR base URL")
