@@ -42,7 +42,8 @@ def service_client_for(settings: Settings) -> Callable[[Job], FhirClient]:
         if client.base_url == job.fhir_base_url.rstrip("/"):
             return client
         return FhirClient(job.fhir_base_url, timeout_s=settings.fhir_timeout_s,
-                          max_response_bytes=settings.max_response_bytes)
+                          max_response_bytes=settings.max_response_bytes,
+                          max_pages=settings.fhir_max_pages)
     return client_for
 
 

@@ -57,6 +57,7 @@ def service_fhir_client(settings: Settings) -> FhirClient:
         max_retries=settings.fhir_max_retries,
         retry_backoff_s=settings.fhir_retry_backoff_s,
         max_response_bytes=settings.max_response_bytes,
+        max_pages=settings.fhir_max_pages,
     )
 
 
