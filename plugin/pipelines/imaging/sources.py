@@ -145,17 +145,16 @@ class BinarySource:
         return found
 
     def _check_room(self, where: str, attachment: Resource, number: int) -> None:
-        """Refuse the next download when it would pass the study limit: by the size the
-        attachment declares, and when the limit is already reached (an attachment without a
-        size may still add up to max_response_bytes once)."""
+        """Refuse the next download when it would pass the study limit or the memory budget: by
+        the size the attachment declares, and when the limit is already reached (an attachment
+        without a size may still add up to max_response_bytes once)."""
         declared = attachment.get("size")
         size = int(declared) if isinstance(declared, int) and declared > 0 else 0
         if self.bytes_read >= self.max_study_bytes or self.bytes_read + size > self.max_study_bytes:
             raise InputError(where, f"the study's DICOM attachments pass the {self.max_study_bytes}-byte "
                                     f"study limit ({self.bytes_read} bytes read from {number} of "
                                     f"{len(self.attachments)} attachments before this one)")
-        self.budget.check(size or min(self.client.max_response_bytes, self.max_study_bytes),
-                          "downloading a DICOM attachment")
+        self.budget.check(size, "downloading a DICOM attachment")
 
     def fetch(self, header: InstanceHeader) -> bytes:
         with self._lock:
