@@ -75,8 +75,10 @@ class DicomWebSource:
 
     route = "dicomweb"
 
-    def __init__(self, client: DicomWebClient, study_uid: str, series_uids: Sequence[str]) -> None:
+    def __init__(self, client: DicomWebClient, study_uid: str, series_uids: Sequence[str], *,
+                 max_study_bytes: int = 1024 * 1024 * 1024) -> None:
         self.client, self.study_uid, self.series_uids = client, study_uid, tuple(series_uids)
+        self.max_study_bytes = max_study_bytes
 
     @property
     def bytes_read(self) -> int:
@@ -86,8 +88,12 @@ class DicomWebSource:
         series_uids = self.series_uids or self._series_from_qido()
         found: dict[str, list[InstanceHeader]] = {}
         for series_uid in series_uids:
-            items = self.client.series_metadata(self.study_uid, series_uid)
             where = f"series {series_uid}"
+            if self.client.bytes_read >= self.max_study_bytes:
+                # A study of very many series: stop before the next metadata request.
+                raise InputError(where, f"the study's series metadata passes the {self.max_study_bytes}"
+                                        "-byte study limit")
+            items = self.client.series_metadata(self.study_uid, series_uid)
             found[series_uid] = [header_from_json(item, source=where) for item in items]
         return found
 
@@ -198,7 +204,7 @@ def open_source(client: FhirClient, study: Resource, limits: SourceLimits, *, wh
         if study_uid is None:
             raise InputError(where, "the ImagingStudy has no DICOM Study Instance UID (identifier "
                                     "urn:dicom:uid) to ask the PACS for")
-        return DicomWebSource(dicomweb, study_uid, series_uids)
+        return DicomWebSource(dicomweb, study_uid, series_uids, max_study_bytes=limits.max_study_bytes)
     attachments = dicom_attachments(client, study, where=where)
     if attachments:
         return BinarySource(client, attachments, limits.attachment_allowed_hosts,

@@ -204,3 +204,16 @@ def test_the_volume_range_from_stored_extremes_equals_the_range_of_the_rescaled_
     stored = np.random.default_rng(1).integers(0, 4096, size=(50, 40)).astype(np.uint16)
     full = preprocessing.rescale(stored, slope, -1024.0)
     assert preprocessing.rescaled_range(stored, slope, -1024.0) == (float(full.min()), float(full.max()))
+
+
+def test_series_metadata_stops_at_the_study_limit_before_the_next_request() -> None:
+    from plugin.pipelines.imaging.sources import DicomWebSource
+    from tests.support.loopback import ServerState, loopback_server
+
+    state = ServerState(body=b"[]" + b" " * 5000)
+    with loopback_server(state) as base:
+        source = DicomWebSource(DicomWebClient(base), "1.2", [f"1.2.{i}" for i in range(50)],
+                                max_study_bytes=12_000)
+        with pytest.raises(InputError, match="12000-byte study limit"):
+            source.series_headers()
+    assert len(state.seen) == 3  # 3 x 5 KB passed 12 KB; 47 series were never asked for
