@@ -44,6 +44,8 @@ def read_meta(data: bytes, *, source: str) -> tuple[FileMetaDataset, int]:
     """The file meta information of a Part-10 file and the offset where the data set begins."""
     fp = io.BytesIO(data)
     try:
+        # pydicom's one reader of the meta group from a file object (the public
+        # read_file_meta_info takes a path); pydicom is pinned in requirements.lock.
         read_preamble(fp, False)
         meta = _read_file_meta_info(fp)
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:

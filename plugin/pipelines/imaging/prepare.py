@@ -179,10 +179,8 @@ class _Preparation:
         if kind == "ct-volume":
             slices = []
             for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
-                ds = ds_instance.dataset
                 with self._holding(_float_work_bytes(frame), "windowing a CT slice"):
-                    hu = preprocessing.rescale(frame, float(ds.get("RescaleSlope", 1) or 1),
-                                               float(ds.get("RescaleIntercept", 0) or 0))
+                    hu = preprocessing.rescale(frame, *_slope_intercept(ds_instance.dataset))
                     self.budget.charge(frame.size * 3, "a windowed CT slice")
                     slices.append(preprocessing.ct_rgb(hu))
                     del hu

@@ -173,10 +173,11 @@ def test_the_job_memory_budget_bounds_a_study_and_follows_the_setting() -> None:
     files = series_files(axial_specs(20), rows=128, cols=128)
     prepared, _ = prepare(files)
     assert len(prepared.images) == 20
-    with pytest.raises(BudgetExceeded, match="memory budget"):
-        prepare(files, memory_bytes=600_000)
     options = imaging_options(load_settings(environ={"CHARTLIGHT_JOB_MEMORY_BYTES": "600000"}))
     assert options.memory_bytes == 600_000
+    client = FhirClient(BASE, session=session_with(binary_server(files)))
+    with pytest.raises(BudgetExceeded, match="of its 0.6 MiB memory budget"):
+        prepare_study(client, STUDY, options)
 
 
 def test_a_strip_radiograph_is_refused_before_it_is_padded_to_a_square() -> None:
