@@ -3,9 +3,10 @@ dicom) stored on the real HAPI sandbox and run through the real pipeline as a jo
 process that measures its own peak RSS per job.
 
 For each case: the job ends as the case expects, a failure names the input and says why (never
-"internal error"), the worker's peak RSS stays under RSS_BOUND_BYTES, and nothing is written for a
-failed input. Afterwards the worker still runs a normal input and the FHIR server still answers.
-The same machinery prints the table in bench/hostile_inputs.py (docs/benchmarks.md)."""
+"internal error"), the worker's peak RSS stays within RSS_GROWTH_BOUND_BYTES of its idle RSS, and
+nothing is written for a failed input. Afterwards the worker still runs a normal input and the
+FHIR server still answers. The same machinery prints the table in bench/hostile_inputs.py
+(docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ from tests.support.hostile_runs import (
 pytestmark = pytest.mark.sandbox
 
 MIB = 1024 * 1024
-# The bound on the worker's peak RSS while it runs any one case: the job memory budget
-# (plugin.budget.DEFAULT_JOB_MEMORY_BYTES, 1.5 GiB) would allow more, but no case here may come
-# near it; the worker with the pipelines loaded idles at ~150-400 MiB (torch when speech runs).
-RSS_BOUND_BYTES = 1024 * MIB
+# How far the worker's peak RSS may rise above its idle RSS (pipelines loaded: ~120 MiB, more
+# with torch when speech cases exist) while it runs any one case. The job memory budget
+# (plugin.budget.DEFAULT_JOB_MEMORY_BYTES, 1.5 GiB) would allow more; no case may come near it.
+# Before the fixes the DICOM deflate bomb alone went past 3 GiB.
+RSS_GROWTH_BOUND_BYTES = 1024 * MIB
 
 
 def test_every_hostile_input_fails_cleanly_within_the_memory_bound(fhir: FhirClient, tmp_path: Path) -> None:
@@ -47,11 +49,12 @@ def test_every_hostile_input_fails_cleanly_within_the_memory_bound(fhir: FhirCli
     chat = ChatServer(model=MODEL_NAME, answers=["No acute cardiopulmonary findings."])
     with chat_server(chat) as chat_url, hostile_worker(
             db, chat_url, with_speech=any(c.pipeline == "speech" for c in cases)) as worker:
+        rss_bound = worker.idle_rss_bytes + RSS_GROWTH_BOUND_BYTES
         runs = [run_case(fhir, store, worker, subject, case) for case in cases]
         assert worker.alive(), "the worker died on a hostile input"
         after = run_case(fhir, store, worker, subject, baseline_case())
 
-    problems = [p for run in runs for p in problems_of(run, rss_bound_bytes=RSS_BOUND_BYTES)]
+    problems = [p for run in runs for p in problems_of(run, rss_bound_bytes=rss_bound)]
     assert problems == [], "\n".join(problems)
     failed = [run for run in runs if run.state == JobState.FAILED]
     assert written_from(fhir, subject, failed) == []
