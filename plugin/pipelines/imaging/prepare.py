@@ -179,8 +179,11 @@ class _Preparation:
         if kind == "ct-volume":
             slices = []
             for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
-                with self._holding(_float_work_bytes(frame), "windowing a CT slice"):
-                    hu = preprocessing.rescale(frame, *_slope_intercept(ds_instance.dataset))
+                slope, intercept = _slope_intercept(ds_instance.dataset)
+                itemsize = np.dtype(preprocessing.hu_dtype(frame, slope, intercept)).itemsize
+                # The HU copy and up to two temporaries of its size.
+                with self._holding(frame.size * itemsize * 3, "windowing a CT slice"):
+                    hu = preprocessing.rescale_hu(frame, slope, intercept)
                     self.budget.charge(frame.size * 3, "a windowed CT slice")
                     slices.append(preprocessing.ct_rgb(hu))
                     del hu

@@ -218,3 +218,23 @@ def test_series_metadata_stops_at_the_study_limit_before_the_next_request() -> N
         with pytest.raises(InputError, match="12000-byte study limit"):
             source.series_headers()
     assert len(state.seen) == 3  # 3 x 5 KB passed 12 KB; 47 series were never asked for
+
+
+@pytest.mark.parametrize(("stored", "slope", "intercept"), [
+    (np.arange(-32768, 32768, dtype=np.int32).astype(np.int16), 1.0, 0.0),
+    (np.arange(0, 65536, dtype=np.int32).astype(np.uint16), 1.0, -1024.0),
+    (np.arange(0, 65536, dtype=np.int32).astype(np.uint16), 2.0, -2048.0),
+])
+def test_float32_hounsfield_units_give_the_same_window_bytes_as_float64(stored: np.ndarray, slope: float,
+                                                                        intercept: float) -> None:
+    assert preprocessing.hu_dtype(stored, slope, intercept) is np.float32
+    compact = preprocessing.rescale_hu(stored, slope, intercept)
+    assert compact.dtype == np.float32
+    exact = preprocessing.rescale(stored, slope, intercept)
+    assert (preprocessing.ct_rgb(compact) == preprocessing.ct_rgb(exact)).all()
+
+
+def test_a_fractional_slope_keeps_float64() -> None:
+    stored = np.arange(0, 4096, dtype=np.uint16)
+    assert preprocessing.hu_dtype(stored, 0.5, -1024.0) is np.float64
+    assert preprocessing.rescale_hu(stored, 0.5, -1024.0).dtype == np.float64
