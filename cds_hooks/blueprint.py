@@ -190,6 +190,7 @@ def _fhir_client(runtime: CdsRuntime, hook_request: HookRequest, server: str | N
     return FhirClient(server, token=auth.access_token.get_secret_value() if auth else None,
                       session=runtime.fhir_session(), timeout_s=runtime.settings.cds_fhir_timeout_s,
                       max_retries=0, max_response_bytes=runtime.settings.max_response_bytes,
+                      max_pages=runtime.settings.fhir_max_pages,
                       granted_scopes=auth.granted if auth and auth.granted.resources else None)
 
 

@@ -61,7 +61,7 @@ def foreign_server_client(settings: Settings, base_url: str) -> FhirClient:
     fhir_base_url only) and so no known grant; the timeouts, retries and limits of every client."""
     return FhirClient(base_url, timeout_s=settings.fhir_timeout_s, max_retries=settings.fhir_max_retries,
                       retry_backoff_s=settings.fhir_retry_backoff_s,
-                      max_response_bytes=settings.max_response_bytes)
+                      max_response_bytes=settings.max_response_bytes, max_pages=settings.fhir_max_pages)
 
 
 def print_run(run: AnalysisRun, console: Console) -> None:

@@ -59,6 +59,7 @@ def service_fhir_client(settings: Settings) -> FhirClient:
         retry_backoff_s=settings.fhir_retry_backoff_s,
         max_response_bytes=settings.max_response_bytes,
         granted_scopes=parse_scopes(settings.fhir_token_scopes) if settings.fhir_token_scopes else None,
+        max_pages=settings.fhir_max_pages,
     )
 
 

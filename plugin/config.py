@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from plugin.budget import DEFAULT_JOB_MEMORY_BYTES
 from plugin.errors import ConfigError
 from plugin.scopes import parse_scope
 
@@ -224,6 +225,10 @@ class Settings:
     sandbox_state_dir: str = ""
     test_models: bool = False
     test_models_dir: str = ""
+    # Budgets (docs/security.md): pages one FHIR search may follow, and what one job may hold in
+    # memory for decoded/inflated input (imaging charges inflated DICOM, pixels and copies).
+    fhir_max_pages: int = 200
+    job_memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -242,12 +247,18 @@ class Settings:
         self._check_smart()
         self._check_token_scopes()
         self._check_test_models()
+        self._check_budgets()
 
     def _check_token_scopes(self) -> None:
         unknown = [scope for scope in self.fhir_token_scopes if parse_scope(scope) is None]
         if unknown:
             raise ConfigError(f"fhir_token_scopes: {', '.join(repr(s) for s in unknown[:5])} is not a SMART "
                               "resource scope (patient|user|system/<Type|*>.<cruds letters> or .read/.write)")
+
+    def _check_budgets(self) -> None:
+        for name in ("fhir_max_pages", "job_memory_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
 
     def _check_smart(self) -> None:
         for name in ("smart_state_ttl_s", "smart_session_ttl_s", "smart_http_timeout_s", "sandbox_ehr_port"):

@@ -19,6 +19,7 @@ from plugin.config import Settings
 from plugin.engines.test_models import TEST_OUTPUT, why_not_sandbox
 from plugin.errors import ConfigError
 from plugin.fhir import FhirClient
+from plugin.jobs import JobLimits
 from plugin.jobs import Job, JobState, JobStore
 from plugin.pipelines.registry import installed_pipelines
 from plugin.sandbox.ehr import EhrSandbox, app_environment, ensure_user
@@ -45,7 +46,7 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
     base_url = sandbox.start(say=_say(console))
     console.print(f"   up at {base_url}")
     client = FhirClient(base_url, timeout_s=settings.fhir_timeout_s,
-                        max_response_bytes=settings.max_response_bytes)
+                        max_response_bytes=settings.max_response_bytes, max_pages=settings.fhir_max_pages)
     if settings.test_models:
         reason = why_not_sandbox(base_url, client.capabilities)
         if reason is not None:
@@ -77,7 +78,8 @@ def run_demo(settings: Settings, sandbox: HapiSandbox, console: Console | None =
         if pipeline.engine_note:
             console.print(f"   engine: {pipeline.engine_note}")
         run = analyze_patient(client, store, pipeline, report.patient_id,
-                              client_for=service_client_for(settings), console=console)
+                              client_for=service_client_for(settings), console=console,
+                              limits=JobLimits.from_settings(settings), lease_s=settings.job_lease_s)
         inputs = [input_summary(job, base_url) for job in run.jobs]
         summary["pipelines"][name] = {"run": True, "inputs": inputs}
         print_inputs(run, inputs, console)

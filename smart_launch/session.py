@@ -98,7 +98,7 @@ def token_client(runtime: SmartRuntime, tokens: TokenSession, *, scopes: Iterabl
     return FhirClient(tokens.fhir_base, session=tokens, timeout_s=settings.fhir_timeout_s,
                       max_retries=settings.fhir_max_retries,
                       retry_backoff_s=settings.fhir_retry_backoff_s,
-                      max_response_bytes=settings.max_response_bytes,
+                      max_response_bytes=settings.max_response_bytes, max_pages=settings.fhir_max_pages,
                       granted_scopes=parse_scopes(scopes) if scopes else None)
 
 

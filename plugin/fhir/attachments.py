@@ -1,5 +1,9 @@
 """Turn a FHIR Attachment into its bytes: inline data, a Binary on the FHIR server, or an
-allow-listed foreign url (fetched without the token). Checks the declared size and hash."""
+allow-listed foreign url (fetched without the token). Checks the declared size and hash.
+
+The url is normalised (plugin.fhir.urls) before it is compared with the FHIR base or the
+allow-list: one with dot-segments, literal or percent-encoded, is refused outright.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from urllib.parse import urlsplit
 
 from plugin.errors import AttachmentRefused, InputError
 from plugin.fhir.client import FhirClient
+from plugin.fhir.urls import UnsafeUrl, check_relative, normalise_url
 
 
 def resolve_attachment(
@@ -57,9 +62,18 @@ def _fetch_url(
     if not parts.scheme:
         if parts.netloc or url.startswith("/"):
             raise InputError(source, f"attachment url {url!r} is neither relative nor absolute")
+        try:
+            check_relative(url)
+        except UnsafeUrl as exc:
+            raise AttachmentRefused(source, f"attachment url refused: {exc}") from None
         return client.read_binary(url, content_type)  # e.g. "Binary/123", relative to the base
     if parts.scheme not in {"http", "https"}:
         raise AttachmentRefused(source, f"attachment url scheme {parts.scheme!r} is not allowed")
+    try:
+        url = normalise_url(url)
+    except UnsafeUrl as exc:
+        raise AttachmentRefused(source, f"attachment url refused: {exc}") from None
+    parts = urlsplit(url)
     if client.is_on_fhir_server(url):
         return client.read_binary(url, content_type)
     host = parts.netloc.lower()

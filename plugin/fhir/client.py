@@ -3,7 +3,9 @@
 The session is injectable (tests may pass one with their own adapter). Every call has a timeout;
 bodies are streamed and cut off at `max_response_bytes`; only idempotent requests (GET, HEAD, PUT,
 DELETE) are retried, and only on 429/502/503/504 or a connection failure. The access token is sent
-to the FHIR base's origin and nowhere else.
+under the FHIR base and nowhere else: every URL is normalised and refused when it has dot-segments
+(plugin.fhir.urls) before that check. A search follows at most `max_pages` pages and stops at a
+`next` link it has already followed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from plugin.errors import (
     FhirTransportError,
     ResponseTooLarge,
 )
+from plugin.fhir.urls import UnsafeUrl, check_relative, is_under, normalise_url
 from plugin.scopes import GrantedScopes
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,9 @@ log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# Pages one search may follow (setting fhir_max_pages): a server whose `next` links never end
+# would otherwise keep a job fetching for ever.
+DEFAULT_MAX_PAGES = 200
 _CHUNK = 64 * 1024
 
 Resource = dict[str, Any]
@@ -49,9 +55,12 @@ class FhirClient:
         max_retries: int = 3,
         retry_backoff_s: float = 0.5,
         max_response_bytes: int = 64 * 1024 * 1024,
+        max_pages: int = DEFAULT_MAX_PAGES,
         sleep: Callable[[float], None] = time.sleep,
         granted_scopes: GrantedScopes | None = None,
     ) -> None:
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
         self.base_url = base_url.rstrip("/")
         # What the token was granted, when known (SMART session, hook, fhir_token_scopes): what
         # plugin.writeback may write with this client. None: not known, the server decides.
@@ -62,6 +71,7 @@ class FhirClient:
         self.max_retries = max_retries
         self.retry_backoff_s = retry_backoff_s
         self.max_response_bytes = max_response_bytes
+        self.max_pages = max_pages
         self._sleep = sleep
 
     def __repr__(self) -> str:  # never show the token
@@ -93,13 +103,32 @@ class FhirClient:
         self, resource_type: str, params: Mapping[str, str | int] | None = None
     ) -> Iterator[Resource]:
         """Yield each Bundle page of a search, following `next` links exactly as the server gave
-        them. Identical searches may be cached by the server, so freshness is asked for."""
+        them. Identical searches may be cached by the server, so freshness is asked for.
+
+        Raises FhirError when a `next` link repeats one already followed (a loop) or when the
+        search would need more than `max_pages` pages; a link off the FHIR base (or with
+        dot-segments) is refused by _request before anything is sent."""
         url: str | None = self._url(resource_type)
         query: Mapping[str, str | int] | None = params
+        followed: set[str] = set()
+        pages = 0
         while url is not None:
             page = self._json("GET", url, params=query, headers={"Cache-Control": "no-cache"})
+            pages += 1
             yield page
-            url = _next_link(page)  # a link off the FHIR base is refused by _request
+            link = _next_link(page)
+            if link is None:
+                return
+            url = self._url(link)
+            if url in followed:
+                raise FhirError(f"search {resource_type}: the server's next link repeats a page "
+                                f"already read (a paging loop) after {pages} page(s)",
+                                method="GET", url=url)
+            if pages >= self.max_pages:
+                raise FhirError(f"search {resource_type}: more than {self.max_pages} pages "
+                                "(the fhir_max_pages limit); the search was stopped",
+                                method="GET", url=url)
+            followed.add(url)
             query = None
 
     def search(
@@ -173,17 +202,24 @@ class FhirClient:
     # ---- plumbing ----------------------------------------------------------------------------
 
     def is_on_fhir_server(self, url: str) -> bool:
-        """True when `url` lies under the FHIR base (same scheme, host, port and path prefix)."""
-        base, other = urlsplit(self.base_url), urlsplit(url)
-        return (
-            (other.scheme, other.netloc.lower()) == (base.scheme, base.netloc.lower())
-            and (other.path + "/").startswith(base.path.rstrip("/") + "/")
-        )
+        """True when `url` lies under the FHIR base (same scheme, host, port and whole path
+        segments), judged after normalisation; a URL with dot-segments is never on it."""
+        try:
+            return is_under(url, self.base_url)
+        except UnsafeUrl:
+            return False
 
     def _url(self, path_or_url: str) -> str:
-        if "://" in path_or_url:
-            return path_or_url
-        return urljoin(self.base_url + "/", path_or_url.lstrip("/"))
+        """The absolute, normalised URL of a path under the base or of an absolute URL; a
+        FhirError when it is unsafe (dot-segments, even encoded ones, credentials, ...)."""
+        try:
+            if "://" in path_or_url:
+                return normalise_url(path_or_url)
+            check_relative(path_or_url)
+            return normalise_url(urljoin(self.base_url + "/", path_or_url.lstrip("/")))
+        except UnsafeUrl as exc:
+            raise FhirError(f"refusing the URL {_redacted(path_or_url)}: {exc}", method="GET",
+                            url=_redacted(path_or_url)) from None
 
     def _json(
         self,
@@ -319,6 +355,11 @@ def _next_link(bundle: Resource) -> str | None:
             url: str = link["url"]
             return url
     return None
+
+
+def _redacted(url: str) -> str:
+    """A URL for an error message: without its query (search values can be patient data)."""
+    return url.split("?", 1)[0][:300]
 
 
 def _binary_json_data(body: bytes, url: str) -> bytes:

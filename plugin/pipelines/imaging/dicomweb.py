@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from plugin.errors import InputError
+from plugin.fhir.urls import UnsafeUrl, normalise_url
 
 DICOM_JSON = "application/dicom+json"
 # transfer-syntax=* asks for the instance exactly as stored: no transcoding on the server (Orthanc
@@ -89,7 +90,11 @@ class DicomWebClient:
         return parsed
 
     def _get(self, path: str, accept: str, limit: int) -> tuple[bytes, str]:
-        url = f"{self.base_url}/{path}"
+        try:
+            # UIDs come from FHIR data: a UID of ".." would climb out of the endpoint's path.
+            url = normalise_url(f"{self.base_url}/{path}")
+        except UnsafeUrl as exc:
+            raise InputError(path, f"refusing the DICOMweb URL ({exc})") from None
         headers = {"Accept": accept}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"

@@ -11,7 +11,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 
+from plugin.budget import MemoryBudget
 from plugin.errors import InputError
+from plugin.pipelines.imaging.deflated import inflate, is_deflated, read_meta
 
 _UID_TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SOPInstanceUID": "00080018"}
 _TAGS = {
@@ -117,16 +119,33 @@ def header_from_json(item: dict[str, Any], *, source: str) -> InstanceHeader:
         raise InputError(source, f"series metadata has an unreadable value ({exc})") from None
 
 
-def header_from_part10(data: bytes, *, source: str) -> InstanceHeader:
-    """The header of a Part-10 file; the pixel data is not parsed."""
-    return header_from_dataset(read_part10(data, source=source, stop_before_pixels=True),
-                               source=source)
+def header_from_part10(data: bytes, *, source: str, budget: MemoryBudget | None = None) -> InstanceHeader:
+    """The header of a Part-10 file; the pixel data is not parsed (nor, when deflated, inflated)."""
+    budget = budget or MemoryBudget(source)
+    held = budget.held_bytes
+    try:
+        return header_from_dataset(read_part10(data, source=source, stop_before_pixels=True,
+                                               budget=budget), source=source)
+    finally:
+        budget.release(budget.held_bytes - held)
 
 
-def read_part10(data: bytes, *, source: str, stop_before_pixels: bool = False) -> Dataset:
-    """A Part-10 file as a data set; anything that is not one is an InputError."""
+def read_part10(data: bytes, *, source: str, stop_before_pixels: bool = False,
+                budget: MemoryBudget | None = None) -> Dataset:
+    """A Part-10 file as a data set; anything that is not one is an InputError.
+
+    The data set's size is charged to `budget` (a fresh default one when None) and stays
+    charged: the caller releases it when it drops the data set. A deflated data set is inflated
+    here within the budget (plugin.pipelines.imaging.deflated), never by pydicom."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise InputError(source, "not a DICOM Part-10 file (no DICM preamble)")
+    budget = budget or MemoryBudget(source)
+    meta, offset = read_meta(data, source=source)
+    if is_deflated(meta):
+        data = inflate(data, meta, offset, source=source, budget=budget, header_only=stop_before_pixels)
+    else:
+        # pydicom copies each value out of the buffer: the data set is about the file's size.
+        budget.charge(0 if stop_before_pixels else len(data), "reading the DICOM file")
     try:
         return dcmread(DicomBytesIO(data), stop_before_pixels=stop_before_pixels)
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:

@@ -2,7 +2,9 @@
 
 Native and compressed transfer syntaxes go through pydicom's decoders (pylibjpeg for JPEG,
 JPEG-LS, JPEG 2000 and RLE; GDCM as fallback). Size is checked from the header before anything
-is decompressed, so a decompression bomb fails before it allocates.
+is decompressed, so a decompression bomb fails before it allocates: the pixel count against
+`max_pixels`, and the bytes the decoded array will take against the job's memory budget.
+Deflated files are inflated within the budget before pydicom reads them (deflated.py).
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
 from pydicom.uid import UID
 
+from plugin.budget import MemoryBudget
 from plugin.errors import InputError
+from plugin.pipelines.imaging.codestreams import declared_size
+from plugin.pipelines.imaging.deflated import native_pixel_bytes
 from plugin.pipelines.imaging.instance_headers import read_part10
 
 # Transfer syntaxes whose pixel data we decode (native + the compressed ones PACS actually store).
@@ -36,44 +42,81 @@ SUPPORTED_TRANSFER_SYNTAXES = frozenset({
 
 @dataclass(frozen=True)
 class DecodedInstance:
-    """An instance's data set (with pixel data) and its frames as stored values (frames, rows, cols)
-    for monochrome, or (frames, rows, cols, 3) for colour."""
+    """An instance's data set (its Pixel Data element dropped once decoded) and its frames as
+    stored values (frames, rows, cols) for monochrome, or (frames, rows, cols, 3) for colour.
+    `frame_count` is the number of frames the instance holds (more than `frames` has when only
+    the first was decoded)."""
 
     dataset: Dataset
     frames: np.ndarray
+    frame_count: int = 1
 
 
-def decode_instance(data: bytes, *, source: str, max_pixels: int) -> DecodedInstance:
-    """Read and decode a Part-10 file. `max_pixels` bounds rows x columns x frames x samples."""
-    ds = read_part10(data, source=source)
+def decode_instance(data: bytes, *, source: str, max_pixels: int, budget: MemoryBudget | None = None,
+                    first_frame_only: bool = False) -> DecodedInstance:
+    """Read and decode a Part-10 file. `max_pixels` bounds rows x columns x frames x samples;
+    `budget` (a fresh default one when None) is charged for the data set and the decoded frames
+    before they exist, and keeps the decoded frames' bytes charged for the caller to release."""
+    budget = budget or MemoryBudget(source)
+    held = budget.held_bytes
+    ds = read_part10(data, source=source, budget=budget)
+    read_bytes = budget.held_bytes - held
+    try:
+        return _decode(ds, source=source, max_pixels=max_pixels, budget=budget,
+                       first_frame_only=first_frame_only)
+    finally:
+        # The Pixel Data element is dropped once decoded: the data set is its header again.
+        budget.release(read_bytes)
+
+
+def _decode(ds: Dataset, *, source: str, max_pixels: int, budget: MemoryBudget,
+            first_frame_only: bool) -> DecodedInstance:
     transfer_syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
     if transfer_syntax not in SUPPORTED_TRANSFER_SYNTAXES:
         name = UID(transfer_syntax).name if transfer_syntax else "none given"
         raise InputError(source, f"unsupported transfer syntax {transfer_syntax or '-'} ({name})")
     if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise InputError(source, "float pixel data (parametric maps) is not supported")
         raise InputError(source, "the instance has no pixel data")
-    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    expected = native_pixel_bytes(ds, source=source)  # also validates the pixel description
+    rows, columns = int(ds.Rows), int(ds.Columns)
     frames = int(ds.get("NumberOfFrames") or 1)
     samples = int(ds.get("SamplesPerPixel") or 1)
-    bits = int(ds.get("BitsAllocated") or 0)
-    if rows <= 0 or columns <= 0 or frames <= 0 or bits not in (1, 8, 16, 32):
-        raise InputError(source, f"pixel description is invalid (rows {rows}, columns {columns}, "
-                                 f"frames {frames}, bits allocated {bits})")
+    bits = int(ds.BitsAllocated)
+    if int(ds.get("BitsStored") or bits) > bits:
+        raise InputError(source, f"bits stored ({ds.BitsStored}) exceed bits allocated ({bits})")
     if rows * columns * frames * samples > max_pixels:
         raise InputError(source, f"{rows}x{columns}x{frames} pixels exceed the {max_pixels}-pixel limit")
-    if not UID(transfer_syntax).is_compressed:
-        expected = (rows * columns * frames * samples * bits + 7) // 8
+    compressed = UID(transfer_syntax).is_compressed
+    if not compressed:
         actual = len(ds.PixelData)
         # Odd lengths are padded to even in the file.
         if actual not in (expected, expected + (expected % 2)):
             raise InputError(source, f"pixel data is {actual} bytes, the header implies {expected}")
+    else:
+        declared = declared_size(ds.PixelData)
+        # Y = 0 in a JPEG-LS frame header means "given later" (a DNL marker): nothing to compare.
+        if declared is not None and declared[0] != 0 and declared != (rows, columns):
+            raise InputError(source, f"the compressed frame declares {declared[1]}x{declared[0]} "
+                                     f"pixels, the DICOM header {columns}x{rows}")
+    decoded_frames = 1 if first_frame_only else frames
+    # What the array will take (1-bit data unpacks to a byte a pixel), charged before decoding;
+    # decoders of compressed or colour data hold a second buffer while they work.
+    array_bytes = rows * columns * decoded_frames * samples * max(bits // 8, 1)
+    working = array_bytes if compressed or samples == 3 else 0
+    budget.charge(array_bytes + working, f"decoding {rows}x{columns}x{decoded_frames} pixels")
     try:
-        array = ds.pixel_array
-    except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError) as exc:
+        array = pixel_array(ds, index=0 if first_frame_only and frames > 1 else None)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError,
+            IndexError) as exc:
+        budget.release(array_bytes + working)
         raise InputError(source, f"pixel data cannot be decoded ({type(exc).__name__}: {exc})") from None
+    budget.release(working)
+    del ds.PixelData
     array = np.asarray(array)
-    if frames == 1:
+    if decoded_frames == 1:
         array = array[np.newaxis, ...]
     if array.shape[1:3] != (rows, columns):
         raise InputError(source, f"decoded pixels are {array.shape}, the header says {rows}x{columns}")
-    return DecodedInstance(dataset=ds, frames=array)
+    return DecodedInstance(dataset=ds, frames=array, frame_count=frames)

@@ -8,8 +8,9 @@ from headers, fetch and decode only those, and preprocess them (see docs/pacs.md
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import requests
 
+from plugin.budget import DEFAULT_JOB_MEMORY_BYTES, MemoryBudget
 from plugin.config import Settings
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
@@ -56,11 +58,14 @@ class ImagingOptions:
     max_pixels: int = 100_000_000  # rows x columns x frames x samples of one instance
     max_volume_side: int = 512
     fetch_workers: int = 4
+    # What one study's preparation may hold in memory: fetched files, inflated data sets, decoded
+    # pixels and their float copies (setting job_memory_bytes).
+    memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
     session: requests.Session | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_slices < 1 or self.fetch_workers < 1 or self.max_volume_side < 1:
-            raise ValueError("max_slices, fetch_workers and max_volume_side must be positive")
+        if min(self.max_slices, self.fetch_workers, self.max_volume_side, self.memory_bytes) < 1:
+            raise ValueError("max_slices, fetch_workers, max_volume_side and memory_bytes must be positive")
 
 
 def imaging_options(settings: Settings) -> ImagingOptions:
@@ -74,6 +79,7 @@ def imaging_options(settings: Settings) -> ImagingOptions:
         max_metadata_bytes=settings.imaging_max_instance_bytes,
         max_instance_bytes=settings.imaging_max_instance_bytes,
         max_study_bytes=settings.imaging_max_study_bytes,
+        memory_bytes=settings.job_memory_bytes,
     )
 
 
@@ -103,7 +109,10 @@ class _Preparation:
     def __init__(self, client: FhirClient, study: Resource, options: ImagingOptions, report: Progress,
                  where: str) -> None:
         self.client, self.study, self.options, self.report, self.where = client, study, options, report, where
-        self.fetched: dict[str, bytes] = {}
+        self.budget = MemoryBudget(where, options.memory_bytes)
+        # The bytes of the instances used, hashed in prompt order as they arrive (not kept).
+        self.digest = hashlib.sha256()
+        self.instances_fetched = 0
         self.source: InstanceSource | None = None
 
     def run(self) -> PreparedStudy:
@@ -116,7 +125,8 @@ class _Preparation:
                               trusted_endpoints=self.options.trusted_endpoints,
                               allowed_endpoints=self.options.allowed_endpoints,
                               attachment_allowed_hosts=self.options.attachment_allowed_hosts,
-                              session=self.options.session)
+                              session=self.options.session,
+                              max_study_bytes=self.options.max_study_bytes, budget=self.budget)
         self.source = open_source(self.client, self.study, limits, where=self.where)
         try:
             return self._prepare(str(version))
@@ -142,16 +152,13 @@ class _Preparation:
                                  source=self.where)
             images, choices = self._volume(volume, kind)
             used = [volume.ordered[i] for i in volume.sampled]
-        digest = hashlib.sha256()
-        for header in used:
-            digest.update(self.fetched[header.instance_uid])
         choices["bytes_read"] = self.source.bytes_read
-        choices["instances_fetched"] = len(self.fetched)
+        choices["instances_fetched"] = self.instances_fetched
         choices["instances_stored"] = len(headers)
         choices.update(self.source.describe())
         first = used[0]
         return PreparedStudy(
-            source=SourceRef("ImagingStudy", str(self.study["id"]), version, digest.hexdigest()),
+            source=SourceRef("ImagingStudy", str(self.study["id"]), version, self.digest.hexdigest()),
             study_uid=study_instance_uid(self.study) or first.study_uid,
             kind=kind,
             modality=modality,
@@ -172,22 +179,31 @@ class _Preparation:
         if kind == "ct-volume":
             slices = []
             for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
-                ds = ds_instance.dataset
-                hu = preprocessing.rescale(frame, float(ds.get("RescaleSlope", 1) or 1),
-                                           float(ds.get("RescaleIntercept", 0) or 0))
-                slices.append(preprocessing.ct_rgb(hu))
+                slope, intercept = _slope_intercept(ds_instance.dataset)
+                itemsize = np.dtype(preprocessing.hu_dtype(frame, slope, intercept)).itemsize
+                # The HU copy and up to two temporaries of its size.
+                with self._holding(frame.size * itemsize * 3, "windowing a CT slice"):
+                    hu = preprocessing.rescale_hu(frame, slope, intercept)
+                    self.budget.charge(frame.size * 3, "a windowed CT slice")
+                    slices.append(preprocessing.ct_rgb(hu))
+                    del hu
                 self.report(0.8 + 0.2 * (index + 1) / total, f"slices prepared {index + 1}/{total}")
             choices["windows_hu"] = {name: [low, high] for name, low, high in preprocessing.CT_WINDOWS}
             choices["units"] = "HU (RescaleSlope/RescaleIntercept)"
         else:
-            values = [preprocessing.rescale(f, float(d.dataset.get("RescaleSlope", 1) or 1),
-                                            float(d.dataset.get("RescaleIntercept", 0) or 0))
+            # The volume's range from each slice's stored extremes: the rescale is linear, so
+            # no float copy of the whole volume is kept (85 float64 slices were, before).
+            ranges = [preprocessing.rescaled_range(f, *_slope_intercept(d.dataset))
                       for f, d in zip(stacks, decoded, strict=True)]
-            low = min(float(v.min()) for v in values)
-            high = max(float(v.max()) for v in values)
+            low = min(r[0] for r in ranges)
+            high = max(r[1] for r in ranges)
             slices = []
-            for index, value in enumerate(values):
-                slices.append(preprocessing.mr_gray(value, low, high))
+            for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
+                with self._holding(_float_work_bytes(frame), "normalising an MR slice"):
+                    value = preprocessing.rescale(frame, *_slope_intercept(ds_instance.dataset))
+                    self.budget.charge(frame.size * 3, "a normalised MR slice")
+                    slices.append(preprocessing.mr_gray(value, low, high))
+                    del value
                 self.report(0.8 + 0.2 * (index + 1) / total, f"slices prepared {index + 1}/{total}")
             choices["normalisation"] = {"method": "min-max over the sampled volume", "min": low, "max": high}
         images = []
@@ -211,8 +227,18 @@ class _Preparation:
         where = f"instance {header.instance_uid}"
         if frame.ndim != 2:
             raise InputError(where, "a colour radiograph is not supported (monochrome expected)")
+        rows, columns = frame.shape
+        ratio = max(rows, columns) / min(rows, columns)
+        if ratio > preprocessing.MAX_ASPECT_RATIO:
+            raise InputError(where, f"a {columns}x{rows} radiograph is {ratio:.0f} times longer than "
+                                    f"wide (more than {preprocessing.MAX_ASPECT_RATIO}): not a "
+                                    "radiograph the model can read once padded to a square")
+        # The square, its RGB array and the RGB image, charged before any is made.
+        side = max(rows, columns)
+        self.budget.charge(side * side * 7, f"padding a {columns}x{rows} radiograph to {side}x{side}")
         try:
-            gray, display = preprocessing.projection_gray(frame, decoded.dataset)
+            with self._holding(_float_work_bytes(frame), "scaling the radiograph for display"):
+                gray, display = preprocessing.projection_gray(frame, decoded.dataset)
         except ValueError as exc:
             raise InputError(where, str(exc)) from None
         square, padding = preprocessing.pad_to_square(gray)
@@ -223,26 +249,39 @@ class _Preparation:
         choices = {"kind": "projection", **plan.choices, "voi": display.voi,
                    "window": list(display.window) if display.window else None,
                    "inverted": display.inverted, "padding": list(padding),
-                   "padded_size": list(image.image.size), "frames_in_instance": int(decoded.frames.shape[0])}
+                   "padded_size": list(image.image.size), "frames_in_instance": decoded.frame_count}
         return [image], choices
 
     # ---- fetching --------------------------------------------------------------------------
 
     def _fetch_and_decode(self, headers: list[InstanceHeader]) -> list[DecodedInstance]:
-        """Fetch and decode the chosen instances (a few at a time), keeping their order."""
+        """Fetch and decode the chosen instances (a few at a time), keeping their order. What
+        the headers claim is checked against the limits before anything is fetched, and the
+        study's byte limit before each fetch."""
         assert self.source is not None
         source, total, done = self.source, len(headers), 0
+        claimed = 0
+        for header in headers:
+            pixels = header.rows * header.columns * max(header.frames, 1)
+            if pixels > self.options.max_pixels:
+                raise InputError(f"instance {header.instance_uid}", f"{header.rows}x{header.columns}x"
+                                 f"{header.frames} pixels exceed the {self.options.max_pixels}-pixel limit")
+            claimed += header.rows * header.columns * 2  # one decoded frame, 16 bits, at least
+        self.budget.check(claimed, f"decoding {total} instance(s)")
 
         def work(header: InstanceHeader) -> tuple[bytes, DecodedInstance]:
+            self._check_budget()  # the study limit, before this download
             data = source.fetch(header)
             where = f"instance {header.instance_uid}"
-            return data, decode_instance(data, source=where, max_pixels=self.options.max_pixels)
+            return data, decode_instance(data, source=where, max_pixels=self.options.max_pixels,
+                                         budget=self.budget, first_frame_only=True)
 
         results: list[DecodedInstance] = []
         pool = ThreadPoolExecutor(max_workers=min(self.options.fetch_workers, total))
         try:
             for header, (data, decoded) in zip(headers, pool.map(work, headers), strict=True):
-                self.fetched[header.instance_uid] = data
+                self.digest.update(data)
+                self.instances_fetched += 1
                 self._check_budget()
                 _check_identity(decoded, header)
                 results.append(decoded)
@@ -252,6 +291,15 @@ class _Preparation:
             # A bad instance stops the study: the fetches not started yet are not made.
             pool.shutdown(wait=True, cancel_futures=True)
         return results
+
+    @contextmanager
+    def _holding(self, nbytes: int, what: str) -> Iterator[None]:
+        """Charge `nbytes` of working memory for the block, released after it."""
+        self.budget.charge(nbytes, what)
+        try:
+            yield
+        finally:
+            self.budget.release(nbytes)
 
     def _single_frame(self, decoded: DecodedInstance, header: InstanceHeader) -> np.ndarray:
         frame = decoded.frames[0]
@@ -274,6 +322,16 @@ def _check_identity(decoded: DecodedInstance, header: InstanceHeader) -> None:
         raise InputError(where, f"the file fetched is instance {ds.get('SOPInstanceUID', '?')}")
     if (int(ds.Rows), int(ds.Columns)) != (header.rows, header.columns):
         raise InputError(where, "the file fetched does not match its metadata (rows/columns)")
+
+
+def _slope_intercept(ds: Any) -> tuple[float, float]:
+    return float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+
+
+def _float_work_bytes(frame: np.ndarray) -> int:
+    """float64 working copies of one frame while it is rescaled and windowed (the rescaled
+    values and up to two temporaries at once)."""
+    return int(frame.size) * 8 * 3
 
 
 def _body_site(study: Resource, series_uid: str) -> str:

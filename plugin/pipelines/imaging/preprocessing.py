@@ -6,7 +6,8 @@ MR: one min-max over the whole volume to 0..255, the same value in R, G and B.
 Projection radiographs: modality rescale, the VOI LUT or the first window (DICOM's linear
 function), MONOCHROME1 inverted so bone is bright, scaled to 0..255, then padded to a square with
 zeros split evenly on both sides. Volume slices larger than 512x512 are downscaled, keeping aspect.
-Scaling rounds half up: value 127.5 becomes 128.
+Scaling rounds half up: value 127.5 becomes 128. A radiograph more than MAX_ASPECT_RATIO times
+longer than wide is refused before padding (a 1x30000 strip would pad to a 30000x30000 square).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ CT_WINDOWS: tuple[tuple[str, float, float], ...] = (
     ("B", 0.0, 80.0),
 )
 MAX_VOLUME_SIDE = 512
+# Long-leg and whole-spine radiographs are about 1:3; a strip beyond this is not a radiograph.
+MAX_ASPECT_RATIO = 10
 
 
 def _to_byte(values: np.ndarray) -> np.ndarray:
@@ -34,6 +37,35 @@ def _to_byte(values: np.ndarray) -> np.ndarray:
 def rescale(stored: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> np.ndarray:
     """The modality LUT as a linear rescale: stored values -> output units (HU for CT)."""
     return stored.astype(np.float64) * slope + intercept
+
+
+def hu_dtype(stored: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> type[np.floating]:
+    """The float type `rescale_hu` computes in: float32 when that gives the same window bytes
+    as float64. With an integer slope and intercept every HU is an integer below 2**24 (exact in
+    float32), the windows' bounds are integers, so a window's quotient (HU - low) x 255 /
+    (high - low) is one correctly rounded division of exact integers and lies at least 1/700
+    from any rounding boundary, far beyond float32's error. Otherwise float64."""
+    if not (float(slope).is_integer() and float(intercept).is_integer()
+            and stored.dtype.kind in "iub" and stored.size > 0):
+        return np.float64
+    largest = max(abs(float(stored.min())), abs(float(stored.max()))) * abs(slope) + abs(intercept)
+    return np.float32 if largest < 2**24 else np.float64
+
+
+def rescale_hu(stored: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> np.ndarray:
+    """`rescale` for CT windowing in `hu_dtype`: half the working memory of every slice where
+    float32 is exact (tests/unit/pipelines/imaging: exhaustive check over 16-bit values)."""
+    dtype = hu_dtype(stored, slope, intercept)
+    if dtype is np.float64:
+        return rescale(stored, slope, intercept)
+    return stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def rescaled_range(stored: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> tuple[float, float]:
+    """min and max of rescale(stored, slope, intercept) without making the float copy: the
+    rescale is monotonic, so they are the rescaled extremes (the same float64 values)."""
+    ends = rescale(np.array([stored.min(), stored.max()], dtype=stored.dtype), slope, intercept)
+    return float(ends.min()), float(ends.max())
 
 
 def window_to_byte(values: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from plugin.budget import MemoryBudget
 from plugin.errors import FhirError, InputError
 from plugin.fhir import FhirClient
 from plugin.fhir.attachments import resolve_attachment
+from plugin.fhir.urls import UnsafeUrl, is_under, normalise_url
 from plugin.pipelines.imaging.dicomweb import DicomWebClient
 from plugin.pipelines.imaging.instance_headers import (
     InstanceHeader,
@@ -62,6 +64,10 @@ class SourceLimits:
     allowed_endpoints: tuple[str, ...] = ()
     attachment_allowed_hosts: tuple[str, ...] = ()
     session: requests.Session | None = field(default=None, compare=False)
+    # Everything one study may read; the Binary route checks it before each download.
+    max_study_bytes: int = 1024 * 1024 * 1024
+    # The job's memory budget: Binary files are held (charged) until the study is prepared.
+    budget: MemoryBudget | None = field(default=None, compare=False)
 
 
 class DicomWebSource:
@@ -69,8 +75,10 @@ class DicomWebSource:
 
     route = "dicomweb"
 
-    def __init__(self, client: DicomWebClient, study_uid: str, series_uids: Sequence[str]) -> None:
+    def __init__(self, client: DicomWebClient, study_uid: str, series_uids: Sequence[str], *,
+                 max_study_bytes: int = 1024 * 1024 * 1024) -> None:
         self.client, self.study_uid, self.series_uids = client, study_uid, tuple(series_uids)
+        self.max_study_bytes = max_study_bytes
 
     @property
     def bytes_read(self) -> int:
@@ -80,8 +88,12 @@ class DicomWebSource:
         series_uids = self.series_uids or self._series_from_qido()
         found: dict[str, list[InstanceHeader]] = {}
         for series_uid in series_uids:
-            items = self.client.series_metadata(self.study_uid, series_uid)
             where = f"series {series_uid}"
+            if self.client.bytes_read >= self.max_study_bytes:
+                # A study of very many series: stop before the next metadata request.
+                raise InputError(where, f"the study's series metadata passes the {self.max_study_bytes}"
+                                        "-byte study limit")
+            items = self.client.series_metadata(self.study_uid, series_uid)
             found[series_uid] = [header_from_json(item, source=where) for item in items]
         return found
 
@@ -106,30 +118,49 @@ class DicomWebSource:
 
 class BinarySource:
     """DICOM files attached to DocumentReferences (application/dicom). Headers need every file,
-    so all are read once; pixel data is still decoded only for the instances chosen."""
+    so all are read once and held (charged to the budget); pixel data is still decoded only for
+    the instances chosen. The study's byte limit is checked before each download, so a study of
+    many large attachments stops at the limit instead of after reading them all."""
 
     route = "binary"
 
     def __init__(self, client: FhirClient, attachments: Sequence[tuple[str, Resource]],
-                 allowed_hosts: Iterable[str] = ()) -> None:
+                 allowed_hosts: Iterable[str] = (), *, max_study_bytes: int = 1024 * 1024 * 1024,
+                 budget: MemoryBudget | None = None) -> None:
         self.client, self.attachments, self.allowed_hosts = client, tuple(attachments), tuple(allowed_hosts)
+        self.max_study_bytes = max_study_bytes
+        self.budget = budget or MemoryBudget("DICOM attachments")
         self.bytes_read = 0
         self._files: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def series_headers(self) -> dict[str, list[InstanceHeader]]:
         found: dict[str, list[InstanceHeader]] = {}
-        for where, attachment in self.attachments:
+        for number, (where, attachment) in enumerate(self.attachments):
+            self._check_room(where, attachment, number)
             try:
                 data = resolve_attachment(self.client, attachment, source=where,
                                           allowed_hosts=self.allowed_hosts)
             except FhirError as exc:
                 raise InputError(where, f"the DICOM attachment could not be read ({exc})") from None
             self.bytes_read += len(data)
-            header = header_from_part10(data, source=where)
+            self.budget.charge(len(data), "holding the study's DICOM attachments")
+            header = header_from_part10(data, source=where, budget=self.budget)
             self._files[header.instance_uid] = data
             found.setdefault(header.series_uid, []).append(header)
         return found
+
+    def _check_room(self, where: str, attachment: Resource, number: int) -> None:
+        """Refuse the next download when it would pass the study limit or the memory budget: by
+        the size the attachment declares, and when the limit is already reached (an attachment
+        without a size may still add up to max_response_bytes once)."""
+        declared = attachment.get("size")
+        size = int(declared) if isinstance(declared, int) and declared > 0 else 0
+        if self.bytes_read >= self.max_study_bytes or self.bytes_read + size > self.max_study_bytes:
+            raise InputError(where, f"the study's DICOM attachments pass the {self.max_study_bytes}-byte "
+                                    f"study limit ({self.bytes_read} bytes read from {number} of "
+                                    f"{len(self.attachments)} attachments before this one)")
+        self.budget.check(size, "downloading a DICOM attachment")
 
     def fetch(self, header: InstanceHeader) -> bytes:
         with self._lock:
@@ -139,6 +170,7 @@ class BinarySource:
         return {"route": self.route, "attachments": len(self.attachments), "token_sent": False}
 
     def close(self) -> None:
+        self.budget.release(sum(len(data) for data in self._files.values()))
         self._files.clear()
 
 
@@ -152,7 +184,13 @@ def open_source(client: FhirClient, study: Resource, limits: SourceLimits, *, wh
         if reason:
             skipped.append(f"{reference}: {reason}")
             continue
-        address = str(endpoint["address"]).rstrip("/")
+        try:
+            # Normalised before the prefix checks: `…/dicom-web/../other/` must not pass as
+            # lying under `…/dicom-web` and then be resolved by the HTTP library.
+            address = normalise_url(str(endpoint["address"])).rstrip("/")
+        except UnsafeUrl as exc:
+            skipped.append(f"{reference}: address refused ({exc})")
+            continue
         trusted = is_trusted(address, limits.trusted_endpoints)
         if not trusted and not is_trusted(address, limits.allowed_endpoints):
             skipped.append(f"{reference}: {address} is not a configured DICOMweb endpoint "
@@ -166,10 +204,11 @@ def open_source(client: FhirClient, study: Resource, limits: SourceLimits, *, wh
         if study_uid is None:
             raise InputError(where, "the ImagingStudy has no DICOM Study Instance UID (identifier "
                                     "urn:dicom:uid) to ask the PACS for")
-        return DicomWebSource(dicomweb, study_uid, series_uids)
+        return DicomWebSource(dicomweb, study_uid, series_uids, max_study_bytes=limits.max_study_bytes)
     attachments = dicom_attachments(client, study, where=where)
     if attachments:
-        return BinarySource(client, attachments, limits.attachment_allowed_hosts)
+        return BinarySource(client, attachments, limits.attachment_allowed_hosts,
+                            max_study_bytes=limits.max_study_bytes, budget=limits.budget)
     detail = f" (endpoints skipped: {'; '.join(skipped)})" if skipped else ""
     raise InputError(where, f"no active {WADO_RS} Endpoint and no DICOM attachments{detail}")
 
@@ -193,13 +232,12 @@ def endpoint_references(study: Resource) -> list[str]:
 
 def is_trusted(address: str, prefixes: Iterable[str]) -> bool:
     """Whether `address` lies under one of the trusted prefixes (whole path segments only, so
-    `https://pacs` does not trust `https://pacs.example.org`)."""
-    address = address.rstrip("/")
-    for prefix in prefixes:
-        prefix = prefix.rstrip("/")
-        if prefix and (address == prefix or address.startswith(prefix + "/")):
-            return True
-    return False
+    `https://pacs` does not trust `https://pacs.example.org`), both normalised first; an address
+    with dot-segments (literal or encoded) is never trusted."""
+    try:
+        return any(is_under(address, prefix) for prefix in prefixes if prefix)
+    except UnsafeUrl:
+        return False
 
 
 def client_token(client: FhirClient) -> str | None:
