@@ -19,8 +19,7 @@ from plugin.config import Settings
 from plugin.engines.test_models import TEST_OUTPUT, why_not_sandbox
 from plugin.errors import ConfigError
 from plugin.fhir import FhirClient
-from plugin.jobs import JobLimits
-from plugin.jobs import Job, JobState, JobStore
+from plugin.jobs import Job, JobLimits, JobState, JobStore
 from plugin.pipelines.registry import installed_pipelines
 from plugin.sandbox.ehr import EhrSandbox, app_environment, ensure_user
 from plugin.sandbox.hapi import HapiSandbox
