@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from plugin.budget import DEFAULT_JOB_MEMORY_BYTES
 from plugin.errors import ConfigError
 
 ENV_PREFIX = "CHARTLIGHT_"
@@ -164,6 +165,10 @@ class Settings:
     smart_session_ttl_s: float = 8 * 3600.0
     smart_discovery_cache_s: float = 3600.0
     smart_http_timeout_s: float = 10.0
+    # Budgets of a documents or speech job (docs/configuration.md): the memory it may hold decoded
+    # at once, charged before anything is decoded, and the longest dictation it transcribes.
+    job_memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
+    speech_max_duration_s: float = 3600.0
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -179,6 +184,9 @@ class Settings:
         self._check_imaging()
         self._check_medgemma()
         self._check_smart()
+        for name in ("job_memory_bytes", "speech_max_duration_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
 
     def _check_smart(self) -> None:
         for name in ("smart_state_ttl_s", "smart_session_ttl_s", "smart_http_timeout_s", "sandbox_ehr_port"):

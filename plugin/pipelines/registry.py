@@ -31,7 +31,8 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     """The pipelines by name. Models load lazily, on a pipeline's first job."""
     from plugin.pipelines import documents, speech
 
-    doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model)
+    doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model,
+                                             job_memory_bytes=settings.job_memory_bytes)
     medgemma = medgemma_engine(settings)
     doc_pipeline = documents.DocumentsPipeline(doc_options, medgemma)
     medgemma_missing = _why_unavailable(medgemma)
@@ -39,7 +40,8 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
                 if medgemma_missing is None else
                 f"MedGemma cannot run here ({medgemma_missing}), so the deterministic lab-report "
                 "layout extractor reads the pages instead")
-    speech_options = speech.SpeechOptions()
+    speech_options = speech.SpeechOptions(job_memory_bytes=settings.job_memory_bytes,
+                                          max_duration_s=settings.speech_max_duration_s)
     speech_pipeline = speech.SpeechPipeline(speech_options)
     imaging = imaging_pipeline(settings, engine=medgemma)
     return {
