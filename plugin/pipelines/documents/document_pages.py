@@ -8,7 +8,7 @@ the model is done with them, so the total a document holds is bounded, not only 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from PIL import Image
@@ -66,7 +66,7 @@ def read_pages(data: bytes, kind: DocumentKind, *, source: str, limits: PageLimi
 
 
 def model_images(data: bytes, kind: DocumentKind, *, source: str, limits: PageLimits,
-                 budget: MemoryBudget | None = None) -> Iterator[Image.Image]:
+                 budget: MemoryBudget | None = None) -> Generator[Image.Image, None, None]:
     """The pages (up to `max_pages`) as RGB images for a vision-language model, one at a time:
     each is released from the budget when the next is asked for."""
     budget = budget if budget is not None else MemoryBudget(source)

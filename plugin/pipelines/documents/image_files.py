@@ -4,6 +4,7 @@ and its memory charged to the job's budget from its header, before any pixel is 
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,6 +17,10 @@ from .scan_cleanup import page_shape_problem
 _FORMAT_NAMES = ((b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"), (b"II", "TIFF"), (b"MM", "TIFF"))
 _GREY_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F"})
 _WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
+# Pillow's plugins raise many types on a damaged file (TypeError "Missing dimensions" from a
+# TIFF without a width, struct.error, EOFError, ...): all mean the file is corrupt.
+_DAMAGED = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError,
+            struct.error, ZeroDivisionError, UserWarning)
 
 
 def image_pages(data: bytes, *, source: str, max_pages: int, max_page_pixels: int,
@@ -30,7 +35,10 @@ def image_pages(data: bytes, *, source: str, max_pages: int, max_page_pixels: in
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own guard fired first (it warns, or refuses outright when twice its limit).
         raise InputError(source, f"the image is too large to open safely ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise InputError(source, f"corrupt {name} (no image decoder recognises its header)") \
+            from None
+    except _DAMAGED as exc:
         raise InputError(source, f"corrupt {name} (its header cannot be read: "
                                  f"{_describe(exc)})") from None
     pages: list[Image.Image] = []
@@ -39,7 +47,7 @@ def image_pages(data: bytes, *, source: str, max_pages: int, max_page_pixels: in
             name = opened.format or name
             try:
                 frame_count = int(getattr(opened, "n_frames", 1))
-            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            except _DAMAGED as exc:
                 raise InputError(source, f"corrupt {name} (its list of pages cannot be read: "
                                          f"{_describe(exc)})") from None
             for index in range(min(frame_count, max_pages)):
@@ -47,6 +55,9 @@ def image_pages(data: bytes, *, source: str, max_pages: int, max_page_pixels: in
                     opened.seek(index)
                 except EOFError:
                     break
+                except _DAMAGED as exc:
+                    raise InputError(source, f"corrupt {name} (page {index + 1} cannot be found: "
+                                             f"{_describe(exc)})") from None
                 pages.append(_decode_frame(opened, index + 1, name, source, max_page_pixels,
                                            budget))
     except BaseException:
@@ -83,7 +94,7 @@ def _decode_frame(opened: Image.Image, number: int, name: str, source: str,
         with budget.held(working, f"decoding page {number} ({width}x{height} {opened.mode})"):
             opened.load()
             return _eight_bit(ImageOps.exif_transpose(opened))
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _DAMAGED as exc:
         budget.release(kept)
         raise InputError(source, f"corrupt {name} (page {number} cannot be decoded: "
                                  f"{_describe(exc)})") from None

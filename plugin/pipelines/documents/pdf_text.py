@@ -37,6 +37,7 @@ _EOF_WINDOW = 8192  # a complete PDF ends with %%EOF; producers append at most a
 # Words of the two readings are matched within this many words of where they disagree: text layers
 # differ by a split word or a ligature, not by pages of text.
 ALIGN_WINDOW = 32
+BOX_BATCH = 500  # words whose character boxes are read from pdfium in one hold of its lock
 # An inline image's header: "BI", its short-form dictionary, "ID" (PDF 32000-1, 8.9.7).
 _INLINE_IMAGE = re.compile(rb"(?<![^\s\]>)])BI\s(.{0,1024}?)\sID\s", re.DOTALL)
 _INLINE_TOKEN = re.compile(rb"/[^\s/\[\]<>()]+|\[[^\]]*\]|[^\s/\[\]<>()]+")
@@ -104,27 +105,11 @@ class PdfFile:
         with PDFIUM_LOCK:
             page = self._pdfium[index]
             width, height = page.get_size()
-            textpage = page.get_textpage() if text.strip() else None
-            printed = textpage.get_text_range() if textpage is not None else ""
         try:
-            # The matching runs outside the lock: other jobs' PDFs need pdfium meanwhile.
-            ours = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
-            theirs = [(m.start(), m.end()) for m in _TOKEN.finditer(printed)]
-            pairs = align_words([t[2] for t in ours],
-                                [printed[start:end] for start, end in theirs])
-            boxes: dict[int, Box] = {}
-            if textpage is not None and pairs:
-                with PDFIUM_LOCK:
-                    for mine, found in pairs.items():
-                        start, end = theirs[found]
-                        boxes[mine] = _union([textpage.get_charbox(i) for i in range(start, end)],
-                                             height)
+            words = _boxed_words(text, page, height) if text.strip() else ()
         finally:
             with PDFIUM_LOCK:
-                if textpage is not None:
-                    textpage.close()
                 page.close()
-        words = tuple(Word(start, end, boxes.get(i)) for i, (start, end, _) in enumerate(ours))
         return PageText(number=index + 1, text=text, origin="text-layer", words=words,
                         width=round(width, 2), height=round(height, 2), note="text layer")
 
@@ -270,6 +255,30 @@ def inline_images(content: bytes) -> list[tuple[int, int, int]]:
     return found
 
 
+def _boxed_words(text: str, page: pypdfium2.PdfPage, height: float) -> tuple[Word, ...]:
+    """pypdf's words matched to pdfium's characters, which know where they were printed. Only
+    the pdfium calls hold its lock; the matching runs outside it, and the character boxes are
+    read a batch at a time, so a page of 100,000 words does not keep other jobs from pdfium."""
+    with PDFIUM_LOCK:
+        textpage = page.get_textpage()
+        printed = textpage.get_text_range()
+    try:
+        ours = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+        theirs = [(m.start(), m.end()) for m in _TOKEN.finditer(printed)]
+        matched = list(align_words([word for _, _, word in ours],
+                                   [printed[start:end] for start, end in theirs]).items())
+        boxes: dict[int, Box] = {}
+        for first in range(0, len(matched), BOX_BATCH):
+            with PDFIUM_LOCK:
+                charboxes = [(mine, [textpage.get_charbox(i) for i in range(*theirs[found])])
+                             for mine, found in matched[first:first + BOX_BATCH]]
+            boxes.update((mine, _union(chars, height)) for mine, chars in charboxes)
+    finally:
+        with PDFIUM_LOCK:
+            textpage.close()
+    return tuple(Word(start, end, boxes.get(i)) for i, (start, end, _) in enumerate(ours))
+
+
 def align_words(ours: Sequence[str], theirs: Sequence[str]) -> dict[int, int]:
     """Which word of `theirs` each word of `ours` is (index -> index), in order, in one pass.
 
@@ -296,11 +305,11 @@ def _resync(ours: Sequence[str], theirs: Sequence[str], i: int, j: int) -> tuple
         first.setdefault(theirs[b], b)
     best: tuple[int, int] | None = None
     for a in range(i, min(i + ALIGN_WINDOW, len(ours))):
-        b = first.get(ours[a])
-        if b is None or (best is not None and a - i + b - j >= best[0] - i + best[1] - j):
+        found = first.get(ours[a])
+        if found is None or (best is not None and a + found >= best[0] + best[1]):
             continue
-        if a + 1 == len(ours) or b + 1 == len(theirs) or ours[a + 1] == theirs[b + 1]:
-            best = (a, b)
+        if a + 1 == len(ours) or found + 1 == len(theirs) or ours[a + 1] == theirs[found + 1]:
+            best = (a, found)
     return best if best is not None else (i + 1, j + 1)
 
 
