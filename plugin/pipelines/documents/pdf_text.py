@@ -38,6 +38,7 @@ _EOF_WINDOW = 8192  # a complete PDF ends with %%EOF; producers append at most a
 # differ by a split word or a ligature, not by pages of text.
 ALIGN_WINDOW = 32
 BOX_BATCH = 500  # words whose character boxes are read from pdfium in one hold of its lock
+MAX_FORMS = 1000  # form XObjects looked into per page for inline images
 # An inline image's header: "BI", its short-form dictionary, "ID" (PDF 32000-1, 8.9.7).
 _INLINE_IMAGE = re.compile(rb"(?<![^\s\]>)])BI\s(.{0,1024}?)\sID\s", re.DOTALL)
 _INLINE_TOKEN = re.compile(rb"/[^\s/\[\]<>()]+|\[[^\]]*\]|[^\s/\[\]<>()]+")
@@ -189,19 +190,21 @@ class PdfFile:
 
     def _check_page(self, index: int) -> None:
         """Refuse the page before pdfium loads it when its inline images are too large: pdfium
-        inflates them while parsing the page (a 1 MB file can hold gigabytes of them)."""
+        inflates them while parsing the page and the forms it draws (a 1 MB file can hold
+        gigabytes of them)."""
         if index in self._checked_pages:
             return
         try:
-            content = self._reader.pages[index].get_contents()
-            data = content.get_data() if content is not None else b""
+            streams = _content_streams(self._reader.pages[index])
         except Exception as exc:  # pypdf refuses a content stream that inflates past its limit
             raise InputError(self.source, f"page {index + 1}'s content cannot be read "
                                           f"({_describe(exc)})") from None
         # pdfium holds the inflated content and what it parses from it.
-        self.budget.check(2 * len(data), f"page {index + 1}'s content ({len(data)} bytes)")
+        size = sum(len(data) for data in streams)
+        self.budget.check(2 * size, f"page {index + 1}'s content ({size} bytes)")
         total = 0
-        for width, height, components in inline_images(data):
+        for width, height, components in (found for data in streams
+                                          for found in inline_images(data)):
             if width * height > self.max_page_pixels:
                 raise InputError(self.source, f"page {index + 1} holds a {width}x{height} inline "
                                               f"image, over the {self.max_page_pixels}-pixel limit")
@@ -233,6 +236,26 @@ def _open_reader(data: bytes, source: str) -> pypdf.PdfReader:
         if not opened:
             raise InputError(source, "the PDF is encrypted (password protected)")
     return reader
+
+
+def _content_streams(page: pypdf.PageObject) -> list[bytes]:
+    """The page's content and that of every form it draws (forms within forms too), inflated
+    by pypdf, which stops at its own limit per stream."""
+    content = page.get_contents()
+    streams = [content.get_data() if content is not None else b""]
+    seen: set[int] = set()
+    pending = [page.get("/Resources")]
+    while pending and len(seen) < MAX_FORMS:
+        resources = pending.pop()
+        xobjects = resources.get_object().get("/XObject") if resources is not None else None
+        for reference in (xobjects.get_object().values() if xobjects is not None else ()):
+            form = reference.get_object()
+            if id(form) in seen or form.get("/Subtype") != "/Form":
+                continue
+            seen.add(id(form))
+            streams.append(form.get_data())
+            pending.append(form.get("/Resources"))
+    return streams
 
 
 def inline_images(content: bytes) -> list[tuple[int, int, int]]:

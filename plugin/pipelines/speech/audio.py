@@ -154,11 +154,12 @@ def _to_16k_mono(stream: _Stream, *, source: str, container: str, max_duration_s
                 if seen > limit:
                     raise InputError(source, f"the recording is longer than the "
                                              f"{max_duration_s:.0f} s limit")
-                if not np.isfinite(block).all():
+                finite = np.isfinite(block).all(axis=1)
+                if not finite.all():
+                    at = seen - len(block) + int(np.argmin(finite))
                     raise InputError(source, f"the {container.upper()} audio holds samples that "
-                                             f"are not numbers (NaN or infinity) near "
-                                             f"{(seen - len(block)) / stream.rate:.1f} s: the "
-                                             "file is corrupt")
+                                             f"are not numbers (NaN or infinity) at "
+                                             f"{at / stream.rate:.2f} s: the file is corrupt")
                 size = _kept_bytes(len(block), stream.rate)
                 budget.charge(size, f"{seen / stream.rate:.0f} s of audio at 16 kHz")
                 kept += size

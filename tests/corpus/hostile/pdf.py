@@ -108,6 +108,22 @@ def inline_image(width: int, height: int, *, count: int = 1, colour: bytes = b"/
     ])
 
 
+def inline_image_in_form(width: int, height: int) -> bytes:
+    """An inline image bomb inside a form XObject the page draws (pdfium parses forms with the
+    page)."""
+    data = zeros_deflated(width * height)
+    image = (b"q 612 0 0 792 0 0 cm BI /W %d /H %d /CS /G /BPC 8 /F /Fl ID " % (width, height)
+             + data + b" EI Q")
+    return build([
+        CATALOG,
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject "
+        b"<< /Fm0 5 0 R >> >> /Contents 4 0 R >>",
+        stream(b"/Fm0 Do"),
+        stream(image, b"/Type /XObject /Subtype /Form /BBox [0 0 612 792]", deflate=False),
+    ])
+
+
 def xobject_images(width: int, height: int, count: int) -> bytes:
     """`count` image XObjects on one page, each declaring `width` x `height` grey pixels."""
     names = b" ".join(b"/Im%d %d 0 R" % (i, 5 + i) for i in range(count))
@@ -214,6 +230,8 @@ CASES: tuple[HostileInput, ...] = (
     HostileInput("pdf-word-bomb-100k", DOCUMENT, PDF, lambda: word_bomb(100_000), expect="either"),
     HostileInput("pdf-inline-image-bomb", DOCUMENT, PDF, lambda: inline_image(40_000, 20_000),
                  reason="inline image, over the"),
+    HostileInput("pdf-inline-image-bomb-in-a-form", DOCUMENT, PDF,
+                 lambda: inline_image_in_form(30_000, 20_000), reason="inline image, over the"),
     HostileInput("pdf-inline-images-over-budget", DOCUMENT, PDF,
                  lambda: inline_image(5000, 5000, count=8, colour=b"/RGB"),
                  reason="memory budget"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import io
 import re
+from typing import Any
 
 import pypdf
 import pypdfium2
@@ -81,8 +82,10 @@ def test_words_are_matched_without_holding_the_pdfium_lock(monkeypatch: pytest.M
     assert len(page.words) == 8000 and all(word.box is not None for word in page.words)
 
 
-def test_an_inline_image_bomb_is_refused_before_pdfium_loads_the_page() -> None:
-    data = hostile_pdf.inline_image(9000, 9000)  # 81 Mpx of grey, inflated as the page loads
+@pytest.mark.parametrize("make", [hostile_pdf.inline_image, hostile_pdf.inline_image_in_form],
+                         ids=["on-the-page", "in-a-form"])
+def test_an_inline_image_bomb_is_refused_before_pdfium_loads_the_page(make: Any) -> None:
+    data = make(9000, 9000)  # 81 Mpx of grey, inflated by pdfium as the page loads
     with PdfFile(data, source="DocumentReference/5 content[0]", max_page_pixels=60_000_000) as pdf, \
             pytest.raises(InputError, match="holds a 9000x9000 inline image, over the 60000000"):
         pdf.page_text(0)
