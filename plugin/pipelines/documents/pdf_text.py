@@ -39,8 +39,9 @@ _EOF_WINDOW = 8192  # a complete PDF ends with %%EOF; producers append at most a
 ALIGN_WINDOW = 32
 BOX_BATCH = 500  # words whose character boxes are read from pdfium in one hold of its lock
 MAX_FORMS = 1000  # form XObjects looked into per page for inline images
-# An inline image's header: "BI", its short-form dictionary, "ID" (PDF 32000-1, 8.9.7).
-_INLINE_IMAGE = re.compile(rb"(?<![^\s\]>)])BI\s(.{0,1024}?)\sID\s", re.DOTALL)
+# An inline image's header: "BI", its short-form dictionary, "ID" (PDF 32000-1, 8.9.7). A
+# dictionary never holds another "BI", so a content stream of "BI BI BI ..." is scanned once.
+_INLINE_IMAGE = re.compile(rb"(?<![^\s\]>)])BI\s((?:(?!BI\s)[\s\S]){0,1024}?)\sID\s")
 _INLINE_TOKEN = re.compile(rb"/[^\s/\[\]<>()]+|\[[^\]]*\]|[^\s/\[\]<>()]+")
 _INLINE_KEY = {b"W": b"Width", b"H": b"Height", b"BPC": b"BitsPerComponent", b"CS": b"ColorSpace",
                b"IM": b"ImageMask"}

@@ -156,6 +156,15 @@ def content_bomb(size: int) -> bytes:
     ])
 
 
+def content_of(data: bytes) -> bytes:
+    return build([
+        CATALOG,
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        stream(data),
+    ])
+
+
 def page_tree_loop() -> bytes:
     """A page tree whose only kid is itself, claiming 10,000 pages."""
     return build([CATALOG, b"<< /Type /Pages /Kids [2 0 R] /Count 10000 >>"])
@@ -241,6 +250,8 @@ CASES: tuple[HostileInput, ...] = (
                  lambda: xobject_images(7000, 7000, 4), reason="memory budget"),
     HostileInput("pdf-content-stream-bomb", DOCUMENT, PDF, lambda: content_bomb(400 << 20),
                  reason="content cannot be read"),
+    HostileInput("pdf-inline-image-header-spam", DOCUMENT, PDF,
+                 lambda: content_of(b"BI " * 8_000_000), expect="either"),
     HostileInput("pdf-deeply-nested-arrays", DOCUMENT, PDF, lambda: deep_nesting(100_000),
                  expect="either"),
     HostileInput("pdf-control-lab-report", DOCUMENT, PDF, seeded_text_pdf, expect="succeeds"),
