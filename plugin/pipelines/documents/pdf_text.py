@@ -247,16 +247,23 @@ def _content_streams(page: pypdf.PageObject) -> list[bytes]:
     seen: set[int] = set()
     pending = [page.get("/Resources")]
     while pending and len(seen) < MAX_FORMS:
-        resources = pending.pop()
-        xobjects = resources.get_object().get("/XObject") if resources is not None else None
-        for reference in (xobjects.get_object().values() if xobjects is not None else ()):
+        resources = _resolved(pending.pop())
+        xobjects = _resolved(resources.get("/XObject")) if resources is not None else None
+        for reference in (xobjects.values() if xobjects is not None else ()):
             form = reference.get_object()
-            if id(form) in seen or form.get("/Subtype") != "/Form":
+            # pypdf keeps one object per indirect reference, so a form drawing itself is seen.
+            if not isinstance(form, pypdf.generic.StreamObject) or id(form) in seen \
+                    or form.get("/Subtype") != "/Form":
                 continue
             seen.add(id(form))
             streams.append(form.get_data())
             pending.append(form.get("/Resources"))
     return streams
+
+
+def _resolved(value: object) -> pypdf.generic.DictionaryObject | None:
+    found = value.get_object() if isinstance(value, pypdf.generic.PdfObject) else None
+    return found if isinstance(found, pypdf.generic.DictionaryObject) else None
 
 
 def inline_images(content: bytes) -> list[tuple[int, int, int]]:
