@@ -10,6 +10,8 @@ height x channels x bytes per sample, frames x frame size, samples x 4), not mea
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from plugin.errors import InputError
@@ -49,6 +51,15 @@ class MemoryBudget:
     def release(self, nbytes: int) -> None:
         with self._lock:
             self.held_bytes = max(0, self.held_bytes - nbytes)
+
+    @contextmanager
+    def held(self, nbytes: int, what: str) -> Iterator[None]:
+        """Charge `nbytes` for the work inside the block (a temporary copy), released after it."""
+        self.charge(nbytes, what)
+        try:
+            yield
+        finally:
+            self.release(nbytes)
 
     def _refuse_if_over(self, nbytes: int, what: str) -> None:
         if nbytes < 0:

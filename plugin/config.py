@@ -225,10 +225,13 @@ class Settings:
     sandbox_state_dir: str = ""
     test_models: bool = False
     test_models_dir: str = ""
-    # Budgets (docs/security.md): pages one FHIR search may follow, and what one job may hold in
-    # memory for decoded/inflated input (imaging charges inflated DICOM, pixels and copies).
+    # Budgets (docs/security.md): pages one FHIR search may follow, what one job may hold in
+    # memory for decoded/inflated input, charged before anything is decoded (documents: pages,
+    # images, pdfium bitmaps; speech: samples; imaging: inflated DICOM, pixels and copies), and
+    # the longest dictation transcribed.
     fhir_max_pages: int = 200
     job_memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
+    speech_max_duration_s: float = 3600.0
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -256,7 +259,7 @@ class Settings:
                               "resource scope (patient|user|system/<Type|*>.<cruds letters> or .read/.write)")
 
     def _check_budgets(self) -> None:
-        for name in ("fhir_max_pages", "job_memory_bytes"):
+        for name in ("fhir_max_pages", "job_memory_bytes", "speech_max_duration_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
 

@@ -35,7 +35,8 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
 
     # Every setting a pipeline honours reaches it here (tests/unit/pipelines/test_registry.py).
     doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model,
-                                             attachment_allowed_hosts=settings.attachment_allowed_hosts)
+                                             attachment_allowed_hosts=settings.attachment_allowed_hosts,
+                                             job_memory_bytes=settings.job_memory_bytes)
     # Documents never read pages with test models: random weights would only have every value
     # refused by the page check; without MedGemma the layout extractor reads real text.
     doc_engine = _configured_medgemma(settings)
@@ -45,7 +46,9 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
                 if medgemma_missing is None else
                 f"MedGemma cannot run here ({medgemma_missing}), so the deterministic lab-report "
                 "layout extractor reads the pages instead")
-    speech_options = speech.SpeechOptions(attachment_allowed_hosts=settings.attachment_allowed_hosts)
+    speech_options = speech.SpeechOptions(attachment_allowed_hosts=settings.attachment_allowed_hosts,
+                                          job_memory_bytes=settings.job_memory_bytes,
+                                          max_duration_s=settings.speech_max_duration_s)
     speech_pipeline = speech.SpeechPipeline(speech_options, engine=_test_medasr(settings))
     # One MedGemma per process: imaging shares the documents' engine unless it uses the test model.
     imaging = imaging_pipeline(settings, engine=None if settings.test_models else doc_engine)

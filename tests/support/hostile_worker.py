@@ -49,7 +49,7 @@ def main() -> None:
         "documents": DocumentsPipeline(DocumentsOptions(engine="layout"), engine),
     }
     if with_speech:
-        from tests.support.tiny_medasr import tiny_engine
+        from plugin.engines.test_models.tiny_medasr import tiny_engine
 
         pipelines["speech"] = SpeechPipeline(engine=tiny_engine())
     runner = JobRunner(JobStore(db), pipelines,

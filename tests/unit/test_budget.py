@@ -22,3 +22,14 @@ def test_check_charges_nothing_and_negative_sizes_are_refused() -> None:
     assert budget.held_bytes == 0
     with pytest.raises(BudgetExceeded, match="impossible size"):
         budget.check(-1, "samples")
+
+
+def test_held_releases_after_the_block_even_when_it_fails() -> None:
+    budget = MemoryBudget("Binary/9", limit_bytes=100)
+    with budget.held(80, "a copy"):
+        assert budget.held_bytes == 80
+        with pytest.raises(BudgetExceeded, match="another copy needs"):
+            budget.charge(30, "another copy")
+    with pytest.raises(RuntimeError), budget.held(60, "a copy"):
+        raise RuntimeError("the work failed")
+    assert (budget.held_bytes, budget.peak_bytes) == (0, 80)

@@ -1,16 +1,22 @@
 """Every page of a PDF or image attachment as text — the text layer where it is usable, OCR where
-it is not — and the page images a vision-language model is shown."""
+it is not — and the page images a vision-language model is shown.
+
+Page images are charged to the job's memory budget while they are held and released once OCR or
+the model is done with them, so the total a document holds is bounded, not only each page.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from PIL import Image
 
+from plugin.budget import MemoryBudget
 from plugin.results import InputProblem
 
-from .image_files import image_pages
+from .image_files import image_bytes, image_pages
 from .inputs import DocumentKind
 from .ocr import OcrFailure, OcrRequest, ocr_pages
 from .pages import PageText
@@ -20,6 +26,7 @@ Progress = Callable[[float, str], None]
 
 MIN_OCR_DPI = 200  # scans below this are rendered up to it; cleanup then sizes the text for OCR
 MODEL_IMAGE_DPI = 150  # the model sees pages at 896x896: more detail than this is thrown away
+MODEL_IMAGE_PIXELS = 8_000_000  # so a large page is drawn for it at less (a tabloid page: 4 Mpx)
 OCR_BATCH = 8  # pages rendered at a time, to bound memory on long documents
 # A page that is mostly one picture and has little text is a scan with a stamp or header on top.
 SCAN_COVERAGE, SCAN_TEXT_LETTERS = 0.5, 200
@@ -41,50 +48,90 @@ class DocumentPages:
 
 
 def read_pages(data: bytes, kind: DocumentKind, *, source: str, limits: PageLimits,
-               progress: Progress | None = None) -> DocumentPages:
+               progress: Progress | None = None,
+               budget: MemoryBudget | None = None) -> DocumentPages:
     report = progress or (lambda fraction, text: None)
+    budget = budget if budget is not None else MemoryBudget(source)
     if kind == "pdf":
-        return _read_pdf(data, source, limits, report)
+        return _read_pdf(data, source, limits, report, budget)
     frames, count = image_pages(data, source=source, max_pages=limits.max_pages,
-                                max_page_pixels=limits.max_page_pixels)
-    report(0.15, f"OCR of {len(frames)} image page(s)")
-    results = ocr_pages([OcrRequest(i + 1, frame) for i, frame in enumerate(frames)],
-                        workers=limits.ocr_workers)
+                                max_page_pixels=limits.max_page_pixels, budget=budget)
+    try:
+        report(0.15, f"OCR of {len(frames)} image page(s)")
+        results = ocr_pages([OcrRequest(i + 1, frame) for i, frame in enumerate(frames)],
+                            workers=limits.ocr_workers, budget=budget)
+    finally:
+        budget.release(sum(image_bytes(frame) for frame in frames))
     return _collect(count, results, limits)
 
 
-def model_images(data: bytes, kind: DocumentKind, *, source: str,
-                 limits: PageLimits) -> list[Image.Image]:
-    """The pages as RGB images for a vision-language model (up to `max_pages`)."""
+def model_images(data: bytes, kind: DocumentKind, *, source: str, limits: PageLimits,
+                 budget: MemoryBudget | None = None) -> Generator[Image.Image, None, None]:
+    """The pages (up to `max_pages`) as RGB images for a vision-language model, one at a time:
+    each is released from the budget when the next is asked for."""
+    budget = budget if budget is not None else MemoryBudget(source)
     if kind != "pdf":
         frames, _ = image_pages(data, source=source, max_pages=limits.max_pages,
-                                max_page_pixels=limits.max_page_pixels)
-        return [frame.convert("RGB") for frame in frames]
-    with PdfFile(data, source=source, max_page_pixels=limits.max_page_pixels) as pdf:
-        return [pdf.render(i, MODEL_IMAGE_DPI, grayscale=False)[0]
-                for i in range(min(pdf.page_count, limits.max_pages))]
+                                max_page_pixels=limits.max_page_pixels, budget=budget)
+        pending = deque(frames)
+        del frames
+        try:
+            while pending:
+                frame = pending.popleft()
+                budget.charge(frame.width * frame.height * 3, "a page in colour for the model")
+                image = frame.convert("RGB")
+                budget.release(image_bytes(frame))
+                del frame
+                try:
+                    yield image
+                finally:
+                    budget.release(image_bytes(image))
+        finally:
+            budget.release(sum(image_bytes(frame) for frame in pending))
+        return
+    with PdfFile(data, source=source, max_page_pixels=limits.max_page_pixels,
+                 budget=budget) as pdf:
+        for index in range(min(pdf.page_count, limits.max_pages)):
+            image, _ = pdf.render(index, MODEL_IMAGE_DPI, grayscale=False,
+                                  max_pixels=MODEL_IMAGE_PIXELS)
+            try:
+                yield image
+            finally:
+                budget.release(image_bytes(image))
 
 
-def _read_pdf(data: bytes, source: str, limits: PageLimits, report: Progress) -> DocumentPages:
+def _read_pdf(data: bytes, source: str, limits: PageLimits, report: Progress,
+              budget: MemoryBudget) -> DocumentPages:
     results: list[PageText | OcrFailure] = []
-    with PdfFile(data, source=source, max_page_pixels=limits.max_page_pixels) as pdf:
+    with PdfFile(data, source=source, max_page_pixels=limits.max_page_pixels,
+                 budget=budget) as pdf:
         wanted = min(pdf.page_count, limits.max_pages)
         pending: list[OcrRequest] = []
-        for index in range(wanted):
-            text = pdf.page_text(index)
-            picture = pdf.largest_image(index)  # refuses an oversized image before decoding it
-            if has_usable_text(text) and not _is_scan(text, picture):
-                results.append(text)
-                continue
-            image, dpi = pdf.render(index, _ocr_dpi(picture, limits.ocr_dpi))
-            pending.append(OcrRequest(index + 1, image, page_scale=72 / dpi, dpi=dpi))
-            if len(pending) >= OCR_BATCH:
-                report(0.1 + 0.5 * index / wanted, f"OCR up to page {index + 1} of {wanted}")
-                results += ocr_pages(pending, workers=limits.ocr_workers)
-                pending = []
-        if pending:
-            report(0.35, f"OCR of {len(pending)} page(s) without a usable text layer")
-            results += ocr_pages(pending, workers=limits.ocr_workers)
+
+        def read_pending() -> None:
+            try:
+                results.extend(ocr_pages(pending, workers=limits.ocr_workers, budget=budget))
+            finally:
+                budget.release(sum(image_bytes(request.image) for request in pending))
+                pending.clear()
+
+        try:
+            for index in range(wanted):
+                text = pdf.page_text(index)
+                picture = pdf.largest_image(index)  # refuses an oversized image before decoding
+                if has_usable_text(text) and not _is_scan(text, picture):
+                    results.append(text)
+                    continue
+                image, dpi = pdf.render(index, _ocr_dpi(picture, limits.ocr_dpi))
+                pending.append(OcrRequest(index + 1, image, page_scale=72 / dpi, dpi=dpi))
+                if len(pending) >= OCR_BATCH:
+                    report(0.1 + 0.5 * index / wanted, f"OCR up to page {index + 1} of {wanted}")
+                    read_pending()
+            if pending:
+                report(0.35, f"OCR of {len(pending)} page(s) without a usable text layer")
+                read_pending()
+        finally:
+            budget.release(sum(image_bytes(request.image) for request in pending))
         count = pdf.page_count
     results.sort(key=lambda r: r.number)
     return _collect(count, results, limits)

@@ -14,10 +14,12 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import pytesseract
 from PIL import Image
 
+from plugin.budget import MemoryBudget
 from plugin.errors import ConfigError
 from plugin.results import Box
 
@@ -45,21 +47,24 @@ class OcrFailure:
     reason: str
 
 
-def ocr_pages(requests: Sequence[OcrRequest], *, workers: int | None = None) -> list[PageText | OcrFailure]:
-    """Read every page, `workers` at a time (default: one per CPU), in request order."""
+def ocr_pages(requests: Sequence[OcrRequest], *, workers: int | None = None,
+              budget: MemoryBudget | None = None) -> list[PageText | OcrFailure]:
+    """Read every page, `workers` at a time (default: one per CPU), in request order. The pages
+    being cleaned at once share `budget`."""
     if not requests:
         return []
     _one_thread_per_tesseract()
+    read = partial(_read_or_fail, budget=budget)
     count = max(1, min(len(requests), workers or os.cpu_count() or 1))
     if count == 1:
-        return [_read_or_fail(r) for r in requests]
+        return [read(r) for r in requests]
     # Threads are enough: each one waits on its own tesseract process.
     with ThreadPoolExecutor(count, thread_name_prefix="chartlight-ocr") as pool:
-        return list(pool.map(_read_or_fail, requests))
+        return list(pool.map(read, requests))
 
 
-def ocr_page(request: OcrRequest) -> PageText:
-    cleaned = clean_page(request.image)
+def ocr_page(request: OcrRequest, budget: MemoryBudget | None = None) -> PageText:
+    cleaned = clean_page(request.image, budget)
     config = TESSERACT_CONFIG
     if request.dpi:
         config += f" --dpi {round(request.dpi * cleaned.scale)}"
@@ -84,9 +89,9 @@ def tesseract_version() -> str:
         return "not installed"
 
 
-def _read_or_fail(request: OcrRequest) -> PageText | OcrFailure:
+def _read_or_fail(request: OcrRequest, budget: MemoryBudget | None) -> PageText | OcrFailure:
     try:
-        return ocr_page(request)
+        return ocr_page(request, budget)
     except (RuntimeError, pytesseract.TesseractError) as exc:  # timeout, or tesseract crashed
         return OcrFailure(request.number, f"OCR failed: {exc}")
 

@@ -10,10 +10,12 @@ the job fails with its reason and nothing is written for it.
 from __future__ import annotations
 
 import hashlib
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from plugin.budget import DEFAULT_JOB_MEMORY_BYTES, MemoryBudget
 from plugin.engines.medgemma import DEFAULT_MODEL, MedGemmaEngine
 from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.errors import ConfigError
@@ -45,9 +47,12 @@ class DocumentsOptions:
     ocr_workers: int | None = None  # tesseract processes at once; default one per CPU
     attachment_allowed_hosts: tuple[str, ...] = ()  # foreign hosts attachments may come from
     max_new_tokens: int = MAX_NEW_TOKENS  # the longest answer MedGemma may give for one page
+    # What one job may hold decoded at once (page images, cleanup copies), charged before decoding.
+    job_memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
 
     def __post_init__(self) -> None:
-        for name in ("ocr_dpi", "max_page_pixels", "max_pages", "max_new_tokens"):
+        for name in ("ocr_dpi", "max_page_pixels", "max_pages", "max_new_tokens",
+                     "job_memory_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"documents option {name} must be positive")
 
@@ -83,15 +88,17 @@ class DocumentsPipeline:
         data = resolve_attachment(context.client, selected.attachment, source=label,
                                   allowed_hosts=self.options.attachment_allowed_hosts)
         kind = sniff_kind(data, source=label, declared_type=selected.declared_type)
+        budget = MemoryBudget(label, self.options.job_memory_bytes)
+        budget.charge(len(data), "the attachment")
         digest = hashlib.sha256(data).hexdigest()
         source = SourceRef(resource["resourceType"], resource["id"],
                            resource["meta"]["versionId"], digest)
         context.report_progress(0.1, "reading the pages")
         document = read_pages(data, kind, source=label, limits=self.options.limits,
-                              progress=context.report_progress)
+                              progress=context.report_progress, budget=budget)
         context.report_progress(0.6, "extracting lab values")
         header = layout_extractor.read_lab_rows(document.pages)
-        extraction = self._extract(data, kind, label, document, header, context)
+        extraction = self._extract(data, kind, label, document, header, context, budget)
         values, checked = verified_values(extraction.rows, document.pages, header.collected)
         problems = (*document.problems, *extraction.problems, *checked)
         facts = DocumentFacts(label, kind, selected.declared_type, len(data), digest,
@@ -104,21 +111,31 @@ class DocumentsPipeline:
             reports=report_groups(values, header.collected), problems=problems)
 
     def _extract(self, data: bytes, kind: DocumentKind, label: str, document: DocumentPages,
-                 header: layout_extractor.LayoutReading, context: JobContext) -> _Extraction:
+                 header: layout_extractor.LayoutReading, context: JobContext,
+                 budget: MemoryBudget) -> _Extraction:
         engine, note = self._choose_engine()
         if engine is None:
             return _Extraction(header.rows, header.unreadable, layout_extractor.MODEL,
                                PIPELINE_VERSION, note)
-        images = model_images(data, kind, source=label, limits=self.options.limits)
         rows: list[LabRow] = []
         problems: list[InputProblem] = []
-        for done, page in enumerate(document.pages):
-            context.report_progress(0.6 + 0.3 * done / max(len(document.pages), 1),
-                                    f"MedGemma reading page {page.number}")
-            found = extract_page(engine, images[page.number - 1], page, document.page_count,
-                                 max_new_tokens=self.options.max_new_tokens)
-            rows += found.rows
-            problems += found.problems
+        pages = {page.number: page for page in document.pages}
+        last = max(pages, default=0)
+        # One page image at a time: each is dropped (and released) before the next is drawn.
+        with closing(model_images(data, kind, source=label, limits=self.options.limits,
+                                  budget=budget)) as images:
+            for number, image in enumerate(images, start=1):
+                if number > last:
+                    break
+                page = pages.get(number)
+                if page is None:  # OCR could not read it: the problem is already reported
+                    continue
+                context.report_progress(0.6 + 0.3 * (number - 1) / last,
+                                        f"MedGemma reading page {page.number}")
+                found = extract_page(engine, image, page, document.page_count,
+                                     max_new_tokens=self.options.max_new_tokens)
+                rows += found.rows
+                problems += found.problems
         return _Extraction(tuple(rows), tuple(problems), engine.model_info(),
                            f"{PIPELINE_VERSION}+prompt.{PROMPT_VERSION}", note)
 

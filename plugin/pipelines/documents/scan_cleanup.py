@@ -4,6 +4,8 @@ binarise.
 
 The geometric steps are composed into one warp of the original image, kept as a 3x3 matrix that
 maps cleaned pixels back to original pixels, so OCR word boxes land where the words really are.
+Every image made on the way is charged to the job's memory budget before it is made, and no step
+may grow the page past a bound: a hostile page (a 100000x1 strip) cannot turn into gigabytes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from plugin.budget import MemoryBudget
+from plugin.errors import InputError
 
 # Skew search: coarse steps over what scanners and hand-held photos produce, then a fine pass.
 MAX_SKEW_DEG = 6.0
@@ -23,6 +28,12 @@ _EDGE_TRIM = 0.006  # fraction trimmed inside a found sheet edge, where the desk
 # Tesseract reads 10-11 pt print best at about 300 dpi, where its lines are about this tall.
 TARGET_LINE_HEIGHT = 36.0
 _MIN_SCALE, _MAX_SCALE = 0.5, 3.0
+# Enlarging for OCR stops at this many pixels (a letter page at 600 dpi is 34 Mpx), or at the
+# page's own size when that is larger.
+MAX_CLEAN_PIXELS = 40_000_000
+# The longest a page may be for its width: a till receipt is about 10:1; a 100000x1 strip is no
+# page, and turning it by a few degrees would make it 10000 times larger.
+MAX_ASPECT_RATIO = 30.0
 
 Matrix = np.ndarray  # 3x3, maps cleaned (x, y, 1) to original pixels
 
@@ -44,10 +55,27 @@ class CleanPage:
         return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
 
-def clean_page(image: Image.Image) -> CleanPage:
+def page_shape_problem(width: int, height: int) -> str | None:
+    """Why an image of this size cannot be a page, or None when it can."""
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return (f"{width}x{height} pixels is not the shape of a page (its sides are more than "
+                f"{MAX_ASPECT_RATIO:.0f} times as long as each other)")
+    return None
+
+
+def clean_page(image: Image.Image, budget: MemoryBudget | None = None) -> CleanPage:
     """The page flattened, straightened, enlarged (or shrunk) until its text lines are the height
     Tesseract reads best, evened out and binarised."""
-    gray = image.convert("L")
+    budget = budget if budget is not None else MemoryBudget("page image")
+    problem = page_shape_problem(*image.size)
+    if problem is not None:
+        raise InputError(budget.source, problem)
+    pixels = image.width * image.height
+    with budget.held(pixels, f"the page in grey ({image.width}x{image.height})"):
+        return _clean(image.convert("L"), budget)
+
+
+def _clean(gray: Image.Image, budget: MemoryBudget) -> CleanPage:
     corners = find_sheet(gray)
     if corners is not None:
         width, height = _sheet_size(corners)
@@ -63,13 +91,19 @@ def clean_page(image: Image.Image) -> CleanPage:
     angle, line_height = measure_text(preview)
     scale = _best_scale(line_height * max(width, height) / max(preview.size))
     to_straight, (straight_w, straight_h) = _rotation(width, height, angle)
+    room = max(MAX_CLEAN_PIXELS, gray.width * gray.height)
+    scale = min(scale, (room / max(straight_w * straight_h, 1)) ** 0.5)
     enlarge = np.diag([1 / scale, 1 / scale, 1.0])
     matrix = to_sheet @ to_straight @ enlarge
     size = (max(1, round(straight_w * scale)), max(1, round(straight_h * scale)))
-    # Lighting is evened out before enlarging: the same result on a third of the pixels.
-    flat = flatten_background(gray)
-    warped = flat if np.allclose(matrix, np.eye(3)) else _warp(flat, matrix, size)
-    cleaned = binarise(warped)
+    # Held at once: the lighting's float copy and result, the warped page, binarising's copies.
+    working = 6 * gray.width * gray.height + 4 * size[0] * size[1]
+    with budget.held(working, f"cleaning a {gray.width}x{gray.height} page into "
+                              f"{size[0]}x{size[1]} for OCR"):
+        # Lighting is evened out before enlarging: the same result on a third of the pixels.
+        flat = flatten_background(gray)
+        warped = flat if np.allclose(matrix, np.eye(3)) else _warp(flat, matrix, size)
+        cleaned = binarise(warped)
     return CleanPage(cleaned, tuple(float(v) for v in matrix.ravel()), angle,
                      corners is not None, round(scale, 3))
 
@@ -107,7 +141,10 @@ def measure_text(gray: Image.Image) -> tuple[float, float]:
     pixels of `gray` (0 when no lines show)."""
     small, scale = _analysis_copy(gray)
     pixels = np.asarray(small, dtype=np.float64)
-    ink = Image.fromarray(((pixels < _otsu_threshold(pixels)) * 255).astype(np.uint8))
+    inked = pixels < _otsu_threshold(pixels)
+    if not inked.any():  # a blank page: every angle scores zero, so none is better than none
+        return 0.0, 0.0
+    ink = Image.fromarray((inked * 255).astype(np.uint8))
 
     def profile(angle: float) -> np.ndarray:
         rotated = np.asarray(ink.rotate(angle, resample=Image.Resampling.NEAREST))
@@ -116,10 +153,12 @@ def measure_text(gray: Image.Image) -> tuple[float, float]:
     def sharpness(angle: float) -> float:
         return float(np.sum(np.diff(profile(angle)) ** 2))
 
-    coarse = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-9, _COARSE_STEP)
-    best = max(coarse, key=sharpness)
-    fine = np.arange(best - _COARSE_STEP, best + _COARSE_STEP + 1e-9, _FINE_STEP)
-    angle = round(float(max(fine, key=sharpness)), 2)
+    def sharpest(angles: np.ndarray) -> float:
+        # On a tie the smallest turn wins: a page is only turned when turning it helps.
+        return float(max(angles, key=lambda a: (sharpness(a), -abs(a))))
+
+    best = sharpest(np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-9, _COARSE_STEP))
+    angle = round(sharpest(np.arange(best - _COARSE_STEP, best + _COARSE_STEP + 1e-9, _FINE_STEP)), 2)
     angle = 0.0 if abs(angle) < _FINE_STEP else angle
     return angle, _line_height(profile(angle), small.width) / scale
 
@@ -150,10 +189,13 @@ def flatten_background(gray: Image.Image) -> Image.Image:
     """Divide out uneven lighting: each pixel relative to the paper brightness around it."""
     small, _ = _analysis_copy(gray, _LIGHTING_SIZE)
     paper = small.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(4))
-    background = np.asarray(paper.resize(gray.size, Image.Resampling.BILINEAR), np.float32)
-    pixels = np.asarray(gray, dtype=np.float32)
-    flat = np.minimum(pixels * (255.0 / np.maximum(background, 1.0)), 255.0)
-    return Image.fromarray(flat.astype(np.uint8), "L")
+    # One float copy of the page, worked on in place (a 34 Mpx scan would otherwise need five).
+    gain = np.asarray(paper.resize(gray.size, Image.Resampling.BILINEAR), np.float32)
+    np.maximum(gain, 1.0, out=gain)
+    np.divide(255.0, gain, out=gain)
+    np.multiply(gain, np.asarray(gray), out=gain)
+    np.minimum(gain, 255.0, out=gain)
+    return Image.fromarray(gain.astype(np.uint8), "L")
 
 
 def _analysis_copy(gray: Image.Image, long_side: int = _ANALYSIS_SIZE) -> tuple[Image.Image, float]:

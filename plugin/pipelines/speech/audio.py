@@ -6,7 +6,10 @@ libraries through PyAV. The container is recognised from the bytes themselves: a
 content type is often wrong (audio/wav for a WebM upload) and never trusted alone.
 
 Decoding streams block by block, so the duration limit is enforced before a long or hostile file
-(a decompression bomb: hours of silence compress to almost nothing) is ever held in memory.
+(a decompression bomb: hours of silence compress to almost nothing) is ever held in memory. The
+container's header is checked first (sample rate, channels, duration) and the samples it promises
+are charged to the job's memory budget before a block is decoded; samples that are not numbers
+(NaN, infinity in a float WAV) are refused, never passed on to the model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from plugin.budget import MemoryBudget
 from plugin.errors import ConfigError, InputError
 
 SAMPLE_RATE = 16_000
@@ -25,6 +29,11 @@ BLOCK_FRAMES = 1 << 16
 MIN_DURATION_S = 0.2
 # A peak below -80 dBFS is digital silence: nothing was recorded.
 SILENCE_PEAK = 1e-4
+# What a recording's header may declare. Below 8 kHz no speech is left; above 192 kHz no recorder
+# of speech goes, and resampling an hour of it would hold a worker for minutes.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
+MAX_CHANNELS = 32
+BYTES_PER_SAMPLE = 4  # float32, as decoded and as kept
 
 SOUNDFILE_CONTAINERS = {"wav", "flac", "ogg", "mp3", "aiff"}
 PYAV_CONTAINERS = {"webm", "mp4", "aac"}
@@ -75,8 +84,11 @@ def sniff_container(data: bytes) -> str | None:
     return None
 
 
-def decode_audio(data: bytes, *, source: str, max_duration_s: float) -> DecodedAudio:
-    """Decode `data` to 16 kHz mono. `source` names the input in errors (InputError)."""
+def decode_audio(data: bytes, *, source: str, max_duration_s: float,
+                 budget: MemoryBudget | None = None) -> DecodedAudio:
+    """Decode `data` to 16 kHz mono. `source` names the input in errors (InputError). The
+    returned samples stay charged to `budget`."""
+    budget = budget if budget is not None else MemoryBudget(source)
     if not data:
         raise InputError(source, "the audio is empty (0 bytes)")
     container = sniff_container(data)
@@ -85,10 +97,15 @@ def decode_audio(data: bytes, *, source: str, max_duration_s: float) -> DecodedA
                                  "FLAC, OGG/Opus, WebM/Opus, MP3 or MP4/AAC")
     stream = _open_soundfile(data, container, source) if container in SOUNDFILE_CONTAINERS \
         else _open_pyav(data, container, source)
+    _check_header(stream, source, container)
     if stream.frames is not None and stream.frames > max_duration_s * stream.rate:
         raise InputError(source, f"the recording is {stream.frames / stream.rate:.0f} s long, over the "
                                  f"{max_duration_s:.0f} s limit")
-    samples = _to_16k_mono(stream, source=source, container=container, max_duration_s=max_duration_s)
+    if stream.frames is not None:  # refused now rather than after minutes of decoding
+        budget.check(2 * _kept_bytes(stream.frames, stream.rate),
+                     f"{stream.frames / stream.rate:.0f} s of audio at 16 kHz")
+    samples = _to_16k_mono(stream, source=source, container=container,
+                           max_duration_s=max_duration_s, budget=budget)
     duration = len(samples) / SAMPLE_RATE
     if len(samples) == 0:
         raise InputError(source, f"the {container.upper()} file contains no audio samples")
@@ -102,31 +119,64 @@ def decode_audio(data: bytes, *, source: str, max_duration_s: float) -> DecodedA
     return DecodedAudio(samples, container, stream.rate, stream.channels)
 
 
-def _to_16k_mono(stream: _Stream, *, source: str, container: str,
-                 max_duration_s: float) -> np.ndarray:
+def _check_header(stream: _Stream, source: str, container: str) -> None:
+    """What the header declares, refused before anything is decoded when no recording of speech
+    could have it."""
+    name = container.upper()
+    if not 1 <= stream.channels <= MAX_CHANNELS:
+        raise InputError(source, f"the {name} header is invalid: it declares {stream.channels} "
+                                 f"channels (1 to {MAX_CHANNELS} are read)")
+    if not MIN_SAMPLE_RATE <= stream.rate <= MAX_SAMPLE_RATE:
+        raise InputError(source, f"the {name} header declares a sample rate of {stream.rate} Hz; "
+                                 f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz are read")
+
+
+def _kept_bytes(frames: int, rate: int) -> int:
+    """What `frames` at `rate` take once resampled to 16 kHz mono float32."""
+    return (frames * SAMPLE_RATE // rate + 1) * BYTES_PER_SAMPLE
+
+
+def _to_16k_mono(stream: _Stream, *, source: str, container: str, max_duration_s: float,
+                 budget: MemoryBudget) -> np.ndarray:
     import soxr
 
     limit = int(max_duration_s * stream.rate)
     resampler = soxr.ResampleStream(stream.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ") \
         if stream.rate != SAMPLE_RATE else None
     out: list[np.ndarray] = []
+    kept = 0  # bytes of `out`, charged to the budget block by block
     seen = 0
     try:
-        for block in stream.blocks:
-            seen += len(block)
-            if seen > limit:
-                raise InputError(source, f"the recording is longer than the {max_duration_s:.0f} s "
-                                         "limit")
-            mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))
-            out.append(mono if resampler is None else resampler.resample_chunk(mono))
+        with budget.held(BLOCK_FRAMES * stream.channels * BYTES_PER_SAMPLE * 2,
+                         f"decoding blocks of {stream.channels}-channel audio"):
+            for block in stream.blocks:
+                seen += len(block)
+                if seen > limit:
+                    raise InputError(source, f"the recording is longer than the "
+                                             f"{max_duration_s:.0f} s limit")
+                finite = np.isfinite(block).all(axis=1)
+                if not finite.all():
+                    at = seen - len(block) + int(np.argmin(finite))
+                    raise InputError(source, f"the {container.upper()} audio holds samples that "
+                                             f"are not numbers (NaN or infinity) at "
+                                             f"{at / stream.rate:.2f} s: the file is corrupt")
+                size = _kept_bytes(len(block), stream.rate)
+                budget.charge(size, f"{seen / stream.rate:.0f} s of audio at 16 kHz")
+                kept += size
+                mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))
+                out.append(mono if resampler is None else resampler.resample_chunk(mono))
+        if resampler is not None:
+            out.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        # The blocks and the one array they are joined into exist together for a moment.
+        with budget.held(kept, "joining the decoded audio"):
+            samples = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
     except InputError:
+        budget.release(kept)
         raise
     except Exception as exc:  # each decoder has its own error types; all mean the same here
+        budget.release(kept)
         raise InputError(source, f"the {container.upper()} audio could not be decoded: "
                                  f"{type(exc).__name__}: {exc}") from None
-    if resampler is not None:
-        out.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-    samples = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
     return np.clip(samples, -1.0, 1.0, out=samples)  # soxr's filter may overshoot by a hair
 
 
@@ -136,8 +186,9 @@ def _open_soundfile(data: bytes, container: str, source: str) -> _Stream:
     try:
         sound = soundfile.SoundFile(io.BytesIO(data))
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise InputError(source, f"the {container.upper()} file could not be opened: "
-                                 f"{_libsndfile_reason(exc)}") from None
+        name = container.upper()
+        raise InputError(source, f"truncated or corrupt {name}: the file could not be opened "
+                                 f"({_libsndfile_reason(exc, len(data))})") from None
     if sound.samplerate <= 0 or sound.channels <= 0:
         sound.close()
         raise InputError(source, f"the {container.upper()} header is invalid "
@@ -165,7 +216,8 @@ def _open_pyav(data: bytes, container: str, source: str) -> _Stream:
     try:
         media = av.open(io.BytesIO(data), mode="r")
     except av.FFmpegError as exc:
-        raise InputError(source, f"the {container.upper()} file could not be opened: {exc}") from None
+        raise InputError(source, f"truncated or corrupt {container.upper()}: the file could not be "
+                                 f"opened ({exc})") from None
     if not media.streams.audio:
         media.close()
         raise InputError(source, f"the {container.upper()} file has no audio stream")
@@ -174,7 +226,8 @@ def _open_pyav(data: bytes, container: str, source: str) -> _Stream:
     channels = stream.codec_context.channels
     if not rate or not channels:
         media.close()
-        raise InputError(source, f"the {container.upper()} audio stream declares no sample rate")
+        raise InputError(source, f"the {container.upper()} audio stream declares no sample rate "
+                                 "or no channels")
     frames = None
     if stream.duration is not None and stream.time_base is not None:
         frames = int(stream.duration * stream.time_base * rate)
@@ -195,9 +248,14 @@ def _open_pyav(data: bytes, container: str, source: str) -> _Stream:
     return _Stream(int(rate), int(channels), frames, blocks())
 
 
-def _libsndfile_reason(exc: Exception) -> str:
+def _libsndfile_reason(exc: Exception, size: int) -> str:
     text = str(exc)
-    return text.split(": ", 1)[-1] if "Error opening" in text else text
+    text = text.split(": ", 1)[-1] if "Error opening" in text else text
+    if "does not exist" in text:
+        # libsndfile's message when no decoder finds a whole frame in an in-memory file: it
+        # names a missing file, which would mislead whoever reads the job's error.
+        return f"no complete audio frame in its {size} bytes"
+    return text
 
 
 def _describe(data: bytes) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from plugin.budget import DEFAULT_JOB_MEMORY_BYTES, MemoryBudget
 from plugin.errors import ConfigError, InputError, ResponseTooLarge
 from plugin.fhir import resolve_attachment
 from plugin.jobs import JobContext
@@ -55,6 +56,8 @@ class SpeechOptions:
     batch_size: int = 4  # chunks per forward pass
     max_audio_bytes: int = 200 * 1024 * 1024
     attachment_allowed_hosts: tuple[str, ...] = ()
+    # What one job may hold decoded at once (the attachment, the samples), charged before decoding.
+    job_memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
 
 
 class SpeechPipeline:
@@ -88,7 +91,10 @@ class SpeechPipeline:
         context.report_progress(0.05, "fetching audio")
         data = self._fetch(context, attachment, where)
         context.report_progress(0.1, "decoding audio")
-        audio = decode_audio(data, source=where, max_duration_s=self.options.max_duration_s)
+        budget = MemoryBudget(where, self.options.job_memory_bytes)
+        budget.charge(len(data), "the attachment")
+        audio = decode_audio(data, source=where, max_duration_s=self.options.max_duration_s,
+                             budget=budget)
         context.report_progress(0.15, f"transcribing {audio.duration_s:.0f} s of audio")
         transcript = self.engine.transcribe(
             audio.samples, progress=lambda f: context.report_progress(0.15 + 0.75 * f, "transcribing"))
