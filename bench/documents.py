@@ -49,11 +49,12 @@ PIPELINE_UNDER_TEST = DocumentsPipeline(DocumentsOptions(engine="layout"))
 
 
 def _context(data: bytes, content_type: str, name: str) -> JobContext:
-    resource = {"resourceType": "DocumentReference", "id": name.replace("/", "-"),
+    resource_id = name.replace("/", "-")
+    resource: dict[str, object] = {"resourceType": "DocumentReference", "id": resource_id,
                 "meta": {"versionId": "1"}, "status": "current",
                 "content": [{"attachment": {"contentType": content_type,
                                             "data": base64.b64encode(data).decode()}}]}
-    job = Job(id=1, pipeline=PIPELINE, source_type="DocumentReference", source_id=resource["id"],
+    job = Job(id=1, pipeline=PIPELINE, source_type="DocumentReference", source_id=resource_id,
               source_version="1", subject="Patient/bench", fhir_base_url="http://fhir.invalid/fhir",
               state=JobState.RUNNING, progress=0.0, progress_text="", attempts=1,
               next_attempt_at=NOW, error="", summary={}, created_at=NOW, updated_at=NOW)
