@@ -5,9 +5,10 @@ the pipeline's OCR throughput against a naive Tesseract loop measured in the sam
 Part 1, corpus (one pass; the pipeline as a job runs it, layout rules, no model):
   per layout and input (text-layer PDF, 300 dpi scan, 200 dpi JPEG scan, phone photo):
   recall (truth rows written right), wrong (values written whose value, unit, range, flag or page
-  differ from the page, or whose name is not a printed test), precision, units withheld (written
-  without their printed unit), problems listed (rows the pipeline read but did not write) and
-  pages/s; then totals per producer and per input kind.
+  differ from the page, or whose name is not a printed test), precision, "no unit" (values
+  written without the unit printed beside them), "withheld" (problems the pipeline listed instead
+  of writing: names, units or values it would not stand behind, unreadable pages) and pages/s;
+  then totals per producer and per input kind.
 Part 2, OCR throughput (interleaved repeats, medians: the machine is shared):
   naive   pytesseract.image_to_string page by page, Tesseract's defaults (its OpenMP threads)
   ours    the whole pipeline on the same scans (image-only PDFs: decode, clean-up, OCR, rows)
@@ -121,13 +122,13 @@ def _row(label: str, runs: list[Run]) -> str:
     seconds = sum(r.seconds for r in runs)
     precision = (written - wrong) / written if written else 1.0
     failed = sum(1 for r in runs if r.error)
-    return (f"{label:<44} {pages:>5} {right:>4}/{truth:<4} {right / truth:>6.2f} {written:>7} "
+    return (f"{label:<52} {pages:>5} {right:>4}/{truth:<4} {right / truth:>6.2f} {written:>7} "
             f"{wrong:>5} {precision:>9.2f} {withheld:>8} {problems:>8} {pages / seconds:>7.2f}"
             + (f"  ({failed} failed)" if failed else ""))
 
 
-HEADER = (f"{'layout / input':<44} {'pages':>5} {'right':>9} {'recall':>6} {'written':>7} "
-          f"{'wrong':>5} {'precision':>9} {'no unit':>8} {'problems':>8} {'pages/s':>7}")
+HEADER = (f"{'layout / input':<52} {'pages':>5} {'right':>9} {'recall':>6} {'written':>7} "
+          f"{'wrong':>5} {'precision':>9} {'no unit':>8} {'withheld':>8} {'pages/s':>7}")
 
 
 def corpus_table(selected: list[LabLayout], with_scans: bool) -> list[Run]:
