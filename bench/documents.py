@@ -37,6 +37,7 @@ from PIL import Image
 # The corpus lives under tests/: the repository root must be importable when run as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fhir_mappers.interpretation import measured_interpretation  # noqa: E402
 from fhir_mappers.loinc import lookup_loinc  # noqa: E402
 from fhir_mappers.units import normalise_unit  # noqa: E402
 from plugin.fhir import FhirClient  # noqa: E402
@@ -65,8 +66,8 @@ def _context(data: bytes, content_type: str, name: str) -> JobContext:
 
 
 def read_value(value: MeasuredValue) -> ReadValue:
-    """A MeasuredValue as the scorer sees it; the LOINC code and UCUM unit as the mappers would
-    write them."""
+    """A MeasuredValue as the scorer sees it; the LOINC code, UCUM unit and interpretation as the
+    mappers would write them (a flag the report did not print is computed from the range)."""
     pages = [e.page for e in value.evidence if isinstance(e, TextEvidence)]
     entry = value.code.code if value.code else None
     if entry is None:
@@ -74,9 +75,10 @@ def read_value(value: MeasuredValue) -> ReadValue:
                              numeric=isinstance(value.value, Decimal))
         entry = found.code if found else None
     reference = value.reference_range
+    flags = measured_interpretation(value)
     return ReadValue(value.name, value.value, value.unit, normalise_unit(value.unit).ucum if
                      value.unit else None, reference.low if reference else None,
-                     reference.high if reference else None, value.interpretation,
+                     reference.high if reference else None, flags[0] if flags else None,
                      pages[0] if pages else None, entry)
 
 
@@ -153,7 +155,7 @@ def corpus_table(selected: list[LabLayout], with_scans: bool) -> list[Run]:
     print(_row("all text-layer PDFs", [r for r in runs if r.kind == "text"]))
     if with_scans:
         print(_row("all scans and photos", [r for r in runs if r.kind != "text"]))
-    wrong = [(r, w) for r in runs for w in r.score.wrong]
+    wrong = [(r, w) for r in runs for w in (*r.score.wrong, *r.score.codes_wrong)]
     if wrong:
         print(f"\nWrong values written ({len(wrong)}):")
         for done, item in wrong:

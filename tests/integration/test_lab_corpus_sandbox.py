@@ -2,8 +2,8 @@
 fpdf2 that the reader did not draw, and scans and photos of them), run as jobs against the real
 HAPI sandbox; the Observations on the server are scored against the layouts' truth.
 
-Zero wrong values is a hard requirement (issue 13): every written value, unit, range, flag, page
-and date must be what the page prints under that name. Recall (≥ 0.95 text layer, ≥ 0.90 scans)
+Zero wrong values is a hard requirement (issue 13): every written value, unit, range, flag, page,
+date and LOINC code must be what the page prints under that name. Recall (≥ 0.95 text layer, ≥ 0.90 scans)
 is expected to fail until the new table reader lands.
 """
 
@@ -118,7 +118,7 @@ def outcomes(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def _report(outcomes: list[Outcome]) -> str:
     return "\n".join(
         f"{o.layout.name} {o.kind}: recall {o.score.recall:.2f}, {len(o.score.wrong)} wrong"
-        + "".join(f"\n    {w.reason}" for w in o.score.wrong)
+        + "".join(f"\n    {w.reason}" for w in (*o.score.wrong, *o.score.codes_wrong))
         + "".join(f"\n    date {d} is not the collection date" for d in o.wrong_dates)
         for o in outcomes)
 
@@ -132,7 +132,7 @@ def _recall(outcomes: list[Outcome]) -> float:
 def test_no_wrong_value_is_ever_written(outcomes: list[Outcome], kinds: tuple[str, ...]) -> None:
     chosen = [o for o in outcomes if o.kind in kinds]
     assert chosen
-    wrong = [o for o in chosen if o.score.wrong or o.wrong_dates]
+    wrong = [o for o in chosen if o.score.wrong or o.score.codes_wrong or o.wrong_dates]
     assert not wrong, _report(wrong)
     # A job that failed wrote nothing (its transaction is all or nothing).
     assert all(o.score.written == 0 for o in chosen if o.error)

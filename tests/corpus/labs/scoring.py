@@ -119,9 +119,12 @@ def _problems(read: ReadValue, truth: TruthRow) -> list[str]:
 
 
 def _match(read: ReadValue, truth: Sequence[TruthRow]) -> TruthRow | None:
+    # The printed name decides; the code only when the name was written differently (a
+    # catalogue display instead of the printed name).
     key = name_key(read.name)
-    candidates = [t for t in truth if (read.loinc and t.loinc == read.loinc)
-                  or name_key(t.name) == key]
+    candidates = [t for t in truth if name_key(t.name) == key]
+    if not candidates and read.loinc:
+        candidates = [t for t in truth if t.loinc == read.loinc]
     same_page = [t for t in candidates if t.page == read.page]
     found = same_page or candidates
     return found[0] if found else None

@@ -153,6 +153,9 @@ def test_scoring_counts_a_wrong_value_unit_flag_or_page_as_wrong() -> None:
                 ReadValue("Potassium H", Decimal("5.6"), "mmol/L", "mmol/L", page=1)):
         result = score(lab.truth, [right, bad])
         assert result.precision == 0.5 and len(result.wrong) == 1, bad
+    # A right value under another test's LOINC code is a wrong code.
+    sodium_code = ReadValue("Potassium", Decimal("5.6"), "mmol/L", "mmol/L", page=1, loinc="2951-2")
+    assert len(score(lab.truth, [sodium_code]).codes_wrong) == 1
     # A count written at another scale is the same value; "<0.5" written as 0.5 is not.
     cbc = layout("rl-cells-cbc")
     assert score(cbc.truth, [ReadValue("Platelet Count", Decimal("262"), "10^3/uL", "10*3/uL",
