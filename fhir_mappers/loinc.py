@@ -1,4 +1,5 @@
-"""A curated table of common lab tests and their LOINC codes (http://loinc.org).
+"""Printed lab test names -> LOINC codes (http://loinc.org), from the curated table in
+loinc_table.py (302 common tests, their US, UK and EU names and abbreviations).
 
 Only codes checked against LOINC are listed; a test that is not here, or whose unit does not fit
 the code's property (mass vs. substance concentration, count vs. percentage), gets no LOINC code

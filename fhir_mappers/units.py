@@ -168,5 +168,3 @@ def accepted_unit(printed: str, expected_ucum: str) -> UcumUnit | None:
     ucum = normalise_unit(printed).ucum or printed.strip()
     unit = parse_ucum(ucum)
     return unit if unit is not None and compatible(unit, expected_ucum) else None
-
-
