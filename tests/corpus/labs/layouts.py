@@ -31,6 +31,7 @@ from .content import (
     on_pages,
 )
 from .model import LabLayout, Producer
+from .text_layers import garbage_text_layer, partial_text_layer
 
 NAME, RESULT, FLAG, UNIT, RANGE = rl.NAME, rl.RESULT, rl.FLAG, rl.UNIT, rl.RANGE
 
@@ -247,14 +248,23 @@ def _renderer(spec: _Spec) -> Callable[[], bytes]:
     return lambda: _html_pdf(spec.name)
 
 
-@cache
-def layouts() -> tuple[LabLayout, ...]:
-    """Every layout of the corpus, in a fixed order."""
+def _drawn() -> tuple[LabLayout, ...]:
     return tuple(
         LabLayout(spec.name, spec.producer, spec.description,
                   tuple(p.truth for rows in spec.pages for p in rows), COLLECTED,
-                  spec.date_text, len(spec.pages), spec.decimal_comma, _renderer(spec))
+                  spec.date_text, len(spec.pages), spec.decimal_comma, (), _renderer(spec))
         for spec in _SPECS.values())
+
+
+@cache
+def layouts() -> tuple[LabLayout, ...]:
+    """Every layout of the corpus, in a fixed order: those drawn here, then two whose text layer
+    cannot be trusted (made from drawn ones)."""
+    drawn = _drawn()
+    by_name = {lab.name: lab for lab in drawn}
+    return (*drawn,
+            garbage_text_layer(by_name["html-word-flags"], "rl-garbage-text-layer"),
+            partial_text_layer(by_name["rl-platypus-uk"], "rl-partial-text-layer"))
 
 
 def layout(name: str) -> LabLayout:

@@ -15,6 +15,7 @@ from typing import Literal
 Producer = Literal["reportlab", "chromium", "fpdf2"]
 Flag = Literal["", "H", "L", "A"]
 RangeKind = Literal["between", "below", "above", "none"]  # "a-b", "< b", "> a", none printed
+TextLayer = Literal["text", "garbage", "none"]  # what a page's text layer holds
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,12 @@ class LabLayout:
     date_text: str  # how the layout prints it
     pages: int
     decimal_comma: bool = False
+    text_layers: tuple[TextLayer, ...] = ()  # per page; () = every page has its text layer
     _render: Callable[[], bytes] | None = None
+
+    def text_layer(self, page: int) -> TextLayer:
+        """What page `page` (1-based) has as its text layer."""
+        return self.text_layers[page - 1] if self.text_layers else "text"
 
     def render(self) -> bytes:
         """The layout as a PDF (cached on disk, keyed by the generator's code)."""
