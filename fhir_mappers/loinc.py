@@ -73,10 +73,7 @@ def lookup_loinc(
     context: Specimen = "urine" if is_urine_context(specimen) else "blood"
     candidates = _INDEX.get((context, name_key(name)), [])
     if not candidates:
-        # "Alanine Aminotransferase (ALT/SGPT)", "GPT (ALT)": the name outside the brackets.
-        outside = re.sub(r"\([^)]*\)", " ", name)
-        if outside != name:
-            candidates = _INDEX.get((context, name_key(outside)), [])
+        candidates = _bracketed(name, context)
     if numeric is not None:
         candidates = [e for e in candidates if (e.scale == "Qn") == numeric]
     if not candidates:
@@ -88,6 +85,19 @@ def lookup_loinc(
         if entry.scale == "Ord" or (ucum is not None and ucum in entry.units):
             return entry
     return None
+
+
+def _bracketed(name: str, context: Specimen) -> list[LoincEntry]:
+    """Entries for "Alanine Aminotransferase (ALT/SGPT)" or "GPT (ALT)": the name outside the
+    brackets, when what the brackets hold names the same test. "Calcium (ionized)" or
+    "BUN (7-20)" get nothing: the brackets say something the outside name does not."""
+    inside = [part for group in re.findall(r"\(([^)]*)\)", name)
+              for part in re.split(r"[/,;]", group) if name_key(part)]
+    if not inside:
+        return []
+    outside = _INDEX.get((context, name_key(re.sub(r"\([^)]*\)", " ", name))), [])
+    return [entry for entry in outside
+            if all(entry in _INDEX.get((context, name_key(part)), []) for part in inside)]
 
 
 def loinc_entry(code: str) -> LoincEntry | None:

@@ -87,6 +87,9 @@ def test_the_catalogue_knows_every_name_the_corpus_prints(row: TruthRow) -> None
     ("Prostate Specific Antigen, Total", "ng/mL", "2857-1"),
     ("D-Dimer", "ng/mL FEU", "48065-7"),
     ("TSH", "mIU/L", "3016-3"),
+    # A bracket that is part of a known name keeps its meaning.
+    ("Bilirubin (direct)", "mg/dL", "1968-7"),
+    ("Glucose (fasting)", "mg/dL", "1558-6"),
 ])
 def test_uk_and_eu_spellings_and_bracketed_abbreviations(name: str, unit: str, code: str) -> None:
     entry = lookup_loinc(name, unit)
@@ -97,6 +100,10 @@ def test_uk_and_eu_spellings_and_bracketed_abbreviations(name: str, unit: str, c
     ("D-Dimer", "ng/mL"),  # FEU or DDU is not said: either code would be a guess
     ("Urea", "umol/L"),  # no urea code takes µmol/L
     ("Cortisol", "mmol/L"),
+    # Brackets that say more than the name outside them: no code rather than the outside one's.
+    ("Calcium (ionized)", "mg/dL"),
+    ("BUN (7-20)", "mg/dL"),
+    ("Albumin (urine)", "mg/dL"),
 ])
 def test_an_unsaid_or_unfit_unit_gives_no_code(name: str, unit: str) -> None:
     assert lookup_loinc(name, unit) is None
