@@ -1,5 +1,6 @@
-"""Lab reports nobody here drew: ≥ 15 layouts by three producers (reportlab, Chromium printing
-HTML+CSS, fpdf2), each with its ground truth, plus seeded scans and phone photos of them.
+"""Lab reports nobody here drew: 18 layouts by three producers (reportlab, Chromium printing
+HTML+CSS, fpdf2) and 2 whose text layer cannot be trusted (`LabLayout.text_layer(page)`), each
+with its ground truth, plus seeded scans and phone photos of them.
 
     from tests.corpus.labs import layouts, scans
     for layout in layouts():
@@ -12,9 +13,9 @@ this package: the layouts are not shaped by what the reader expects.
 """
 
 from .layouts import layout, layouts
-from .model import LabLayout, LabTest, ScanVariant, TruthRow
+from .model import LabLayout, LabTest, ScanVariant, TextLayer, TruthRow
 from .scans import scans
 from .scoring import ReadValue, Score, score
 
-__all__ = ["LabLayout", "LabTest", "ReadValue", "Score", "ScanVariant", "TruthRow", "layout",
+__all__ = ["LabLayout", "LabTest", "ReadValue", "Score", "ScanVariant", "TextLayer", "TruthRow", "layout",
            "layouts", "scans", "score"]
