@@ -34,6 +34,9 @@ from tests.support.dicom_builders import radiograph_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "google/medgemma-1.5-4b-it"
+# The memory budget of every job the hostile worker runs: the corpus's "over budget" cases are
+# sized against it (tests/unit/pipelines/test_hostile_files.py uses the same).
+JOB_MEMORY_BYTES = 256 * 1024 * 1024
 MEDIA_TYPE = "http://terminology.hl7.org/CodeSystem/media-type"
 Resource = dict[str, Any]
 

@@ -18,7 +18,8 @@ from plugin.jobs import JobRunner, JobStore
 from plugin.pipelines.documents import DocumentsOptions, DocumentsPipeline
 from plugin.pipelines.imaging import ImagingPipeline
 from plugin.pipelines.imaging.prepare import ImagingOptions
-from plugin.pipelines.speech import SpeechPipeline
+from plugin.pipelines.speech import SpeechOptions, SpeechPipeline
+from tests.support.hostile_runs import JOB_MEMORY_BYTES
 from tests.support.hostile_runs import MODEL_NAME as MODEL
 
 STATUS = Path("/proc/self/status")
@@ -45,13 +46,16 @@ def main() -> None:
     db, chat_url, with_speech = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     engine = OpenAIChatEngine(chat_url, MODEL, timeout_s=60)
     pipelines = {
-        "imaging": ImagingPipeline(engine, preparation=ImagingOptions(), max_new_tokens=64),
-        "documents": DocumentsPipeline(DocumentsOptions(engine="layout"), engine),
+        "imaging": ImagingPipeline(engine, preparation=ImagingOptions(memory_bytes=JOB_MEMORY_BYTES),
+                                   max_new_tokens=64),
+        "documents": DocumentsPipeline(DocumentsOptions(engine="layout", job_memory_bytes=JOB_MEMORY_BYTES),
+                                       engine),
     }
     if with_speech:
         from plugin.engines.test_models.tiny_medasr import tiny_engine
 
-        pipelines["speech"] = SpeechPipeline(engine=tiny_engine())
+        pipelines["speech"] = SpeechPipeline(SpeechOptions(job_memory_bytes=JOB_MEMORY_BYTES),
+                                             engine=tiny_engine())
     runner = JobRunner(JobStore(db), pipelines,
                        lambda job: FhirClient(job.fhir_base_url, timeout_s=60, retry_backoff_s=0.05),
                        workers=1)

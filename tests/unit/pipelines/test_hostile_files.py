@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from plugin.budget import MIB
 from plugin.engines.test_models.tiny_medasr import tiny_engine
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
@@ -21,10 +20,11 @@ from plugin.pipelines.documents import DocumentsOptions, DocumentsPipeline
 from plugin.pipelines.speech import SpeechOptions, SpeechPipeline
 from plugin.results import PipelineResult
 from tests.corpus.hostile import HostileInput, audio, images, pdf
+from tests.support.hostile_runs import JOB_MEMORY_BYTES
 
 CASES = (*pdf.CASES, *images.CASES, *audio.CASES)
 # Small enough that the bombs meet it, large enough for a real scan (a 300 dpi page is 8 MiB).
-JOB_MEMORY = 256 * MIB
+JOB_MEMORY = JOB_MEMORY_BYTES
 # Not a speed claim (bench/ makes those): a bound no case comes near unless it runs away, as the
 # repeated-word PDF once did (40 minutes a page).
 GENEROUS_S = 120.0
