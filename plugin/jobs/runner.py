@@ -115,21 +115,27 @@ class JobRunner:
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
-        self.pipelines = dict(pipelines)
         self.client_for = client_for
         self.workers = workers
         self.poll_s = poll_s
         self.lease_s = lease_s
         limits = limits or JobLimits()
         self.limits = limits if backoff_s is None else replace(limits, first_delay_s=backoff_s)
-        scope = scope or JobScope()
-        self.scope = JobScope(frozenset(self.pipelines), scope.subject, scope.fhir_base_url)
+        self._base_scope = scope or JobScope()
         self.clock = clock
-        self._time_limits = {name: self.limits.time_limit(name) for name in self.pipelines}
+        self.use_pipelines(pipelines)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: dict[int, Job] = {}
         self._running_lock = threading.Lock()
+
+    def use_pipelines(self, pipelines: Mapping[str, Pipeline]) -> None:
+        """Run these pipelines from now on: what the runner claims follows them (a runner claims
+        only jobs of pipelines it has)."""
+        self.pipelines = dict(pipelines)
+        base = self._base_scope
+        self.scope = JobScope(frozenset(self.pipelines), base.subject, base.fhir_base_url)
+        self._time_limits = {name: self.limits.time_limit(name) for name in self.pipelines}
 
     # ---- lifecycle ---------------------------------------------------------------------------
 

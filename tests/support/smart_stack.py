@@ -120,7 +120,7 @@ class SmartStack:
         self.app.extensions["chartlight.pipelines"] = pipelines
         runner: JobRunner | None = self.app.extensions.get("chartlight.runner")
         if runner is not None:
-            runner.pipelines = {name: p.run for name, p in pipelines.items() if not p.unavailable_reason}
+            runner.use_pipelines({name: p.run for name, p in pipelines.items() if not p.unavailable_reason})
 
     def session_of(self, browser: requests.Session) -> SmartSession | None:
         cookie = browser.cookies.get(COOKIE)

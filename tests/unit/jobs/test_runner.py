@@ -202,6 +202,17 @@ def test_a_runner_claims_only_its_pipelines_and_scope(store: JobStore, ehr: Fake
     assert store.get(orphan.id).state is JobState.RUNNING  # not this run's to resume
 
 
+def test_a_pipeline_added_later_is_claimed_too(store: JobStore, ehr: FakeEhr) -> None:
+    """The SMART app swaps in the speech pipeline once MedASR is there: its jobs must run."""
+    runner = JobRunner(store, {"documents": fixed_pipeline()}, lambda j: ehr.client())
+    speech = submit(store, "speech")
+    runner.run_until_idle()
+    assert store.get(speech.id).state is JobState.QUEUED
+    runner.use_pipelines({"documents": fixed_pipeline(), "speech": fixed_pipeline()})
+    runner.run_until_idle()
+    assert store.get(speech.id).state is JobState.SUCCEEDED
+
+
 # ---- the loops outlive database faults --------------------------------------------------------
 
 def test_loop_and_heartbeat_survive_a_locked_database(
