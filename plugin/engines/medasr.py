@@ -2,7 +2,7 @@
 model_info(), transcribe(16 kHz mono audio) -> CtcTranscript with word times.
 
 Weights come from a local directory or the Hugging Face cache, never the network at run time
-(gated weights are fetched once, ahead of time, e.g. `huggingface-cli download google/medasr`);
+(gated weights are fetched once, ahead of time, with `chartlight models pull medasr`);
 a model is loaded once per process and shared by every job. Long audio is decoded in overlapping
 chunks batched together; chunk outputs are joined by plugin.pipelines.speech.ctc.
 """
@@ -110,6 +110,7 @@ class MedAsrEngine:
         lm_path: str | None = None,
         beam: BeamOptions | None = None,
         device: str | None = None,
+        threads: int | None = None,
         cache_dir: str | None = None,
         loaded: LoadedMedAsr | None = None,
     ) -> None:
@@ -117,11 +118,13 @@ class MedAsrEngine:
             raise ConfigError(f"speech chunk_s ({chunk_s}) must exceed twice stride_s ({stride_s})")
         if batch_size < 1:
             raise ConfigError("speech batch_size must be at least 1")
+        if threads is not None and threads < 1:
+            raise ConfigError("speech threads must be at least 1 (or None for torch's default)")
         self.model = model
         self.chunk_s, self.stride_s, self.batch_size = chunk_s, stride_s, batch_size
         self.quantize, self.lm_path = quantize, lm_path
         self.beam = beam or BeamOptions()  # alpha, beta, width: used only with lm_path
-        self.device, self.cache_dir = device, cache_dir
+        self.device, self.threads, self.cache_dir = device, threads, cache_dir
         self._loaded = loaded
 
     @classmethod
@@ -138,7 +141,7 @@ class MedAsrEngine:
     def requirements(self) -> str:
         return (f"MedASR weights for {self.model!r}: a local directory with config.json and "
                 f"model.safetensors, or the Hugging Face cache filled ahead of time "
-                f"(`huggingface-cli download {DEFAULT_MODEL}` after accepting its terms)")
+                "(`chartlight models pull medasr` after accepting its terms)")
 
     def model_info(self) -> ModelInfo:
         return self.load().info
@@ -186,11 +189,18 @@ class MedAsrEngine:
     def load(self) -> LoadedMedAsr:
         if self.lm_path is not None:
             load_language_model(self.lm_path)
+        if self.threads is not None:
+            import torch
+
+            # torch has one intra-op pool per process: the setting is the speech worker's.
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
         if self._loaded is None:
             weights = _weights_dir(self.model, self.cache_dir)
             if weights is None:
                 raise ConfigError(f"MedASR is not available on this machine: {self.requirements()}")
             device = self.device or _default_device()
+            _check_device(device)
             with _LOAD_LOCK:
                 self._loaded = _load_pretrained(str(weights), self.model, device, self.quantize)
         return self._loaded
@@ -337,6 +347,17 @@ def _default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_device(device: str) -> None:
+    """A configured device torch cannot use here is a setting to fix, not a crash mid-job."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"speech device {device!r}: torch sees no CUDA GPU on this machine")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                and torch.backends.mps.is_available()):
+        raise ConfigError("speech device 'mps': torch sees no Apple GPU on this machine")
 
 
 def _pieces(loaded: LoadedMedAsr) -> list[str]:
