@@ -460,9 +460,11 @@ def models_list(as_json: bool) -> None:
 
     settings = settings_of(current_app)
     found = [model_store.status(spec, getattr(settings, spec.setting)) for spec in model_store.MODELS]
-    pipelines = {name: p.unavailable_reason or "" for name, p in installed_pipelines(settings).items()}
+    pipelines = {name: (p.unavailable_reason or "", p.engine_note)
+                 for name, p in installed_pipelines(settings).items()}
     if as_json:
-        runs_here = {name: {"can_run": not reason, "reason": reason} for name, reason in pipelines.items()}
+        runs_here = {name: {"can_run": not reason, "reason": reason, "engine": note}
+                     for name, (reason, note) in pipelines.items()}
         click.echo(json.dumps({"models": [model_store.describe(s) for s in found], "pipelines": runs_here,
                                "offline": model_store.hub_offline()}, indent=2))
         return
@@ -479,8 +481,9 @@ def models_list(as_json: bool) -> None:
     runs = Table(title="pipelines")
     runs.add_column("pipeline")
     runs.add_column("can run here")
-    for name, reason in pipelines.items():
-        runs.add_row(name, "no: " + reason if reason else "yes")
+    runs.add_column("engine")
+    for name, (reason, note) in pipelines.items():
+        runs.add_row(name, "no: " + reason if reason else "yes", note)
     console = Console()
     console.print(table)
     console.print(runs)

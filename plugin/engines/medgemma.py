@@ -96,7 +96,7 @@ class MedGemmaEngine:
         if self.allow_download and not hub_offline():
             return None
         return (f"the weights of {self.model} are not in the Hugging Face cache "
-                "(download them first, or point the engine at a local copy)")
+                "(`chartlight models pull medgemma` fetches them, or point medgemma_model at a local copy)")
 
     def model_info(self) -> ModelInfo:
         display = ("MedGemma 1.5 4B" if self.name == DEFAULT_MODEL else self.name) + \

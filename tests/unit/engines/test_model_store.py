@@ -176,7 +176,9 @@ def test_the_cli_pulls_from_hf_endpoint_then_lists_and_verifies(
         hub: tuple[str, HubState], tmp_path: Path, no_token: None, monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint, _ = hub
     cache = tmp_path / "hub-cache"
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache),
+    # The test run's own CHARTLIGHT_* variables (sandbox ports) are not settings of the CLI.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CHARTLIGHT_")}
+    env = {**inherited, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache),
            "CHARTLIGHT_DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db",
            "CHARTLIGHT_SMART_SIGNING_KEY_PATH": str(tmp_path / "keys.pem")}
     env.pop("HF_TOKEN", None)
@@ -192,8 +194,9 @@ def test_the_cli_pulls_from_hf_endpoint_then_lists_and_verifies(
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     runner = CliRunner()
-    settings = {"CHARTLIGHT_DATABASE_URL": env["CHARTLIGHT_DATABASE_URL"],
-                "CHARTLIGHT_SMART_SIGNING_KEY_PATH": env["CHARTLIGHT_SMART_SIGNING_KEY_PATH"]}
+    settings: dict[str, str | None] = {name: None for name in os.environ if name.startswith("CHARTLIGHT_")}
+    settings.update({"CHARTLIGHT_DATABASE_URL": env["CHARTLIGHT_DATABASE_URL"],
+                     "CHARTLIGHT_SMART_SIGNING_KEY_PATH": env["CHARTLIGHT_SMART_SIGNING_KEY_PATH"]})
     listed = runner.invoke(cli.cli, ["models", "list", "--json"], env=settings)
     assert listed.exit_code == 0, listed.output
     shown = json.loads(listed.output)
