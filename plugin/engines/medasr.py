@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from plugin.engines.devices import check_device
 from plugin.errors import ConfigError
 from plugin.pipelines.speech.beam_search import BeamOptions, decode_beam
 from plugin.pipelines.speech.ctc import (
@@ -187,20 +188,19 @@ class MedAsrEngine:
     # ---- loading -----------------------------------------------------------------------------
 
     def load(self) -> LoadedMedAsr:
+        import torch
+
         if self.lm_path is not None:
             load_language_model(self.lm_path)
-        if self.threads is not None:
-            import torch
-
-            # torch has one intra-op pool per process: the setting is the speech worker's.
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
+        # torch has one intra-op pool per process: the setting is the speech worker's.
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         if self._loaded is None:
             weights = _weights_dir(self.model, self.cache_dir)
             if weights is None:
                 raise ConfigError(f"MedASR is not available on this machine: {self.requirements()}")
             device = self.device or _default_device()
-            _check_device(device)
+            check_device(torch, device, engine="speech")
             with _LOAD_LOCK:
                 self._loaded = _load_pretrained(str(weights), self.model, device, self.quantize)
         return self._loaded
@@ -347,17 +347,6 @@ def _default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _check_device(device: str) -> None:
-    """A configured device torch cannot use here is a setting to fix, not a crash mid-job."""
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"speech device {device!r}: torch sees no CUDA GPU on this machine")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None
-                                and torch.backends.mps.is_available()):
-        raise ConfigError("speech device 'mps': torch sees no Apple GPU on this machine")
 
 
 def _pieces(loaded: LoadedMedAsr) -> list[str]:

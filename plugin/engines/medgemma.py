@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugin.engines.devices import check_device, mps_available
 from plugin.errors import ConfigError
 from plugin.results import AIKind, ModelInfo
 
@@ -210,7 +211,7 @@ def _load(model: str, revision: str | None, cache_dir: str | None, device: str, 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    _check_device(torch, device)
+    check_device(torch, device, engine="MedGemma")
     where = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_only}
     processor = AutoProcessor.from_pretrained(model, **where)
     chosen = {} if attention is None else {"attn_implementation": attention}
@@ -230,17 +231,9 @@ def _has_weights(folder: Path) -> bool:
 def _best_device(torch: Any) -> str:
     if torch.cuda.is_available():
         return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if mps_available(torch):
         return "mps"
     return "cpu"
-
-
-def _check_device(torch: Any, device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"MedGemma device {device!r}: torch sees no CUDA GPU on this machine")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None
-                                and torch.backends.mps.is_available()):
-        raise ConfigError("MedGemma device 'mps': torch sees no Apple GPU on this machine")
 
 
 def _best_dtype(torch: Any, device: str) -> str:
