@@ -100,24 +100,32 @@ def is_hub_id(reference: str) -> bool:
 def locate(reference: str, *, revision: str | None = None, cache_dir: str | None = None) -> Path | None:
     """The folder holding `reference` on this machine (a folder as given, or a complete
     snapshot in the Hugging Face cache), else None. Never connects."""
+    return _find(reference, revision, cache_dir)[0]
+
+
+def _find(reference: str, revision: str | None, cache_dir: str | None) -> tuple[Path | None, str]:
+    """The folder, or None and why it is not here."""
     if not is_hub_id(reference):
         folder = Path(reference).expanduser()
-        return folder if folder.is_dir() else None
+        return (folder, "") if folder.is_dir() else (None, "no such folder")
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import IncompleteSnapshotError
 
     try:
         return Path(snapshot_download(reference, revision=revision, cache_dir=cache_dir,
-                                      local_files_only=True))
-    except Exception:  # not cached, or cached but incomplete (an interrupted pull): not here
-        return None
+                                      local_files_only=True)), ""
+    except IncompleteSnapshotError:  # the cached file list names files that never arrived
+        return None, "an earlier pull did not finish"
+    except Exception:  # noqa: BLE001 -- not cached, or an unusable cache: not here either way
+        return None, "not in the Hugging Face cache"
 
 
 def status(spec: ModelSpec, reference: str, *, cache_dir: str | None = None) -> ModelStatus:
-    folder = locate(reference, cache_dir=cache_dir)
+    folder, why = _find(reference, None, cache_dir)
     if folder is None:
-        where = "no such folder" if not is_hub_id(reference) else \
-            f"not in the Hugging Face cache (chartlight models pull {spec.key})"
-        return ModelStatus(spec, reference, None, "", "", 0, problem=where)
+        if is_hub_id(reference):
+            why += f" (chartlight models pull {spec.key})"
+        return ModelStatus(spec, reference, None, "", "", 0, problem=why)
     files = _files(folder)
     problem = "" if (folder / "config.json").is_file() and _weight_files(folder) else \
         "config.json or the weights are missing"

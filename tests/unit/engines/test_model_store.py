@@ -105,6 +105,25 @@ def test_a_download_cut_off_mid_file_resumes_where_it_stopped(
     assert model_store.verify(MEDASR, folder, smoke=False).ok
 
 
+def test_a_pull_that_did_not_finish_is_reported_and_completed_by_pulling_again(
+        hub: tuple[str, HubState], tmp_path: Path, no_token: None) -> None:
+    endpoint, state = hub
+    cache = str(tmp_path / "cache")
+    folder = model_store.pull("google/medasr", cache_dir=cache, endpoint=endpoint, progress=False)
+    # What a pull stopped before its last file leaves: the file list, and a file missing.
+    (folder / "model.safetensors").resolve().unlink()
+    (folder / "model.safetensors").unlink()
+    found = model_store.status(MEDASR, "google/medasr", cache_dir=cache)
+    assert found.folder is None
+    assert found.problem == "an earlier pull did not finish (chartlight models pull medasr)"
+
+    before = {name: len(state.gets(name)) for name in ("config.json", "model.safetensors")}
+    assert model_store.pull("google/medasr", cache_dir=cache, endpoint=endpoint, progress=False) == folder
+    assert len(state.gets("config.json")) == before["config.json"]  # kept, not fetched again
+    assert len(state.gets("model.safetensors")) == before["model.safetensors"] + 1
+    assert model_store.verify(MEDASR, folder, smoke=False).ok
+
+
 def test_a_gated_model_without_a_token_says_where_to_accept_the_terms(
         hub: tuple[str, HubState], tmp_path: Path, no_token: None) -> None:
     endpoint, state = hub
