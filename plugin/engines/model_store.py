@@ -134,6 +134,14 @@ def status(spec: ModelSpec, reference: str, *, cache_dir: str | None = None) -> 
                        sum(p.stat().st_size for p in files), problem=problem)
 
 
+def describe(found: ModelStatus) -> dict[str, Any]:
+    """A status as JSON-ready values (`chartlight models list --json`)."""
+    return {"model": found.spec.key, "setting": found.spec.setting, "reference": found.reference,
+            "pipelines": list(found.spec.pipelines),
+            "folder": str(found.folder) if found.folder else None,
+            "revision": found.revision, "checksum": found.checksum, "size_bytes": found.size_bytes,
+            "problem": found.problem}
+
 def checksum(folder: Path) -> str:
     """sha256 over every file's path and sha256. In a Hub snapshot the Hub's own sha256 of each
     LFS file is its blob's name (`verify` checks the bytes against it), so only the small files
@@ -356,11 +364,3 @@ def _git_blob_id(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def describe(status_: ModelStatus) -> dict[str, Any]:
-    """A status as JSON-ready values (`chartlight models list --json`)."""
-    return {"model": status_.spec.key, "setting": status_.spec.setting, "reference": status_.reference,
-            "pipelines": list(status_.spec.pipelines),
-            "folder": str(status_.folder) if status_.folder else None,
-            "revision": status_.revision, "checksum": status_.checksum, "size_bytes": status_.size_bytes,
-            "problem": status_.problem}

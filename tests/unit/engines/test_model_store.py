@@ -232,3 +232,15 @@ def test_the_cli_pulls_from_hf_endpoint_then_lists_and_verifies(
     assert "ok   smoke run: 1 s of audio" in verified.output
     both = runner.invoke(cli.cli, ["models", "verify", "--no-smoke"], env=settings)
     assert both.exit_code == 1 and "medgemma (google/medgemma-1.5-4b-it): absent" in both.output
+
+
+def test_models_help_imports_nothing_heavy() -> None:
+    probe = ("import sys, json\nfrom plugin.cli import cli\n"
+             "for args in (['models', '--help'], ['models', 'pull', '--help'],\n"
+             "             ['models', 'verify', '--help']):\n"
+             "    try:\n        cli(args, prog_name='chartlight')\n    except SystemExit:\n        pass\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('torch', 'transformers', 'huggingface_hub', 'flask', 'sqlalchemy', 'rich'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "HF_HUB_OFFLINE" in out and "--revision" in out
+    assert json.loads(out.strip().splitlines()[-1]) == []
