@@ -437,6 +437,112 @@ def review_reject(reference: str, clinician: str, reason: str) -> None:
     click.echo(f"rejected: {version}")
 
 
+@cli.group()
+@click.option("--offline", is_flag=True,
+              help="Set HF_HUB_OFFLINE=1: nothing is fetched (pull refuses); list and verify never connect.")
+def models(offline: bool) -> None:
+    """Model weights: which each pipeline uses and where they are, fetch, verify.
+
+    The Hub is HF_ENDPOINT (default https://huggingface.co), the cache HF_HUB_CACHE / HF_HOME, the
+    token HF_TOKEN or `hf auth login`'s. With --offline or HF_HUB_OFFLINE=1 nothing is fetched.
+    """
+    if offline:  # before huggingface_hub is imported: it reads the variable once
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of tables.")
+def models_list(as_json: bool) -> None:
+    """Each model the settings choose: where it is, its revision and checksum; and which
+    pipelines can run here."""
+    from plugin.engines import model_store
+    from plugin.pipelines.registry import installed_pipelines
+
+    settings = settings_of(current_app)
+    found = [model_store.status(spec, getattr(settings, spec.setting)) for spec in model_store.MODELS]
+    pipelines = {name: (p.unavailable_reason or "", p.engine_note)
+                 for name, p in installed_pipelines(settings).items()}
+    if as_json:
+        runs_here = {name: {"can_run": not reason, "reason": reason, "engine": note}
+                     for name, (reason, note) in pipelines.items()}
+        click.echo(json.dumps({"models": [model_store.describe(s) for s in found], "pipelines": runs_here,
+                               "offline": model_store.hub_offline()}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="models")
+    for column in ("model", "setting", "used by", "where", "revision", "checksum", "size"):
+        table.add_column(column)
+    for s in found:
+        table.add_row(s.spec.key, f"{s.spec.setting} = {s.reference}", ", ".join(s.spec.pipelines),
+                      str(s.folder) if s.folder else f"absent: {s.problem}", s.revision,
+                      s.checksum[:19], f"{s.size_bytes / 1e6:.1f} MB" if s.folder else "")
+    runs = Table(title="pipelines")
+    runs.add_column("pipeline")
+    runs.add_column("can run here")
+    runs.add_column("engine")
+    for name, (reason, note) in pipelines.items():
+        runs.add_row(name, "no: " + reason if reason else "yes", note)
+    console = Console()
+    console.print(table)
+    console.print(runs)
+
+
+@models.command("pull")
+@click.argument("name")
+@click.option("--revision", default=None, help="A branch, tag or commit (default: main).")
+def models_pull(name: str, revision: str | None) -> None:
+    """Fetch a model into the Hugging Face cache: medasr, medgemma (the checkpoints the settings
+    name) or any Hub id. Resumes cut-off downloads; files already here are not fetched again."""
+    from plugin.engines import model_store
+
+    spec = model_store.spec_of(name)
+    if spec is not None:
+        configured = getattr(settings_of(current_app), spec.setting)
+        repo_id = configured if model_store.is_hub_id(configured) else spec.default
+    elif model_store.is_hub_id(name):
+        repo_id = name
+    else:
+        raise click.UsageError(f"{name!r} is neither medasr, medgemma nor a Hugging Face id (owner/name)")
+    folder = _run(lambda: model_store.pull(repo_id, revision=revision))
+    click.echo(f"{repo_id}: {folder} (revision {folder.name})")
+    if spec is not None and repo_id != getattr(settings_of(current_app), spec.setting):
+        click.echo(f"note: {spec.setting} names a folder; set it to {repo_id} to use this copy")
+
+
+@models.command("verify")
+@click.argument("names", nargs=-1)
+@click.option("--no-smoke", is_flag=True, help="Skip the one-second smoke run (loading the model).")
+def models_verify(names: tuple[str, ...], no_smoke: bool) -> None:
+    """Check each model (default: both): files complete, safetensors headers, config classes load,
+    a one-second smoke run. Exit status 1 when any check fails or a model is absent."""
+    from plugin.engines import model_store
+
+    settings = settings_of(current_app)
+    specs = []
+    for name in names or tuple(spec.key for spec in model_store.MODELS):
+        spec = model_store.spec_of(name)
+        if spec is None:
+            raise click.UsageError(f"unknown model {name!r}: medasr or medgemma")
+        specs.append(spec)
+    failed = False
+    for spec in specs:
+        reference = getattr(settings, spec.setting)
+        folder = model_store.locate(reference)
+        if folder is None:
+            click.echo(f"{spec.key} ({reference}): absent: not on this machine")
+            failed = True
+            continue
+        report = model_store.verify(spec, folder, smoke=not no_smoke)
+        click.echo(f"{spec.key} ({reference}) at {folder}:")
+        for check in report.checks:
+            click.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+        failed = failed or not report.ok
+    if failed:
+        raise SystemExit(1)
+
+
 def _job(job_id: int) -> Job:
     try:
         return job_store_of(current_app).get(job_id)

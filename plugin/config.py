@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,12 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # SMART confidential asymmetric clients sign their token-endpoint assertions with one of these.
 SMART_CLIENT_ALGORITHMS = frozenset({"RS384", "ES384"})
 SMART_CLIENT_AUTH = frozenset({"public", "private_key_jwt"})
+# Torch devices and dtypes the engines accept, and the attention implementations transformers
+# 5.x registers (transformers.modeling_utils.ALL_ATTENTION_FUNCTIONS, plus its built-in eager).
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3",
+                             "flash_attention_4")
 SMART_DEFAULT_SCOPES = (
     "openid fhirUser online_access patient/Patient.r patient/Encounter.rs patient/DocumentReference.crus "
     "patient/DiagnosticReport.crus patient/Media.rs patient/ImagingStudy.rs patient/Observation.crus "
@@ -232,6 +239,26 @@ class Settings:
     fhir_max_pages: int = 200
     job_memory_bytes: int = DEFAULT_JOB_MEMORY_BYTES
     speech_max_duration_s: float = 3600.0
+    # Engines (docs/configuration.md "Model engines", docs/speech.md, docs/imaging.md). MedASR:
+    # the checkpoint (HF id in the local cache, or a folder), an optional KenLM model for beam
+    # search with its weight (alpha) and per-word bonus (beta), int8 on CPU, chunks per forward
+    # pass, window and context lengths, device ("" = CUDA when present, else CPU) and torch
+    # threads (0 = torch's default). MedGemma local: device and dtype ("" = the best the machine
+    # has), attention implementation ("" = transformers' default) and a ceiling on answer length.
+    medasr_model: str = "google/medasr"
+    medasr_lm_path: str = ""
+    medasr_lm_alpha: float = 0.5
+    medasr_lm_beta: float = 1.5
+    medasr_quantize: bool = True
+    medasr_batch_size: int = 4
+    medasr_chunk_s: float = 20.0
+    medasr_stride_s: float = 2.0
+    medasr_device: str = ""
+    medasr_threads: int = 0
+    medgemma_device: str = ""
+    medgemma_dtype: str = ""
+    medgemma_attention: str = ""
+    medgemma_max_new_tokens: int = 8192
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -251,6 +278,35 @@ class Settings:
         self._check_token_scopes()
         self._check_test_models()
         self._check_budgets()
+        self._check_engines()
+
+    def _check_engines(self) -> None:
+        for name in ("medasr_batch_size", "medasr_chunk_s", "medgemma_max_new_tokens"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("medasr_stride_s", "medasr_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+        if self.medasr_chunk_s <= 2 * self.medasr_stride_s:
+            raise ConfigError(f"medasr_chunk_s ({self.medasr_chunk_s}) must exceed twice medasr_stride_s "
+                              f"({self.medasr_stride_s}): each window keeps the part between its strides")
+        for name in ("medasr_model", "medgemma_model"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{name} must name a Hugging Face id or a folder")
+        for name in ("medasr_device", "medgemma_device"):
+            value = getattr(self, name)
+            if value and not _DEVICE.fullmatch(value):
+                raise ConfigError(f"{name} must be cpu, cuda, cuda:N or mps (or empty for the best one "
+                                  f"here), not {value!r}")
+        if self.medgemma_dtype and self.medgemma_dtype not in MODEL_DTYPES:
+            raise ConfigError(f"medgemma_dtype must be one of {', '.join(MODEL_DTYPES)} (or empty for "
+                              f"the best one here), not {self.medgemma_dtype!r}")
+        if self.medgemma_attention and self.medgemma_attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ConfigError(f"medgemma_attention must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)} "
+                              f"(or empty for transformers' default), not {self.medgemma_attention!r}")
+        if self.medasr_lm_path and not Path(self.medasr_lm_path).expanduser().is_file():
+            raise ConfigError(f"medasr_lm_path {self.medasr_lm_path!r} is not a file (a KenLM ARPA or "
+                              "binary model)")
 
     def _check_token_scopes(self) -> None:
         unknown = [scope for scope in self.fhir_token_scopes if parse_scope(scope) is None]

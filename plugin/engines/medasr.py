@@ -2,7 +2,7 @@
 model_info(), transcribe(16 kHz mono audio) -> CtcTranscript with word times.
 
 Weights come from a local directory or the Hugging Face cache, never the network at run time
-(gated weights are fetched once, ahead of time, e.g. `huggingface-cli download google/medasr`);
+(gated weights are fetched once, ahead of time, with `chartlight models pull medasr`);
 a model is loaded once per process and shared by every job. Long audio is decoded in overlapping
 chunks batched together; chunk outputs are joined by plugin.pipelines.speech.ctc.
 """
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from plugin.engines.devices import check_device
 from plugin.errors import ConfigError
 from plugin.pipelines.speech.beam_search import BeamOptions, decode_beam
 from plugin.pipelines.speech.ctc import (
@@ -110,6 +111,7 @@ class MedAsrEngine:
         lm_path: str | None = None,
         beam: BeamOptions | None = None,
         device: str | None = None,
+        threads: int | None = None,
         cache_dir: str | None = None,
         loaded: LoadedMedAsr | None = None,
     ) -> None:
@@ -117,11 +119,13 @@ class MedAsrEngine:
             raise ConfigError(f"speech chunk_s ({chunk_s}) must exceed twice stride_s ({stride_s})")
         if batch_size < 1:
             raise ConfigError("speech batch_size must be at least 1")
+        if threads is not None and threads < 1:
+            raise ConfigError("speech threads must be at least 1 (or None for torch's default)")
         self.model = model
         self.chunk_s, self.stride_s, self.batch_size = chunk_s, stride_s, batch_size
         self.quantize, self.lm_path = quantize, lm_path
         self.beam = beam or BeamOptions()  # alpha, beta, width: used only with lm_path
-        self.device, self.cache_dir = device, cache_dir
+        self.device, self.threads, self.cache_dir = device, threads, cache_dir
         self._loaded = loaded
 
     @classmethod
@@ -138,7 +142,7 @@ class MedAsrEngine:
     def requirements(self) -> str:
         return (f"MedASR weights for {self.model!r}: a local directory with config.json and "
                 f"model.safetensors, or the Hugging Face cache filled ahead of time "
-                f"(`huggingface-cli download {DEFAULT_MODEL}` after accepting its terms)")
+                "(`chartlight models pull medasr` after accepting its terms)")
 
     def model_info(self) -> ModelInfo:
         return self.load().info
@@ -184,13 +188,19 @@ class MedAsrEngine:
     # ---- loading -----------------------------------------------------------------------------
 
     def load(self) -> LoadedMedAsr:
+        import torch
+
         if self.lm_path is not None:
             load_language_model(self.lm_path)
+        # torch has one intra-op pool per process: the setting is the speech worker's.
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         if self._loaded is None:
             weights = _weights_dir(self.model, self.cache_dir)
             if weights is None:
                 raise ConfigError(f"MedASR is not available on this machine: {self.requirements()}")
             device = self.device or _default_device()
+            check_device(torch, device, engine="speech")
             with _LOAD_LOCK:
                 self._loaded = _load_pretrained(str(weights), self.model, device, self.quantize)
         return self._loaded

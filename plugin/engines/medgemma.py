@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugin.engines.devices import check_device, mps_available
 from plugin.errors import ConfigError
 from plugin.results import AIKind, ModelInfo
 
@@ -43,6 +44,8 @@ class MedGemmaEngine:
     local directory. `name` overrides the model name written into
     results (e.g. the HF id of a local copy). `device`/`dtype` default to the best the machine has:
     CUDA in bfloat16 (float16 where bf16 is unsupported), Apple MPS in float16, else CPU in float32.
+    `attention` names a transformers attention implementation (None: transformers' default);
+    `max_new_tokens` caps every answer, whatever length a pipeline asks for.
     `test_weights` marks random-weight test checkpoints, whose output is never clinical.
     """
 
@@ -55,14 +58,20 @@ class MedGemmaEngine:
         cache_dir: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        attention: str | None = None,
+        max_new_tokens: int | None = None,
         allow_download: bool = False,
         test_weights: bool = False,
     ) -> None:
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError("MedGemma max_new_tokens must be positive")
         self.model = model
         self.revision = revision
         self.cache_dir = cache_dir
         self.device = device
         self.dtype = dtype
+        self.attention = attention
+        self.max_new_tokens = max_new_tokens
         self.allow_download = allow_download
         self.test_weights = test_weights
         self._local = Path(model).expanduser()
@@ -88,7 +97,7 @@ class MedGemmaEngine:
         if self.allow_download and not hub_offline():
             return None
         return (f"the weights of {self.model} are not in the Hugging Face cache "
-                "(download them first, or point the engine at a local copy)")
+                "(`chartlight models pull medgemma` fetches them, or point medgemma_model at a local copy)")
 
     def model_info(self) -> ModelInfo:
         display = ("MedGemma 1.5 4B" if self.name == DEFAULT_MODEL else self.name) + \
@@ -105,6 +114,8 @@ class MedGemmaEngine:
         loaded = self._loaded()
         import torch
 
+        if self.max_new_tokens is not None:
+            max_new_tokens = min(max_new_tokens, self.max_new_tokens)
         # Gemma 3 has no system role: the whole instruction is the user's turn.
         messages = [{"role": "user", "content": user_content(parts)}]
         with loaded.lock:
@@ -130,7 +141,8 @@ class MedGemmaEngine:
         dtype = self.dtype or _best_dtype(torch, device)
         local_only = not self.allow_download or hub_offline()
         with _LOAD_LOCK:
-            return _load(self.model, self.revision, self.cache_dir, device, dtype, local_only)
+            return _load(self.model, self.revision, self.cache_dir, device, dtype, local_only,
+                         self.attention)
 
     def _names_a_path(self) -> bool:
         # A Hugging Face id is exactly "owner/name"; anything else is a directory.
@@ -195,14 +207,19 @@ _LOAD_LOCK = threading.Lock()
 
 @functools.cache
 def _load(model: str, revision: str | None, cache_dir: str | None, device: str, dtype: str,
-          local_only: bool) -> _Loaded:
+          local_only: bool, attention: str | None = None) -> _Loaded:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    check_device(torch, device, engine="MedGemma")
     where = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_only}
     processor = AutoProcessor.from_pretrained(model, **where)
-    network: Any = AutoModelForImageTextToText.from_pretrained(
-        model, dtype=getattr(torch, dtype), **where)
+    chosen = {} if attention is None else {"attn_implementation": attention}
+    try:
+        network: Any = AutoModelForImageTextToText.from_pretrained(
+            model, dtype=getattr(torch, dtype), **where, **chosen)
+    except ImportError as exc:  # e.g. flash_attention_2 without the flash-attn package
+        raise ConfigError(f"MedGemma attention {attention!r} cannot be used here: {exc}") from None
     network.to(device).eval()
     return _Loaded(network, processor, threading.Lock())
 
@@ -214,7 +231,7 @@ def _has_weights(folder: Path) -> bool:
 def _best_device(torch: Any) -> str:
     if torch.cuda.is_available():
         return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if mps_available(torch):
         return "mps"
     return "cpu"
 

@@ -15,6 +15,7 @@ from plugin.jobs import Pipeline
 
 if TYPE_CHECKING:
     from plugin.pipelines.imaging import ImagingTask
+    from plugin.pipelines.speech import SpeechOptions
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,7 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
                 if medgemma_missing is None else
                 f"MedGemma cannot run here ({medgemma_missing}), so the deterministic lab-report "
                 "layout extractor reads the pages instead")
-    speech_options = speech.SpeechOptions(attachment_allowed_hosts=settings.attachment_allowed_hosts,
-                                          job_memory_bytes=settings.job_memory_bytes,
-                                          max_duration_s=settings.speech_max_duration_s)
+    speech_options = speech_options_of(settings)
     speech_pipeline = speech.SpeechPipeline(speech_options, engine=_test_medasr(settings))
     # One MedGemma per process: imaging shares the documents' engine unless it uses the test model.
     imaging = imaging_pipeline(settings, engine=None if settings.test_models else doc_engine)
@@ -88,7 +87,24 @@ def _configured_medgemma(settings: Settings) -> VisionLanguageEngine:
 
     # A stored test model is marked as one wherever it is configured.
     model = settings.medgemma_model
-    return MedGemmaEngine(model, test_weights=test_models.is_test_model(model))
+    return MedGemmaEngine(model, test_weights=test_models.is_test_model(model),
+                          device=settings.medgemma_device or None, dtype=settings.medgemma_dtype or None,
+                          attention=settings.medgemma_attention or None,
+                          max_new_tokens=settings.medgemma_max_new_tokens)
+
+
+def speech_options_of(settings: Settings) -> SpeechOptions:
+    """The speech pipeline's options from the medasr_* settings ("" and 0 mean "the default")."""
+    from plugin.pipelines.speech import SpeechOptions
+
+    return SpeechOptions(
+        medasr_model=settings.medasr_model, lm_path=settings.medasr_lm_path or None,
+        lm_alpha=settings.medasr_lm_alpha, lm_beta=settings.medasr_lm_beta,
+        quantize=settings.medasr_quantize, batch_size=settings.medasr_batch_size,
+        chunk_s=settings.medasr_chunk_s, stride_s=settings.medasr_stride_s,
+        device=settings.medasr_device or None, threads=settings.medasr_threads or None,
+        attachment_allowed_hosts=settings.attachment_allowed_hosts,
+        job_memory_bytes=settings.job_memory_bytes, max_duration_s=settings.speech_max_duration_s)
 
 
 def _test_models_dir(settings: Settings) -> Path:

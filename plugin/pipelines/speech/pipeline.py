@@ -16,6 +16,7 @@ from plugin.errors import ConfigError, InputError, ResponseTooLarge
 from plugin.fhir import resolve_attachment
 from plugin.jobs import JobContext
 from plugin.pipelines.speech.audio import decode_audio
+from plugin.pipelines.speech.beam_search import DEFAULT_ALPHA, DEFAULT_BETA, BeamOptions
 from plugin.pipelines.speech.ctc import CtcTranscript
 from plugin.pipelines.speech.formatting import format_transcript
 from plugin.pipelines.speech.inputs import audio_attachment
@@ -54,6 +55,10 @@ class SpeechOptions:
     # cosine 0.9999 against fp32); False keeps exact fp32. Ignored on GPU (bf16/fp16 there).
     quantize: bool = True
     batch_size: int = 4  # chunks per forward pass
+    lm_alpha: float = DEFAULT_ALPHA  # the LM's weight in beam search
+    lm_beta: float = DEFAULT_BETA  # the bonus per word in beam search
+    device: str | None = None  # None: CUDA when present, else CPU
+    threads: int | None = None  # torch intra-op threads; None: torch's default
     max_audio_bytes: int = 200 * 1024 * 1024
     attachment_allowed_hosts: tuple[str, ...] = ()
     # What one job may hold decoded at once (the attachment, the samples), charged before decoding.
@@ -72,7 +77,9 @@ class SpeechPipeline:
 
             engine = MedAsrEngine(options.medasr_model, chunk_s=options.chunk_s,
                                   stride_s=options.stride_s, batch_size=options.batch_size,
-                                  quantize=options.quantize, lm_path=options.lm_path)
+                                  quantize=options.quantize, lm_path=options.lm_path,
+                                  beam=BeamOptions(alpha=options.lm_alpha, beta=options.lm_beta),
+                                  device=options.device, threads=options.threads)
         self.engine = engine
 
     def unavailable_reason(self) -> str:
