@@ -105,6 +105,14 @@ def _overlap(ehr: SmartEhr, other: SmartEhr) -> bool:
 def plain_fhir_base(url: str) -> str | None:
     """`url` with scheme and host lower-cased and no trailing slash, or None when it is not a
     plain http(s) base URL (see SmartEhr.matches)."""
+    # The one URL rule of plugin.fhir.urls first: dot-segments encoded more than once (a proxy
+    # or server that decodes twice), whitespace, control characters. Imported here: plugin.fhir
+    # loads requests, which `chartlight --help` must not pay for.
+    from plugin.fhir.urls import UnsafeUrl, normalise_url
+    try:
+        normalise_url(url.strip())
+    except UnsafeUrl:
+        return None
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname or parts.username is not None \
             or parts.password is not None or parts.query or parts.fragment or "#" in url or "?" in url:
