@@ -311,6 +311,7 @@ class Settings:
             return
         servers = {"fhir_base_url": self.fhir_base_url,
                    **{f"smart_ehrs ({e.name}) iss": e.iss for e in self.smart_ehrs},
+                   **{f"smart_ehrs ({e.name}) fhir_bases": b for e in self.smart_ehrs for b in e.fhir_bases},
                    **{f"cds_trusted_ehrs ({e.label}) fhir_servers": u
                       for e in self.cds_trusted_ehrs for u in e.fhir_servers}}
         for name, url in servers.items():
