@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cds_hooks.cards import AnalysisStatus
 from plugin.errors import ChartlightError
 from plugin.fhir import FhirClient
@@ -64,7 +66,14 @@ class SourceScanner:
             except Exception as exc:  # the card still answers; the failure is visible in the log
                 log.warning("looking for new inputs of Patient/%s on %s failed: %s", patient_id,
                             fhir_base, type(exc).__name__, exc_info=True)
-        jobs = [] if fhir_base is None else server_jobs(store, fhir_base, patient_id)
+        jobs, unreadable = [], False
+        if fhir_base is not None:
+            try:
+                jobs = server_jobs(store, fhir_base, patient_id)
+            except SQLAlchemyError as exc:  # a locked database, a failover: the card says so
+                unreadable = True
+                log.warning("reading the jobs of Patient/%s on %s failed (%s); the card says their "
+                            "status is not known", patient_id, fhir_base, type(exc).__name__)
         counts = {state: sum(j.state is state for j in jobs) for state in JobState}
         failures = tuple(f"{j.pipeline}: {j.source}: {(j.error or 'failed').splitlines()[0][:160]}"
                          for j in jobs if j.state is JobState.FAILED)
@@ -73,7 +82,7 @@ class SourceScanner:
             unavailable=tuple(f"{name}: {reason}" for name, reason in sorted(unavailable.items()) if reason),
             queued=max(0, counts[JobState.QUEUED] - newly_queued), running=counts[JobState.RUNNING],
             failed=counts[JobState.FAILED], newly_queued=newly_queued, checking=checking,
-            failures=failures)
+            failures=failures, jobs_unreadable=unreadable)
 
     def _scan_for(self, store: JobStore, pipelines: Mapping[str, Any], client: FhirClient,
                   patient_id: str) -> tuple[bool, _Scan]:

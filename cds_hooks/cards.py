@@ -54,6 +54,7 @@ class AnalysisStatus:
     newly_queued: int = 0  # queued by this call's look for new inputs
     checking: bool = False  # that look had not finished when the card was made
     failures: tuple[str, ...] = field(default=())  # "DocumentReference/7: unreadable PDF"
+    jobs_unreadable: bool = False  # the job database did not answer: job counts are not known
 
     @property
     def pending(self) -> int:
@@ -164,6 +165,9 @@ def _status_card(status: AnalysisStatus, context: CardContext, *, shown: int, si
     if status.failed:
         lines.append(f"{status.failed} analysis job(s) failed:")
         lines.extend(f"- {failure}" for failure in status.failures[:5])
+    if status.jobs_unreadable:
+        lines.append("chartlight could not read its analysis jobs just now (its job database did not "
+                     "answer), so what is queued, running or failed is not shown.")
     if not status.pipelines:
         lines.append("No analysis pipelines are installed, so nothing new will be analysed.")
     lines.extend(f"Pipeline {reason}" for reason in status.unavailable)

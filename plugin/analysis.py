@@ -4,6 +4,7 @@ only this patient's jobs of this pipeline on this FHIR server."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from plugin.app import service_fhir_client
 from plugin.config import Settings
@@ -28,6 +30,8 @@ from plugin.jobs import (
     queue_sources,
 )
 from plugin.pipelines.registry import InstalledPipeline
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def analyze_patient(
             _follow(store, pending, console, timeout_s)
         finally:
             runner.stop()
-    return AnalysisRun(pipeline.name, tuple(store.get(j.id) for j in intake.jobs), intake.skipped)
+    return AnalysisRun(pipeline.name, tuple(_read(store, j.id) for j in intake.jobs), intake.skipped)
 
 
 def _follow(store: JobStore, job_ids: list[int], console: Console, timeout_s: float) -> None:
@@ -160,16 +164,45 @@ def _follow(store: JobStore, job_ids: list[int], console: Console, timeout_s: fl
     with Progress(*columns, console=console) as progress:
         tasks = {}
         for job_id in job_ids:
-            job = store.get(job_id)
+            job = _read(store, job_id)
             tasks[job_id] = progress.add_task(job.source, total=1.0, status=job.state.value)
+        faults = 0
         while time.monotonic() < deadline:
             done = 0
-            for job_id, task in tasks.items():
-                job = store.get(job_id)
-                finished = job.state in (JobState.SUCCEEDED, JobState.FAILED)
-                done += finished
-                status = job.state.value if finished else f"{job.state.value}: {job.progress_text}"
-                progress.update(task, completed=1.0 if finished else job.progress, status=status)
+            try:
+                for job_id, task in tasks.items():
+                    job = store.get(job_id)
+                    finished = job.state in (JobState.SUCCEEDED, JobState.FAILED)
+                    done += finished
+                    status = job.state.value if finished else f"{job.state.value}: {job.progress_text}"
+                    progress.update(task, completed=1.0 if finished else job.progress, status=status)
+            except SQLAlchemyError as exc:  # the runner's threads wait it out too: so does the display
+                faults += 1
+                time.sleep(_store_backoff(exc, faults))
+                continue
+            faults = 0
             if done == len(tasks):
                 return
             time.sleep(0.2)
+
+
+def _read(store: JobStore, job_id: int, *, patience_s: float = 60.0) -> Job:
+    """The job, waiting out a job database fault (a locked SQLite file, a failover) for up to
+    `patience_s`."""
+    waited, faults = 0.0, 0
+    while True:
+        try:
+            return store.get(job_id)
+        except SQLAlchemyError as exc:
+            faults += 1
+            delay = _store_backoff(exc, faults)
+            if waited + delay > patience_s:
+                raise
+            waited += delay
+            time.sleep(delay)
+
+
+def _store_backoff(exc: SQLAlchemyError, faults: int) -> float:
+    delay = min(5.0, 0.2 * 2 ** min(faults - 1, 5))
+    log.warning("the job database did not answer (%s); trying again in %.1f s", type(exc).__name__, delay)
+    return delay

@@ -112,6 +112,14 @@ def _overlap(ehr: SmartEhr, other: SmartEhr) -> bool:
 def plain_fhir_base(url: str) -> str | None:
     """`url` with scheme and host lower-cased and no trailing slash, or None when it is not a
     plain http(s) base URL (see SmartEhr.matches)."""
+    # The one URL rule of plugin.fhir.urls first: dot-segments encoded more than once (a proxy
+    # or server that decodes twice), whitespace, control characters. Imported here: plugin.fhir
+    # loads requests, which `chartlight --help` must not pay for.
+    from plugin.fhir.urls import UnsafeUrl, normalise_url
+    try:
+        normalise_url(url.strip())
+    except UnsafeUrl:
+        return None
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname or parts.username is not None \
             or parts.password is not None or parts.query or parts.fragment or "#" in url or "?" in url:
@@ -362,6 +370,7 @@ class Settings:
             return
         servers = {"fhir_base_url": self.fhir_base_url,
                    **{f"smart_ehrs ({e.name}) iss": e.iss for e in self.smart_ehrs},
+                   **{f"smart_ehrs ({e.name}) fhir_bases": b for e in self.smart_ehrs for b in e.fhir_bases},
                    **{f"cds_trusted_ehrs ({e.label}) fhir_servers": u
                       for e in self.cds_trusted_ehrs for u in e.fhir_servers}}
         for name, url in servers.items():

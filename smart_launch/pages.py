@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_mappers.systems import SID_DEVICE, SID_RESULT
 from plugin.app import job_store_of, settings_of
@@ -75,6 +76,7 @@ def register_pages(bp: Blueprint) -> None:
     for rule, endpoint, view, methods in routes:
         bp.add_url_rule(rule, endpoint, login_required(view), methods=methods)
     bp.register_error_handler(FhirError, _fhir_error)
+    bp.register_error_handler(SQLAlchemyError, _store_error)
 
 
 def _fhir_error(exc: FhirError) -> Any:
@@ -91,6 +93,21 @@ def _fhir_error(exc: FhirError) -> Any:
                            message=_fhir_message(exc), retry_url=url_for("smart.app_home"),
                            next_step="Try again; if it keeps failing, tell the EHR administrator what "
                                      "the EHR answered."), status
+
+
+def _store_error(exc: SQLAlchemyError) -> Any:
+    """chartlight's own database (jobs, sessions) did not answer: a locked SQLite file, a
+    PostgreSQL failover. A 503 that says so and what to do, never a bare 500; the log names the
+    driver's error class only (the SQL's parameters may name patients)."""
+    log.warning("a page's job or session database call failed (%s)", type(exc).__name__)
+    message = "chartlight's job database did not answer (it may be busy or restarting)"
+    if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json") \
+            or request.method == "POST":
+        return _fail(503, message + "; try again in a moment")
+    return render_template("app_error.html", heading="chartlight is busy", message=message,
+                           retry_url=url_for("smart.app_home"),
+                           next_step="Try again in a moment; if it keeps failing, tell the administrator "
+                                     "of chartlight."), 503
 
 
 # ---- helpers -------------------------------------------------------------------------------------

@@ -1,31 +1,25 @@
-"""SMART scopes as granted: v2 `<patient|user|system>/<Type|*>.<c?r?u?d?s?>[?query]` and v1
-`.read`/`.write`/`.*`. Pure functions; the session asks them what the user may do."""
+"""What granted SMART scopes let the app do, read with the one scope parser (plugin.scopes) that
+write-back and CDS Hooks use too, so the app never offers what the writer then refuses; and the
+scopes a launch asks for. Pure functions; the session asks them what the user may do."""
 
 from __future__ import annotations
 
-import re
-
-_SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.([cruds]+|read|write|\*)(\?.*)?$")
-_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+from plugin.scopes import parse_scopes
 
 
 def permissions(scopes: frozenset[str], resource_type: str) -> frozenset[str]:
     """The interaction letters (c, r, u, d, s) the scopes grant on `resource_type`."""
-    letters: set[str] = set()
-    for scope in scopes:
-        match = _SCOPE.match(scope)
-        if match and match.group(2) in (resource_type, "*"):
-            letters.update(_V1.get(match.group(3), match.group(3)))
-    return frozenset(letters)
+    granted = parse_scopes(sorted(scopes))
+    return frozenset(letter for letter in "cruds" if granted.allows(resource_type, letter))
 
 
 def can_read(scopes: frozenset[str], resource_type: str) -> bool:
-    return bool({"r", "s"} & permissions(scopes, resource_type))
+    return parse_scopes(sorted(scopes)).can_read(resource_type)
 
 
 def can_write(scopes: frozenset[str], resource_type: str) -> bool:
     """Creating is what every write of ours starts with, so `c` (or v1 `write`) decides."""
-    return "c" in permissions(scopes, resource_type)
+    return parse_scopes(sorted(scopes)).can_create(resource_type)
 
 
 def launch_scopes(configured: str, *, ehr_launch: bool) -> str:

@@ -13,12 +13,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
 
 import requests
 from flask import current_app, g, request
 
 from plugin.fhir import FhirClient
+from plugin.fhir.urls import UnsafeUrl, is_under
 from plugin.scopes import parse_scopes
 from smart_launch import scopes as scope_rules
 from smart_launch.errors import NotLaunched, TokenError
@@ -141,9 +141,12 @@ class TokenSession(requests.Session):
         return record.access_token
 
     def _under_base(self, url: str) -> bool:
-        base, other = urlsplit(self._fhir_base), urlsplit(url)
-        return ((other.scheme, other.netloc.lower()) == (base.scheme, base.netloc.lower())
-                and (other.path + "/").startswith(base.path.rstrip("/") + "/"))
+        # Judged after normalisation: `…/fhir/../other` starts with the base as text, but urllib3
+        # resolves the dot-segments and would carry the token to `/other`. Unsafe: no token.
+        try:
+            return is_under(url, self._fhir_base)
+        except UnsafeUrl:
+            return False
 
     def _record(self) -> SessionRecord:
         record = self._runtime.store.get_session(self._session_id)

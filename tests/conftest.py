@@ -93,13 +93,15 @@ def sandbox_url() -> Iterator[str]:
 def sandbox2_url() -> Iterator[str]:
     """A second, separate HAPI FHIR server (another EHR), for tests of many EHRs at once."""
     port = int(os.environ.get("CHARTLIGHT_SANDBOX2_PORT", "8094"))
-    box = default_sandbox(REPO_ROOT, port=port)
+    box = default_sandbox(STATE_ROOT, port=port)  # beside the first one's state, not in the checkout
     started_here = not box.is_running()
-    box.start()
-    box.reset()
-    yield box.base_url
-    if started_here:
-        box.stop()
+    try:
+        box.start()
+        box.reset()
+        yield box.base_url
+    finally:
+        if started_here:
+            box.stop()
 
 
 @pytest.fixture(scope="session")

@@ -226,7 +226,7 @@ class JobRunner:
             check_source_subject(source, subject=job.subject, base_url=job.fhir_base_url)
             context = JobContext(job=job, client=client, source=source,
                                  report_progress=lambda f, t: self._report(job, f, t))
-            result = _run_abandonable(pipeline, context, deadline - self.clock().timestamp(),
+            result = run_with_time_limit(pipeline, context, deadline - self.clock().timestamp(),
                                       f"{job.pipeline} took longer than its time limit of "
                                       f"{limit:g} s; stopped (job_timeout_{job.pipeline}_s)")
             if self.clock().timestamp() > deadline:
@@ -365,7 +365,7 @@ def _store_fault(doing: str, exc: SQLAlchemyError, faults: int) -> float:
     return delay
 
 
-def _run_abandonable(pipeline: Pipeline, context: JobContext, timeout_s: float,
+def run_with_time_limit(pipeline: Pipeline, context: JobContext, timeout_s: float,
                      message: str) -> PipelineResult:
     """Run the pipeline on a thread of its own and wait at most `timeout_s`. Python cannot kill
     a thread: past the limit it is abandoned (left to end on its own) and JobTimedOut is raised,

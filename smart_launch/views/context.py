@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from plugin.app import settings_of
+from plugin.jobs import JobLimits
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
 from smart_launch.session import SmartSession
 from smart_launch.style import STYLE_CACHE_S
@@ -97,7 +98,8 @@ def pipelines_of(app: Flask) -> dict[str, InstalledPipeline]:
 
 def runs_of(app: Flask) -> SessionRuns:
     if RUNS not in app.extensions:
-        app.extensions[RUNS] = SessionRuns(workers=settings_of(app).job_workers)
+        app.extensions[RUNS] = SessionRuns(workers=settings_of(app).job_workers,
+                                            limits=JobLimits.from_settings(settings_of(app)))
     runs: SessionRuns = app.extensions[RUNS]
     return runs
 

@@ -2,8 +2,9 @@
 thread with the user's own FHIR client (the launch's access token and granted scopes, never the
 service's credentials). Nothing is written — not even tried: the result is mapped to the same FHIR
 resources a write would create (fhir_mappers, pure) and kept in memory for that session only, to
-be shown. Runs expire; a run's status lives in memory. (Sessions that may write start jobs of the
-service's job store instead: smart_launch.pages._start.)"""
+be shown. A run has its pipeline's time limit (job_timeout_<pipeline>_s), as a job has, so one
+hostile input cannot hold the app's run workers. Runs expire; a run's status lives in memory.
+(Sessions that may write start jobs of the service's job store instead: smart_launch.pages._start.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from typing import Any
 from fhir_mappers import to_device
 from plugin.errors import ChartlightError
 from plugin.fhir import FhirClient
-from plugin.jobs import Job, JobContext, JobState
+from plugin.jobs import Job, JobContext, JobLimits, JobState, JobTimedOut, run_with_time_limit
 from plugin.pipelines.registry import InstalledPipeline
 from plugin.writeback import plan_resources
 from smart_launch.errors import SmartError
@@ -51,8 +51,10 @@ class TooManyRecordings(SmartError):
 class SessionRuns:
     """Runs by (session id, input row key)."""
 
-    def __init__(self, *, ttl_s: float = 3600.0, workers: int = 1) -> None:
+    def __init__(self, *, ttl_s: float = 3600.0, workers: int = 1,
+                 limits: JobLimits | None = None) -> None:
         self.ttl_s = ttl_s
+        self.limits = limits or JobLimits()  # a preview gets its pipeline's time limit, as a job does
         self._runs: dict[tuple[str, str], SessionRun] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="chartlight-app-run")
@@ -98,12 +100,25 @@ class SessionRuns:
 
     def _run(self, session_id: str, key: str, pipeline: InstalledPipeline, client: FhirClient,
              source: Resource, subject: str) -> None:
-        progress: Callable[[float, str], None] = lambda fraction, text: self._set(  # noqa: E731
-            session_id, key, status=Status("running", max(0.0, min(1.0, fraction)), text))
+        limit = self.limits.time_limit(pipeline.name)
+        stopped = threading.Event()
+
+        def progress(fraction: float, text: str) -> None:
+            if stopped.is_set():  # past its time limit: the abandoned run stops at its next report
+                raise JobTimedOut(f"{pipeline.name} was stopped at its time limit")
+            self._set(session_id, key, status=Status("running", max(0.0, min(1.0, fraction)), text))
+
         progress(0.0, "starting")
+        context = JobContext(job=_job_for(pipeline.name, source, subject, client), client=client,
+                             source=source, report_progress=progress)
         try:
-            result = pipeline.run(JobContext(job=_job_for(pipeline.name, source, subject, client),
-                                             client=client, source=source, report_progress=progress))
+            result = run_with_time_limit(pipeline.run, context, limit,
+                                         f"{pipeline.name} took longer than its time limit of {limit:g} s; "
+                                         f"stopped (job_timeout_{pipeline.name}_s)")
+        except JobTimedOut as exc:
+            stopped.set()
+            self._set(session_id, key, status=Status("failed", 0.0, str(exc)))
+            return
         except ChartlightError as exc:
             self._set(session_id, key, status=Status("failed", 0.0, str(exc)))
             return

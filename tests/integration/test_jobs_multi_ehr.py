@@ -1,16 +1,32 @@
 """Two real HAPI servers (two EHRs) whose resource ids collide: every job belongs to its own
-server, and every result lands on the right server under the right patient."""
+server, and every result lands on the right server under the right patient, whether the jobs
+are submitted directly or queued by each EHR's CDS hooks."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cds_hooks.blueprint import PIPELINES_EXTENSION
 from fhir_mappers.systems import SID_RESULT
+from plugin.app import create_app, job_store_of
+from plugin.config import TrustedEhr
 from plugin.fhir import FhirClient
-from plugin.jobs import JobRunner, JobState, JobStore
+from plugin.jobs import Job, JobRunner, JobScope, JobState, JobStore
+from plugin.pipelines.registry import InstalledPipeline
+from tests.support.cds_ehr import (
+    PATIENT_VIEW,
+    PUBLIC_BASE,
+    Ehr,
+    bearer,
+    cds_settings,
+    ehr_with_jwks,
+    patient_view_body,
+    rsa_key,
+)
 from tests.support.pipelines import fixed_pipeline
 
 pytestmark = pytest.mark.sandbox
@@ -75,3 +91,60 @@ def test_colliding_ids_on_two_ehrs_each_result_lands_on_its_server_and_patient(
         assert len(targets) == 5 and {client.read(*t.split("/")[:2])["subject"]["reference"]
                                       for t in targets} == {f"Patient/{patient}"}
     assert [j.fhir_base_url for j in store.list(fhir_base_url=sandbox2_url)] == [sandbox2_url] * 2
+    # The second server keeps its state (pid file, log, database) under .sandbox/ like the first,
+    # never in the checkout (it left an untracked hapi/ folder there).
+    assert not (Path(__file__).resolve().parents[2] / "hapi").exists()
+
+
+def test_hooks_from_two_ehrs_with_colliding_ids_each_analyse_their_own_server(
+        sandbox_url: str, sandbox2_url: str, run_id: str, tmp_path: Path) -> None:
+    """Two EHRs (two issuers, each allow-listed for its own HAPI server) call patient-view for the
+    same patient id, whose document has the same id and version on both servers: each hook queues
+    a job of its own server, each result lands there, and each status card counts only its own."""
+    ehr_a, ehr_b = FhirClient(sandbox_url, timeout_s=120), FhirClient(sandbox2_url, timeout_s=120)
+    patient, other, doc = f"mh{run_id[:10]}-1", f"mh{run_id[:10]}-2", f"mh{run_id[:10]}-3"
+    put_patient_and_document(ehr_a, (patient, other), doc, owner=patient)
+    put_patient_and_document(ehr_b, (patient, other), doc, owner=patient)
+
+    def documents_of(client: FhirClient, patient_id: str) -> list[dict[str, Any]]:
+        return list(client.search("DocumentReference", {"subject": f"Patient/{patient_id}", "_id": doc}))
+
+    with ehr_with_jwks([rsa_key("a", "RS384")], iss="https://ehr-a.example.org") as issuer_a, \
+            ehr_with_jwks([rsa_key("b", "RS384")], iss="https://ehr-b.example.org") as issuer_b:
+        trusted = (TrustedEhr(iss=issuer_a.iss, jwks_url=issuer_a.jwks_url, fhir_servers=(sandbox_url,)),
+                   TrustedEhr(iss=issuer_b.iss, jwks_url=issuer_b.jwks_url, fhir_servers=(sandbox2_url,)))
+        app = create_app(cds_settings(issuer_a, tmp_path, cds_trusted_ehrs=trusted,
+                                      cds_source_check_wait_s=60.0))
+        app.extensions[PIPELINES_EXTENSION] = {"test-fixed": InstalledPipeline(
+            "test-fixed", "fixed test results", documents_of, fixed_pipeline())}
+        hooks = app.test_client()
+
+        def status_of(issuer: Ehr, server: str) -> str:
+            response = hooks.post(PATIENT_VIEW, json=patient_view_body(patient, fhirServer=server),
+                                  headers=bearer(issuer.token(PUBLIC_BASE + PATIENT_VIEW)))
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return " ".join(f"{c['summary']} {c.get('detail', '')}" for c in response.get_json()["cards"])
+
+        assert "1 input(s) not analysed yet" in status_of(issuer_a, sandbox_url)
+        assert "1 input(s) not analysed yet" in status_of(issuer_b, sandbox2_url)  # not A's job
+        store = job_store_of(app)
+        jobs = store.list(limit=10)
+        assert sorted((j.fhir_base_url, j.subject) for j in jobs) == sorted(
+            [(sandbox_url, f"Patient/{patient}"), (sandbox2_url, f"Patient/{patient}")])
+        store.fail(_claim_on(store, sandbox2_url), "B-ONLY ERROR")  # B's job fails once ...
+        assert "B-ONLY ERROR" not in status_of(issuer_a, sandbox_url)  # ... and A's card never says so
+        assert "B-ONLY ERROR" in status_of(issuer_b, sandbox2_url)
+        store.retry(next(j.id for j in jobs if j.fhir_base_url == sandbox2_url))
+        JobRunner(store, {"test-fixed": fixed_pipeline()},
+                  lambda job: FhirClient(job.fhir_base_url, timeout_s=120)).run_until_idle()
+
+    assert [store.get(j.id).state for j in jobs] == [JobState.SUCCEEDED] * 2
+    for client in (ehr_a, ehr_b):
+        assert results(client, f"Patient/{patient}") == EXPECTED
+        assert results(client, f"Patient/{other}") == NOTHING
+
+
+def _claim_on(store: JobStore, server: str) -> Job:
+    claimed = store.claim_next(JobScope(fhir_base_url=server))
+    assert claimed is not None
+    return claimed

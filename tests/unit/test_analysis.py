@@ -64,3 +64,42 @@ def test_a_patients_run_claims_only_that_patients_jobs_of_its_pipeline(tmp_path,
     assert store.get(orphan.id).state is JobState.RUNNING
     print_run(run, console)
     assert "Media/m1" in output.getvalue() and "not queued" in output.getvalue()
+
+
+def test_following_a_run_waits_out_a_locked_job_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Another process's long write (SQLite "database is locked") while `chartlight analyze`
+    shows progress: the display waits it out and the run ends normally, as the runner does."""
+    import sqlite3
+    import threading
+    from io import StringIO
+
+    from rich.console import Console
+    from sqlalchemy import create_engine
+
+    from plugin.analysis import _follow
+    from plugin.jobs import JobStore
+
+    db = tmp_path / "jobs.db"
+    impatient = JobStore(create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.05}))
+    worker = JobStore(f"sqlite:///{db}")
+    job = worker.submit(pipeline="documents", source_type="DocumentReference", source_id="d1",
+                        source_version="1", subject="Patient/p1", fhir_base_url=BASE)
+    claimed = worker.claim_next()
+    assert claimed is not None
+    locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+
+    def lock_then_finish() -> None:
+        locker.execute("BEGIN EXCLUSIVE")
+        time.sleep(1.0)  # the display polls every 0.2 s meanwhile: each poll fails
+        locker.execute("ROLLBACK")
+        worker.succeed(claimed, {})
+
+    thread = threading.Thread(target=lock_then_finish)
+    thread.start()
+    time.sleep(0.1)
+    try:
+        _follow(impatient, [job.id], Console(file=StringIO()), timeout_s=30)
+    finally:
+        thread.join()
+        locker.close()
+    assert impatient.get(job.id).state is JobState.SUCCEEDED

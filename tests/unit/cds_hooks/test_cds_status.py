@@ -3,11 +3,14 @@ two FHIR servers whose patients share an id (HAPI numbers ids 1, 2, 3 on every s
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import create_engine
 
 from cds_hooks.analysis_status import SourceScanner
+from cds_hooks.cards import CardContext, patient_view_cards
 from plugin.app import create_app, job_store_of
 from plugin.config import TrustedEhr
 from plugin.jobs import JobScope, JobStore
@@ -47,6 +50,27 @@ def test_an_unknown_server_shows_nothing_about_jobs(tmp_path: Path) -> None:
     two_servers(store)
     status = SourceScanner().status(store=store, pipelines={}, fhir_base=None, client=None, patient_id="1")
     assert (status.queued, status.running, status.failed, status.failures) == (0, 0, 0, ())
+
+
+def test_a_locked_job_database_leaves_the_card_answering_and_saying_so(tmp_path: Path) -> None:
+    """Another process's long write (SQLite "database is locked"; a Postgres failover alike) must
+    not turn the hook into a 500: the card says the jobs' status is not known."""
+    db = tmp_path / "jobs.db"
+    store = JobStore(create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.05}))
+    two_servers(store)
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        status = SourceScanner().status(store=store, pipelines={"documents": object()}, fhir_base=SERVER_B,
+                                        client=None, patient_id="1")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert status.jobs_unreadable and (status.queued, status.failed, status.failures) == (0, 0, ())
+    context = CardContext(service_id="chartlight-patient-results", hook_instance="h-1", patient_id="1",
+                          user="Practitioner/dr", app_launch_url="https://chartlight.example.org/smart/launch")
+    [card] = patient_view_cards([], {}, status, context)
+    assert "could not read its analysis jobs" in (card.detail or "")
 
 
 def _app(ehr: Ehr, tmp_path: Path) -> Flask:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from plugin.config import Settings
+from plugin.config import Settings, SmartEhr
 from plugin.engines.test_models import (
     MARKER,
     StoredMedAsr,
@@ -73,6 +73,10 @@ def test_settings_refuse_test_models_with_a_remote_server() -> None:
     with pytest.raises(ConfigError, match="fhir_base_url https://ehr.example.org/fhir is not a sandbox"):
         Settings(test_models=True, fhir_base_url="https://ehr.example.org/fhir")
     assert Settings(test_models=True, fhir_base_url="http://127.0.0.1:8080/fhir").test_models
+    # a further FHIR base of a SMART registration is a server the app writes to as well
+    with pytest.raises(ConfigError, match=r"smart_ehrs \(e\) fhir_bases https://ehr.example.org/t/\* is not"):
+        Settings(test_models=True, smart_ehrs=(SmartEhr(
+            name="e", iss="http://127.0.0.1:9090/fhir", client_id="c", fhir_bases=("https://ehr.example.org/t/*",)),))
 
 
 def test_stored_test_models_run_and_are_marked_as_test_weights(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +17,12 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine
 
 from plugin.app import create_app
 from plugin.config import Settings, SmartEhr
 from plugin.fhir import FhirClient
+from plugin.jobs import JobStore
 from plugin.pipelines.registry import InstalledPipeline
 from plugin.sandbox import synthetic
 from smart_launch import pages
@@ -217,3 +220,24 @@ def test_an_ehr_that_does_not_answer_gets_a_page_that_says_so(browser: FlaskClie
     answer = browser.post("/smart/app/analyze", json={"source": "all"}, headers={"X-CSRF-Token": "csrf-1"})
     assert answer.status_code == 502 and "maintenance window" in answer.get_json()["error"]
     assert browser.get("/smart/app/status.json").status_code == 200  # live updates ask the EHR nothing
+
+
+def test_a_job_database_that_does_not_answer_gets_a_503_that_says_so(
+        app: Flask, browser: FlaskClient, tmp_path: Path) -> None:
+    """Another process's long write (SQLite "database is locked"; a PostgreSQL failover alike):
+    the pages say the job database did not answer, with what to do, instead of a bare 500."""
+    db = tmp_path / "locked-jobs.db"
+    app.extensions["chartlight.jobs"] = JobStore(create_engine(f"sqlite:///{db}",
+                                                               connect_args={"timeout": 0.05}))
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        answer = browser.get("/smart/app/status.json")
+        page = browser.get("/smart/app")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert answer.status_code == 503 and "job database did not answer" in answer.get_json()["error"]
+    assert page.status_code == 503 and "job database did not answer" in page.get_data(as_text=True)
+    assert "Try again in a moment" in page.get_data(as_text=True)
+    assert browser.get("/smart/app/status.json").status_code == 200  # and answers again once it is back

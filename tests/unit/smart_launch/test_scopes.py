@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from plugin.scopes import parse_scopes
 from smart_launch.scopes import can_read, can_write, launch_scopes, permissions
 
 
@@ -36,3 +39,17 @@ def test_launch_scope_matches_the_flow() -> None:
     assert launch_scopes("launch/patient openid patient/Patient.r", ehr_launch=True) == \
         "launch openid patient/Patient.r"
     assert launch_scopes("launch openid", ehr_launch=False) == "launch/patient openid"
+
+
+@pytest.mark.parametrize("scope", [
+    "patient/Observation.rc",  # v2 letters out of order
+    "patient/observation.c",  # not a FHIR type
+    "patient/Observation.write?category=laboratory",  # v1 takes no query
+    "patient/Observation.cc",
+])
+def test_the_app_and_the_writer_read_a_scope_alike(scope: str) -> None:
+    """What the app offers (Abilities) and what write-back then does (FhirClient.granted_scopes)
+    come from one parser: the app never offers a write the writer refuses."""
+    granted = frozenset({scope})
+    assert can_write(granted, "Observation") == parse_scopes(scope).can_create("Observation")
+    assert can_read(granted, "Observation") == parse_scopes(scope).can_read("Observation")

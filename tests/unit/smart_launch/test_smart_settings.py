@@ -96,6 +96,10 @@ def test_an_entry_matches_each_of_its_bases_and_what_a_prefix_covers(iss: str) -
     "https://ehr.example/tenants//a", "https://ehr.example/tenants/a?x=1", "https://ehr.example/tenants/a#f",
     "https://user@ehr.example/tenants/a", "https://ehr.example.evil.org/tenants/a",
     "https://ehr.example:8443/tenants/a", "http://ehr.example/tenants/a", "https://ehr.example\\@evil/tenants/a",
+    # encoded more than once (a server or proxy that decodes twice walks out of the prefix)
+    "https://ehr.example/tenants/%252e%252e/admin", "https://ehr.example/tenants/a/%252E%252E/%252E%252E/admin",
+    "https://ehr.example/tenants/%25252e%25252e/admin", "https://ehr.example/tenants/a%252f..%252fadmin",
+    "https://ehr.example/tenants/a\tb", "https://ehr.example/tenants/a b",
 ])
 def test_nothing_else_matches(iss: str) -> None:
     assert not PATTERNED.matches(iss)
