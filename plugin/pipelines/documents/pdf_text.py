@@ -1,12 +1,10 @@
-"""PDFs: open them defensively, read each page's text layer (pypdf) with where every word was
-printed (pdfium), tell which pages need OCR, and render pages within a pixel budget."""
+"""PDFs: open them defensively, read each page's text layer with where every word was printed
+(pdfium), tell which pages need OCR, and render pages within a pixel budget."""
 
 from __future__ import annotations
 
-import difflib
 import io
 import math
-import re
 import threading
 from dataclasses import dataclass
 
@@ -18,13 +16,13 @@ from PIL import Image
 from plugin.errors import InputError
 from plugin.results import Box
 
-from .pages import PageText, Word
+from .pages import PageText
+from .word_boxes import PageWord, lay_out
 
 # pdfium is not thread-safe, not even across documents: every call into it in this process
 # goes through this lock (jobs run on several threads).
 PDFIUM_LOCK = threading.Lock()
 MIN_RENDER_DPI = 100  # below this OCR reads nothing useful: a page that needs less is refused
-_TOKEN = re.compile(r"\S+")
 _EOF_WINDOW = 8192  # a complete PDF ends with %%EOF; producers append at most a little junk
 
 
@@ -73,19 +71,18 @@ class PdfFile:
         self.close()
 
     def page_text(self, index: int) -> PageText:
-        """The text layer of page `index` (0-based), each word boxed in PDF points."""
-        try:
-            text = self._reader.pages[index].extract_text() or ""
-        except Exception:  # a broken content stream: the page is treated as having no text
-            text = ""
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        """The text layer of page `index` (0-based): pdfium's characters grouped into words by
+        where they were printed, laid out in lines (PDF points, origin top left). Characters
+        whose font has no Unicode map come out as U+FFFD, so the page reads as garbage."""
         with PDFIUM_LOCK:
             page = self._pdfium[index]
             width, height = page.get_size()
-            words = _boxed_words(text, page, height) if text.strip() else ()
-            page.close()
-        return PageText(number=index + 1, text=text, origin="text-layer", words=words,
-                        width=round(width, 2), height=round(height, 2), note="text layer")
+            try:
+                words = text_layer_words(page, height)
+            finally:
+                page.close()
+        return lay_out(index + 1, words, origin="text-layer", width=width, height=height,
+                       note="text layer")
 
     def largest_image(self, index: int) -> PageImageInfo | None:
         """The biggest image on the page, checked against the pixel budget before anything
@@ -155,24 +152,48 @@ def _open_reader(data: bytes, source: str) -> pypdf.PdfReader:
     return reader
 
 
-def _boxed_words(text: str, page: pypdfium2.PdfPage, height: float) -> tuple[Word, ...]:
-    """pypdf's words matched to pdfium's characters, which know where they were printed."""
+def text_layer_words(page: pypdfium2.PdfPage, height: float) -> list[PageWord]:
+    """Every word of the page's text layer with its box. A word ends at white space, at a gap
+    wider than a third of the font size, or where the next character is printed elsewhere (a
+    new line or cell), whatever order the producer drew them in."""
     textpage = page.get_textpage()
     try:
-        printed = textpage.get_text_range()
-        ours = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
-        theirs = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(printed)]
-        matcher = difflib.SequenceMatcher(None, [t[2] for t in ours], [t[2] for t in theirs],
-                                          autojunk=False)
-        boxes: dict[int, Box] = {}
-        for block in matcher.get_matching_blocks():
-            for k in range(block.size):
-                start, end, _ = theirs[block.b + k]
-                boxes[block.a + k] = _union([textpage.get_charbox(i) for i in range(start, end)],
-                                            height)
+        raw = textpage.raw
+        words: list[PageWord] = []
+        chars: list[str] = []
+        boxes: list[tuple[float, float, float, float]] = []
+
+        def flush() -> None:
+            if chars:
+                words.append(PageWord("".join(chars), _union(boxes, height)))
+                chars.clear()
+                boxes.clear()
+
+        for i in range(textpage.count_chars()):
+            code = pdfium_c.FPDFText_GetUnicode(raw, i)
+            char = chr(code) if 0 < code < 0x110000 else "\ufffd"
+            if pdfium_c.FPDFText_HasUnicodeMapError(raw, i):
+                char = "\ufffd"
+            if char.isspace() or char == "\x00" or pdfium_c.FPDFText_IsGenerated(raw, i):
+                flush()
+                continue
+            box = textpage.get_charbox(i)
+            if boxes and not _continues(boxes[-1], box, pdfium_c.FPDFText_GetFontSize(raw, i)):
+                flush()
+            chars.append(char)
+            boxes.append(box)
+        flush()
     finally:
         textpage.close()
-    return tuple(Word(start, end, boxes.get(i)) for i, (start, end, _) in enumerate(ours))
+    return words
+
+
+def _continues(last: tuple[float, float, float, float], box: tuple[float, float, float, float],
+               size: float) -> bool:
+    """Whether a character printed at `box` continues the word that ended at `last`."""
+    size = max(size, last[3] - last[1], 1.0)
+    same_line = abs((last[1] + last[3]) / 2 - (box[1] + box[3]) / 2) <= size / 2
+    return same_line and -size / 4 <= box[0] - last[2] <= size / 3
 
 
 def _union(charboxes: list[tuple[float, float, float, float]], height: float) -> Box:

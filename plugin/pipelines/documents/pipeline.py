@@ -10,10 +10,12 @@ the job fails with its reason and nothing is written for it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
+from fhir_mappers.loinc import name_key
 from plugin.engines.medgemma import DEFAULT_MODEL, MedGemmaEngine
 from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.errors import ConfigError
@@ -26,9 +28,11 @@ from .document_pages import DocumentPages, PageLimits, model_images, read_pages
 from .grounding import Verified, ground
 from .inputs import DocumentKind, select_attachment, sniff_kind
 from .lab_extraction import MAX_NEW_TOKENS, PROMPT_VERSION, extract_page
-from .lab_rows import LabRow, implausible, parse_collected, row_key, to_measured_value
+from .lab_rows import LabRow, implausible, row_key, to_measured_value
 from .pages import PageText
 from .panels import report_groups
+from .precision_gate import WITHHELD, withheld_reason
+from .printed_numbers import Conventions, detect_conventions, parse_date
 from .summary import DocumentFacts, summary_narrative
 
 PIPELINE = "documents"
@@ -92,7 +96,8 @@ class DocumentsPipeline:
         context.report_progress(0.6, "extracting lab values")
         header = layout_extractor.read_lab_rows(document.pages)
         extraction = self._extract(data, kind, label, document, header, context)
-        values, checked = verified_values(extraction.rows, document.pages, header.collected)
+        values, checked = verified_values(extraction.rows, document.pages, header.collected,
+                                          geometry=header.rows)
         problems = (*document.problems, *extraction.problems, *checked)
         facts = DocumentFacts(label, kind, selected.declared_type, len(data), digest,
                               document.page_count)
@@ -137,8 +142,13 @@ class DocumentsPipeline:
 
 
 def verified_values(rows: tuple[LabRow, ...], pages: tuple[PageText, ...],
-                     collected: datetime | None) -> tuple[list[MeasuredValue], list[InputProblem]]:
-    """Rows the page text shows, as MeasuredValues; the others as "unverified" problems."""
+                    collected: datetime | None, *, geometry: tuple[LabRow, ...] = (),
+                    conventions: Conventions | None = None,
+                    ) -> tuple[list[MeasuredValue], list[InputProblem]]:
+    """Rows the page shows, as MeasuredValues; the others as "unverified" problems, and rows
+    the precision gate stops as "read but not recognised". A row without a position (the
+    model's) is checked where the geometry read the same test, when it did."""
+    conventions = conventions or detect_conventions(page.text for page in pages)
     by_number = {page.number: page for page in pages}
     values: list[MeasuredValue] = []
     problems: list[InputProblem] = []
@@ -149,29 +159,50 @@ def verified_values(rows: tuple[LabRow, ...], pages: tuple[PageText, ...],
             problems.append(InputProblem(f"page {row.page}", f"unverified: {row.name} = "
                                                              f"{row.result} (no such page was read)"))
             continue
-        checked = ground(row, page)
+        checked = ground(placed(row, geometry), page, conventions)
         if isinstance(checked, InputProblem):
             problems.append(checked)
             continue
-        value = _measured(checked, page, collected, taken)
+        value = _measured(checked, page, collected, taken, conventions)
         if value is None:
             problems.append(InputProblem(f"page {row.page}", f"unverified: {row.name} = "
                                                              f"{row.result} (not a result)"))
             continue
+        why = withheld_reason(checked.row, confidence=checked.confidence,
+                              numeric=isinstance(value.value, Decimal),
+                              ocr=page.origin == "ocr")
+        if why is None and page.origin == "ocr":
+            # OCR drops decimal points ("4,3" read as "43") with high confidence; a value far
+            # outside its printed range with no flag printed is more likely that than real.
+            why = implausible(value, checked.row.flag)
+        if why is not None:
+            taken.discard(value.key)
+            problems.append(InputProblem(f"page {row.page}", f"{WITHHELD}: "
+                                                             f"{checked.evidence.quote!r} ({why})"))
+            continue
         values.append(value)
         problems += checked.problems
-        doubt = implausible(value, checked.row.flag) if page.origin == "ocr" else None
-        if doubt is not None:
-            problems.append(InputProblem(f"page {row.page}", doubt))
     return values, problems
 
 
+def placed(row: LabRow, geometry: tuple[LabRow, ...]) -> LabRow:
+    """A row without a position (from the model) given the position where the geometry read
+    the same test on the same page; its own result must then be printed there."""
+    if row.at is not None or not geometry:
+        return row
+    key = name_key(row.name)
+    same = [g for g in geometry if g.page == row.page and name_key(g.name) == key]
+    if len(same) != 1:
+        return row
+    return replace(row, at=same[0].at, span=same[0].span)
+
+
 def _measured(checked: Verified, page: PageText, collected: datetime | None,
-              taken: set[str]) -> MeasuredValue | None:
+              taken: set[str], conventions: Conventions) -> MeasuredValue | None:
     row = checked.row
     # A collection time the model read counts only where the page prints it.
     printed = row.collected if row.collected and row.collected in page.text else ""
-    effective = parse_collected(printed) or collected
+    effective = (parse_date(printed, conventions) if printed else None) or collected
     return to_measured_value(row, key=row_key(row, taken), evidence=checked.evidence,
                              ocr=page.origin == "ocr", effective=effective,
                              confidence=checked.confidence)

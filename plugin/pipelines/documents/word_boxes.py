@@ -1,0 +1,92 @@
+"""Words with their boxes, from any source (a PDF's text layer, Tesseract), laid out as a page:
+lines found by clustering the words' vertical centres, so cells drawn in any order, one text
+object per cell or per line, come out as the rows a reader sees.
+
+Each word has two boxes: `box` where it was printed (page pixels, for evidence) and `grid`
+where it sits once the page is straightened (OCR'd scans are skewed; geometry needs straight
+rows and columns). For a text layer the two are the same.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from plugin.results import Box
+
+from .pages import Origin, PageText, Word
+
+# A word joins a line when its centre is within this fraction of the line's typical word height
+# of the line's centre: half a line keeps neighbouring rows apart at any usual line spacing.
+SAME_LINE = 0.5
+
+
+@dataclass(frozen=True)
+class PageWord:
+    text: str
+    box: Box  # where it was printed, in page pixels
+    grid: Box | None = None  # in the straightened page; None: same as `box`
+    confidence: float | None = None  # OCR's, 0..1; None for a text layer
+
+    @property
+    def frame(self) -> Box:
+        return self.grid or self.box
+
+
+def group_lines(words: Sequence[PageWord]) -> list[list[PageWord]]:
+    """The words in lines, top to bottom, each line left to right."""
+    ordered = sorted(words, key=lambda w: (_centre(w.frame), w.frame.x0))
+    lines: list[list[PageWord]] = []
+    centres: list[list[float]] = []
+    heights: list[list[float]] = []
+    for word in ordered:
+        centre, height = _centre(word.frame), word.frame.y1 - word.frame.y0
+        # The nearest of the last few lines, so a small word just below a tall one still joins
+        # its own row.
+        best, gap = None, 0.0
+        for k in range(max(0, len(lines) - 3), len(lines)):
+            typical = max(statistics.median(heights[k]), 1e-3)
+            distance = abs(centre - statistics.median(centres[k]))
+            if distance <= SAME_LINE * max(typical, min(height, 2 * typical)) and \
+                    (best is None or distance < gap):
+                best, gap = k, distance
+        if best is None:
+            lines.append([word])
+            centres.append([centre])
+            heights.append([height])
+        else:
+            lines[best].append(word)
+            centres[best].append(centre)
+            heights[best].append(height)
+    for line in lines:
+        line.sort(key=lambda w: w.frame.x0)
+    lines.sort(key=lambda line: statistics.median(_centre(w.frame) for w in line))
+    return lines
+
+
+def lay_out(number: int, words: Sequence[PageWord], *, origin: Origin, width: float,
+            height: float, note: str) -> PageText:
+    """A page whose text is its words line by line (one space between words, one newline
+    between lines), every word keeping its boxes and confidence."""
+    parts: list[str] = []
+    placed: list[Word] = []
+    length = 0
+    for line in group_lines(words):
+        if parts:
+            parts.append("\n")
+            length += 1
+        for i, word in enumerate(line):
+            if i:
+                parts.append(" ")
+                length += 1
+            placed.append(Word(length, length + len(word.text), word.box, word.confidence,
+                               word.grid))
+            parts.append(word.text)
+            length += len(word.text)
+    return PageText(number=number, text="".join(parts), origin=origin, words=tuple(placed),
+                    width=round(width, 2), height=round(height, 2), note=note)
+
+
+def _centre(box: Box) -> float:
+    return (box.y0 + box.y1) / 2
