@@ -15,6 +15,7 @@ from .inputs import DocumentKind
 from .ocr import OcrFailure, OcrRequest, ocr_pages
 from .pages import PageText
 from .pdf_text import PageImageInfo, PdfFile, has_usable_text
+from .text_layer_check import CHECK_DPI, text_coverage
 
 Progress = Callable[[float, str], None]
 
@@ -74,8 +75,10 @@ def _read_pdf(data: bytes, source: str, limits: PageLimits, report: Progress) ->
             text = pdf.page_text(index)
             picture = pdf.largest_image(index)  # refuses an oversized image before decoding it
             if has_usable_text(text) and not _is_scan(text, picture):
-                results.append(text)
-                continue
+                coverage = text_coverage(text, *pdf.render(index, CHECK_DPI))
+                if not coverage.partial:
+                    results.append(text)
+                    continue
             image, dpi = pdf.render(index, _ocr_dpi(picture, limits.ocr_dpi))
             pending.append(OcrRequest(index + 1, image, page_scale=72 / dpi, dpi=dpi))
             if len(pending) >= OCR_BATCH:

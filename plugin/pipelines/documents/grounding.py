@@ -18,7 +18,8 @@ from fhir_mappers.units import normalise_unit
 from plugin.results import Box, InputProblem, TextEvidence
 
 from .lab_rows import QUALITATIVE, LabRow, clean_unit, flag_code, read_number, same_number
-from .pages import Line, PageText
+from .pages import Line, PageText, Word
+from .precision_gate import OCR_MIN_CONFIDENCE
 from .printed_numbers import POINT_MDY, Conventions, parse_value
 
 NAME_SIMILARITY = 0.85  # how close an OCR'd name must be to the row's (difflib ratio)
@@ -105,11 +106,31 @@ def _ground_at(row: LabRow, at: Box, span: tuple[int, int], page: PageText, expe
                             quote=page.text[span[0]:span[1]], box=page.box(*span))
     scores = [w.confidence for w in at_result if w.confidence is not None]
     verified = _trim_unshown(row, beside, evidence, where, min(scores) if scores else None)
+    verified = _confident_range(verified, [w for w in line if w not in at_result], page, where)
     attached = parse_value(printed, conventions)
     if row.flag.strip() and not verified.row.flag and attached is not None and \
             flag_code(attached.flag) == flag_code(row.flag):
         verified = replace(verified, row=replace(verified.row, flag=row.flag))
     return verified
+
+
+def _confident_range(verified: Verified, line: list[Word], page: PageText,
+                     where: str) -> Verified:
+    """On an OCR'd page, a range whose words were recognised with low confidence is left out
+    (and reported): a misread bound would misclassify the value."""
+    printed = re.sub(r"\s+", "", verified.row.reference_range).strip("()")
+    if page.origin != "ocr" or not printed:
+        return verified
+    scores = [w.confidence for w in line if w.confidence is not None
+              and re.search(r"\d", page.text[w.start:w.end])
+              and page.text[w.start:w.end].strip("()") in printed]
+    if not scores or min(scores) >= OCR_MIN_CONFIDENCE:
+        return verified
+    problem = InputProblem(where, f"unverified: reference range {verified.row.reference_range!r} "
+                                  f"of {verified.row.name} was recognised with confidence "
+                                  f"{min(scores):.2f}; left out")
+    return replace(verified, row=replace(verified.row, reference_range=""),
+                   problems=(*verified.problems, problem))
 
 
 def _named_in(printed: list[str], name: str, ocr: bool) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+import unicodedata
 from dataclasses import dataclass
 
 import pypdf
@@ -128,10 +129,13 @@ class PdfFile:
 
 
 def has_usable_text(page: PageText) -> bool:
-    """Enough real characters to read: not empty, not a few stray marks, not unmapped glyphs."""
+    """Enough real characters to read: not empty, not a few stray marks, not glyphs without a
+    Unicode meaning (a font with no or a private ToUnicode map gives U+FFFD, private-use or
+    control characters)."""
     visible = [c for c in page.text if not c.isspace()]
     letters = sum(c.isalnum() for c in visible)
-    broken = page.text.count("\ufffd") + page.text.count("(cid:")
+    broken = sum(c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cs", "Cn")
+                 for c in visible) + page.text.count("(cid:")
     return letters >= 20 and letters >= 0.5 * len(visible) and broken <= 0.05 * len(visible)
 
 

@@ -1,10 +1,13 @@
 """The documents pipeline: one DocumentReference or DiagnosticReport attachment (PDF, scan,
 photo) -> verified lab values, grouped by panel, with a summary for the clinician.
 
-Steps: pick the attachment and check what its bytes are; read every page as text (text layer or
-OCR); extract rows with MedGemma when its weights are here (else with the layout rules); keep only
-rows the page text shows (grounding); group by panel; summarise. Bad input raises InputError, so
-the job fails with its reason and nothing is written for it.
+Steps: pick the attachment and check what its bytes are; read every page as words with boxes
+(text layer, or OCR where the layer is missing, garbage or partial); read the tables by their
+geometry; extract rows with MedGemma when its weights are here (shown the page and the rows the
+geometry read), else keep the geometry's rows; keep only rows the page shows where they were read
+(grounding) and that pass the precision gate (known name, readable unit, confident OCR); group by
+panel; summarise, listing what was read but not recognised. Bad input raises InputError, so the
+job fails with its reason and nothing is written for it.
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ class DocumentsPipeline:
             context.report_progress(0.6 + 0.3 * done / max(len(document.pages), 1),
                                     f"MedGemma reading page {page.number}")
             found = extract_page(engine, images[page.number - 1], page, document.page_count,
-                                 max_new_tokens=self.options.max_new_tokens)
+                                 max_new_tokens=self.options.max_new_tokens,
+                                 layout_rows=header.rows)
             rows += found.rows
             problems += found.problems
         return _Extraction(tuple(rows), tuple(problems), engine.model_info(),

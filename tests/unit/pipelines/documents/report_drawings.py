@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -198,3 +199,55 @@ def scanned(pdf: bytes, *, dpi: int = 200, turn: float = 1.5, seed: int = 0) -> 
     out = io.BytesIO()
     image.save(out, format="PNG", dpi=(dpi, dpi))
     return out.getvalue()
+
+
+def private_glyphs() -> bytes:
+    """A text-layer PDF whose font maps every glyph to a private-use code point (a producer
+    that kept its own glyph numbering): it prints a report, but its text layer is garbage."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    pdfmetrics.registerFont(TTFont("DejaVuSans", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"))
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer, pagesize=letter, pageCompression=0)
+    page.setFont("DejaVuSans", 10)
+    for i, text in enumerate(["Glucose 128 mg/dL 70-99", "Sodium 140 mmol/L 135-145",
+                              "Potassium 4.3 mmol/L 3.5-5.1", "Chloride 101 mmol/L 98-107"]):
+        page.drawString(60, 700 - 16 * i, text)
+    page.showPage()
+    page.save()
+    # Same length, so the cross-reference table stays right: <41> <0041> becomes <41> <E041>.
+    return re.sub(rb"(<[0-9A-F]{2}> <)00([0-9A-F]{2}>)", rb"\1E0\2", buffer.getvalue())
+
+
+def partly_pictured() -> Drawing:
+    """Half the rows as text, the other half pasted in as a picture of text."""
+    rows = [("Glucose", "128", "mg/dL", "70-99"), ("Sodium", "140", "mmol/L", "135-145"),
+            ("Potassium", "4.3", "mmol/L", "3.5-5.1"), ("Chloride", "101", "mmol/L", "98-107"),
+            ("Calcium", "9.4", "mg/dL", "8.6-10.3"), ("Albumin", "4.1", "g/dL", "3.5-5.0")]
+    x_of = {"name": 60, "result": 200, "unit": 260, "range": 340}
+    cells = _table(x_of, [("name", "Test"), ("result", "Result"), ("unit", "Unit"),
+                          ("range", "Range")],
+                   [dict(zip(("name", "result", "unit", "range"), r, strict=True))
+                    for r in rows[:3]], top=100)
+    pasted = _pdf(_table(x_of, [], [dict(zip(("name", "result", "unit", "range"), r,
+                                                 strict=True)) for r in rows[3:]], top=0))
+    document = pypdfium2.PdfDocument(pasted)
+    try:  # the lower rows, rendered at 300 dpi: a picture of text
+        picture = document[0].render(scale=300 / 72, crop=(0, 792 - 60, 0, 0)).to_pil()
+    finally:
+        document.close()
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer, pagesize=letter)
+    for x, y, text, font in cells:
+        page.setFont(font, 9)
+        page.drawString(x, 792 - y, text)
+    image = io.BytesIO()
+    picture.convert("L").save(image, format="PNG")
+    image.seek(0)
+    from reportlab.lib.utils import ImageReader
+    page.drawImage(ImageReader(image), 0, 792 - 150 - 60, width=612, height=60)
+    page.showPage()
+    page.save()
+    truth = tuple(Truth(n, Decimal(v), u) for n, v, u, _ in rows)
+    return Drawing(buffer.getvalue(), truth)
