@@ -18,7 +18,7 @@ from typing import Literal
 from fhir_mappers.loinc import lookup_loinc
 from plugin.results import Box
 
-from .lab_rows import QUALITATIVE, LabRow, clean_name, clean_unit, flag_code
+from .lab_rows import QUALITATIVE, LabRow, clean_name, clean_unit, flag_code, is_unit
 from .pages import Line, PageText, Word
 from .printed_numbers import Conventions, parse_value
 
@@ -41,6 +41,7 @@ _CONTINUED = re.compile(r"\s*\((?:continued|cont\.?)\)", re.IGNORECASE)
 # Dotted or spaced leaders between a name and its value ("Glucose ..... 128", ". . ."); a lone
 # dash stays, it may join a range ("135 - 145").
 _LEADER = re.compile(r"^(?:[.·•_…:]+|[-–—_]{2,})$")
+WRAPPED = 0.8  # lines closer than this many row pitches hold one wrapped name
 _SPECKS = ".,:;'\"“”‘’`|_~°»«"
 _UNIT_SUFFIX = re.compile(r"^(?P<value>.*?\d)\s*(?P<unit>[A-Za-zµμ%/][^\s]*(?:\s[^\s\d][^\s]*)?)$")
 
@@ -111,6 +112,7 @@ def header_roles(words: Sequence[_Placed]) -> list[tuple[tuple[Role, ...], Box]]
     every word a heading word (or a connector), naming the result and one other column."""
     if len(words) < 2:
         return None
+    words = _rejoined(words)
     cells: list[tuple[list[Role], list[Box], bool]] = []  # roles, boxes, ends with a connector
     strays = 0  # short unknown words: a heading split by OCR ("F lag")
     for placed in words:
@@ -136,6 +138,23 @@ def header_roles(words: Sequence[_Placed]) -> list[tuple[tuple[Role, ...], Box]]
     if "result" not in found or len(set(found)) < 2 or (strays and len(found) < 3):
         return None
     return [(tuple(roles), _union(boxes)) for roles, boxes, _ in cells]
+
+
+def _rejoined(words: Sequence[_Placed]) -> list[_Placed]:
+    """Headings OCR split in two ("Un its", "F lag") joined again."""
+    out: list[_Placed] = []
+    for placed in words:
+        if out:
+            last = out[-1]
+            joined = (last.text + placed.text).strip(_SPECKS + "()[]").lower()
+            alone = {last.text.strip(_SPECKS).lower(), placed.text.strip(_SPECKS).lower()}
+            if joined in _ROLE_WORDS and not alone & set(_ROLE_WORDS) and \
+                    placed.box.x0 - last.box.x1 < 0.5 * (placed.box.y1 - placed.box.y0):
+                out[-1] = _Placed(last.word, last.text + placed.text,
+                                  _union([last.box, placed.box]))
+                continue
+        out.append(placed)
+    return out
 
 
 def _joins(roles: list[Role], role: Role) -> bool:
@@ -196,7 +215,7 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
     covered: set[int] = set()
     tables: list[Table] = []
     pitch = _row_pitch(lines)
-    previous: list[tuple[LabRow, float] | None] = []  # per table: the last row and its bottom
+    previous: list[tuple[LabRow, float] | None] = []  # per table: the last row and its middle
     pending: list[tuple[str, float]] = []  # per table: a name-only line waiting for its values
     panels: list[str] = []
     title, title_at = panel, -2  # the last line that can be a panel title, and its index
@@ -243,27 +262,28 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
                 row.cells.setdefault(role, []).append(placed)
             read = _read_row(row, page.number, conventions, ocr,
                              any("unit" in c.roles for c in table.columns))
-            top = min(p.box.y0 for p in mine)
-            bottom = max(p.box.y1 for p in mine)
+            # A wrapped name's lines are closer together than the table's rows.
+            middle = statistics.median((p.box.y0 + p.box.y1) / 2 for p in mine)
             if isinstance(read, LabRow):
-                waiting, waited_bottom = pending[t]
-                if waiting and top - waited_bottom < 0.6 * pitch:
+                waiting, waited_at = pending[t]
+                if waiting and middle - waited_at < WRAPPED * pitch:
                     read = _renamed(read, f"{waiting} {read.name}", ocr)
                 elif waiting and _is_title(waiting):
                     panels[t] = _CONTINUED.sub("", waiting).strip()
                 pending[t] = ("", 0.0)
                 read = replace(read, panel=panels[t])
                 rows.append(read)
-                previous[t] = (read, bottom)
+                previous[t] = (read, middle)
             elif isinstance(read, _NameOnly):
                 name = read.text
                 last = previous[t]
-                if last is not None and top - last[1] < 0.6 * pitch and _wraps(last[0].name, name):
+                if last is not None and middle - last[1] < WRAPPED * pitch and \
+                        _wraps(last[0].name, name):
                     joined = _renamed(last[0], f"{last[0].name} {name}", ocr)
                     rows[rows.index(last[0])] = joined
-                    previous[t] = (joined, bottom)
+                    previous[t] = (joined, middle)
                 else:
-                    pending[t] = (name, bottom)
+                    pending[t] = (name, middle)
                     if _is_title(name) and len(mine) == len(words):
                         title, title_at = _CONTINUED.sub("", name).strip(), i
             elif read is not None:
@@ -283,8 +303,8 @@ def _read_row(row: _Row, page: int, conventions: Conventions, ocr: bool,
     everything = " ".join(p.text for p in words)
     name = row.text("name").strip()
     result_words = row.cells.get("result", [])
-    if not re.search(r"\d", everything) and " ".join(everything.split()).lower() not in \
-            QUALITATIVE and not any(row.text(r).lower() in QUALITATIVE for r in ("result",)):
+    if not re.search(r"\d", everything) and not is_unit(row.text("unit"), ocr=ocr) and \
+            not row.cells.get("range") and row.text("result").lower() not in QUALITATIVE:
         # A title can run on past the name column ("Comprehensive Metabolic Panel").
         return _NameOnly(everything) if _is_name(everything) else None
     if not result_words:
@@ -296,10 +316,13 @@ def _read_row(row: _Row, page: int, conventions: Conventions, ocr: bool,
     unit = row.text("unit")
     printed = parse_value(result_text, conventions)
     qualitative = " ".join(result_text.split()).lower() in QUALITATIVE
+    value_words = result_words
     if printed is None and not qualitative and not unit and (split := _UNIT_SUFFIX.match(result_text)):
         # "128 mg/dL" in a result column with no unit column.
         printed = parse_value(split["value"], conventions)
-        unit = split["unit"] if printed is not None else unit
+        if printed is not None:
+            unit = split["unit"]
+            value_words = result_words[:len(result_words) - len(unit.split())] or result_words
     if printed is None and not qualitative:
         return everything
     if ocr and has_unit_column and not unit.strip() and printed is not None:
@@ -317,7 +340,7 @@ def _read_row(row: _Row, page: int, conventions: Conventions, ocr: bool,
     span = (min(p.word.start for p in words), max(p.word.end for p in words))
     return LabRow(page=page, name=clean_name(name, ocr=ocr), result=result,
                   unit=clean_unit(unit, ocr=ocr), reference_range=reference.strip("()"),
-                  flag=flag, span=span, at=_union([p.box for p in result_words]))
+                  flag=flag, span=span, at=_union([p.box for p in value_words]))
 
 
 def _mended(placed: _Placed) -> _Placed:

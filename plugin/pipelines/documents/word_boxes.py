@@ -20,6 +20,7 @@ from .pages import Origin, PageText, Word
 # A word joins a line when its centre is within this fraction of the line's typical word height
 # of the line's centre: half a line keeps neighbouring rows apart at any usual line spacing.
 SAME_LINE = 0.5
+MAX_SLOPE = 0.07  # about 4°: more than this is not skew but text set at an angle
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,20 @@ class PageWord:
 
 
 def group_lines(words: Sequence[PageWord]) -> list[list[PageWord]]:
-    """The words in lines, top to bottom, each line left to right."""
-    ordered = sorted(words, key=lambda w: (_centre(w.frame), w.frame.x0))
+    """The words in lines, top to bottom, each line left to right. A page printed or scanned a
+    little askew is measured first (the median slope between neighbouring words) and its rows
+    are followed along that slope."""
+    slope = page_slope(words)
+
+    def level(word: PageWord) -> float:
+        return _centre(word.frame) - slope * (word.frame.x0 + word.frame.x1) / 2
+
+    ordered = sorted(words, key=lambda w: (level(w), w.frame.x0))
     lines: list[list[PageWord]] = []
     centres: list[list[float]] = []
     heights: list[list[float]] = []
     for word in ordered:
-        centre, height = _centre(word.frame), word.frame.y1 - word.frame.y0
+        centre, height = level(word), word.frame.y1 - word.frame.y0
         # The nearest of the last few lines, so a small word just below a tall one still joins
         # its own row.
         best, gap = None, 0.0
@@ -61,8 +69,29 @@ def group_lines(words: Sequence[PageWord]) -> list[list[PageWord]]:
             heights[best].append(height)
     for line in lines:
         line.sort(key=lambda w: w.frame.x0)
-    lines.sort(key=lambda line: statistics.median(_centre(w.frame) for w in line))
+    lines.sort(key=lambda line: statistics.median(level(w) for w in line))
     return lines
+
+
+def page_slope(words: Sequence[PageWord]) -> float:
+    """How far the text runs down per unit to the right: the median over each word and its
+    nearest neighbour to the right on about the same row; 0 when too few pairs show it."""
+    by_x = sorted(words, key=lambda w: w.frame.x0)
+    slopes: list[float] = []
+    for i, word in enumerate(by_x):
+        box, height = word.frame, word.frame.y1 - word.frame.y0
+        for other in by_x[i + 1:]:
+            gap = other.frame.x0 - box.x1
+            if gap > 40 * max(height, 1.0):
+                break
+            rise = _centre(other.frame) - _centre(box)
+            if gap >= 0 and abs(rise) < 0.8 * height:
+                slopes.append(rise / max(_mid(other.frame) - _mid(box), 1e-3))
+                break
+    if len(slopes) < 5:
+        return 0.0
+    slope = statistics.median(slopes)
+    return slope if abs(slope) <= MAX_SLOPE else 0.0
 
 
 def lay_out(number: int, words: Sequence[PageWord], *, origin: Origin, width: float,
@@ -86,6 +115,10 @@ def lay_out(number: int, words: Sequence[PageWord], *, origin: Origin, width: fl
             length += len(word.text)
     return PageText(number=number, text="".join(parts), origin=origin, words=tuple(placed),
                     width=round(width, 2), height=round(height, 2), note=note)
+
+
+def _mid(box: Box) -> float:
+    return (box.x0 + box.x1) / 2
 
 
 def _centre(box: Box) -> float:
