@@ -25,7 +25,10 @@ from .pages import PageText
 from .scan_cleanup import CleanPage, clean_page
 from .word_boxes import PageWord, lay_out
 
-TESSERACT_CONFIG = "--oem 1 --psm 11"
+# Sparse text (--psm 11): the table geometry orders the words itself, and tables read far better
+# than as one block. Inverted (white on black) text detection is off: lab reports do not print
+# it, and it takes about half of Tesseract's time (bench/documents.py).
+TESSERACT_CONFIG = "--oem 1 --psm 11 -c tessedit_do_invert=0"
 PAGE_TIMEOUT_S = 180
 
 
