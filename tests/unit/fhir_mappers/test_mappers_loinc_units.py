@@ -30,7 +30,7 @@ def test_every_table_code_has_a_valid_loinc_check_digit(entry: LoincEntry) -> No
 def test_table_is_curated_and_consistent() -> None:
     codes = [e.code for e in TABLE]
     assert len(codes) == len(set(codes))
-    assert len(TABLE) >= 50
+    assert len(TABLE) >= 300
     known_ucum = {ucum for ucum, _ in UNIT_TABLE.values()}
     for entry in TABLE:
         assert entry.display and entry.aliases
@@ -95,7 +95,7 @@ def test_lookup_finds_the_code_for_the_printed_name_and_unit(
 @pytest.mark.parametrize("name, unit", [
     ("Glucose", "mg/g"),  # a unit no glucose code takes: no code rather than a wrong one
     ("Glucose", "furlongs"),  # unreadable unit: the property cannot be checked
-    ("Anti-TPO antibodies", "IU/mL"),  # not in the table
+    ("Anti-Mullerian hormone", "ng/mL"),  # not in the table
     ("eGFR", "mL/min/1.73m2"),  # coded only with its equation
     ("", None),
 ])
@@ -114,14 +114,19 @@ def test_urine_context_switches_to_dipstick_codes() -> None:
     assert _code("Urine pH") == "5803-2"
     assert _code("Nitrite", specimen="UA") == "5802-4"
     # Without a urine context the dipstick names do not match, and a serum test is not a
-    # urine one.
+    # urine one: urine creatinine has its own code.
     assert _code("pH") is None
-    assert lookup_loinc("Creatinine", "mg/dL", specimen="Urine") is None
+    assert _code("Creatinine", specimen="Urine") == "2161-8"
+    assert _code("Creatinine") == "2160-0"
+    assert lookup_loinc("Creatinine", "mg/dL", specimen="Urine") != lookup_loinc("Creatinine", "mg/dL")
 
 
 def test_numeric_rules_out_the_wrong_scale() -> None:
     assert _code("Glucose", numeric=False) is None  # "Positive" is no mg/dL
-    assert _code("Glucose", specimen="urine", numeric=True) is None
+    assert _code("Nitrite", specimen="urine", numeric=True) is None  # a dipstick sign only
+    # Urine glucose has both: a number is the strip's mg/dL, a word its presence.
+    assert _code("Glucose", specimen="urine", numeric=True) == "5792-7"
+    assert _code("Glucose", specimen="urine", numeric=False) == "25428-4"
 
 
 def test_loinc_entry_by_code_and_expected_unit() -> None:
