@@ -45,6 +45,7 @@ _COLLECTED = re.compile(r"(?i)\b(?:collected|collection(?: date)?(?: ?/ ?time)?|
                         r"prélèvement|prelevement)\s*:?\s*(.+)")
 _SPECIMEN = re.compile(r"(?i)^specimen(?: type)?\s*:\s*(.+?)(?:\s{2,}|\s+status\s*:|$)")
 _MAX_NAME_WORDS = 8
+_LABELS = frozenset({"reference", "ref", "range", "normal", "interval", "flag", "units", "unit"})
 _CONTINUED = re.compile(r"\s*\((?:continued|cont\.?)\)", re.IGNORECASE)
 UNREADABLE: Literal["unreadable"] = "unreadable"
 # Units printed as a word, which the UCUM table does not list.
@@ -170,8 +171,8 @@ def _cells(name: str, result_token: str, texts: list[str], ocr: bool,
     k = 0
     while k < len(texts):
         token = texts[k]
-        if _is_junk(token):
-            k += 1
+        if _is_junk(token) or token.lower().strip(".:()") in _LABELS:
+            k += 1  # a speck, or a label ("Reference (70-99)")
         elif not reference and (found := _range_at(texts, k)):
             reference, k = found
         elif not flag and flag_code(token) is not None:

@@ -132,7 +132,8 @@ def has_usable_text(page: PageText) -> bool:
     """Enough real characters to read: not empty, not a few stray marks, not glyphs without a
     Unicode meaning (a font with no or a private ToUnicode map gives U+FFFD, private-use or
     control characters)."""
-    visible = [c for c in page.text if not c.isspace()]
+    # Leaders ("Glucose ........ 128") are marks, but not stray ones.
+    visible = [c for c in page.text if not c.isspace() and c not in ".·…_"]
     letters = sum(c.isalnum() for c in visible)
     broken = sum(c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cs", "Cn")
                  for c in visible) + page.text.count("(cid:")

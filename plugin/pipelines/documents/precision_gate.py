@@ -21,8 +21,10 @@ OCR_MIN_CONFIDENCE = 0.60
 WITHHELD = "read but not recognised"
 # Units printed as words that UCUM does not spell (the result is still a quantity of them).
 _WORD_UNITS = frozenset({"ratio", "index", "titer", "titre", "cells", "copies"})
-_NAME_WORD = re.compile(r"^(?:[A-Za-zÀ-ÿ]{2,}|[A-Z][A-Za-z]?\d{0,3}[A-Za-z]?|\d{1,3}[A-Za-z]{1,4}"
-                        r"|[A-Za-z]{1,3}-?\d{1,3}|&|/|-)$")
+# One part of a name word: letters ("Protein"), an abbreviation with a number ("A1c", "B12",
+# "T4", "25OH") or a number ("19" of "CA 19-9"); OCR debris mixes them ("x1lOE3").
+_PART = r"(?:[A-Za-zÀ-ÿ]+|[A-Za-z]{1,4}\d{1,3}[a-z]?|\d{1,3}[A-Za-z]{0,4})"
+_NAME_WORD = re.compile(rf"^(?:{_PART}(?:[-'/]{_PART})*|&|/|-|\+)$")
 
 
 def withheld_reason(row: LabRow, *, confidence: float | None, numeric: bool,

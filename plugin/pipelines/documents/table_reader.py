@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import numpy as np
+
 from fhir_mappers.loinc import lookup_loinc
 from plugin.results import Box
 
@@ -190,18 +192,90 @@ def tables_from_header(cells: list[tuple[tuple[Role, ...], Box]],
     return tables
 
 
-def column_of(table: Table, box: Box) -> int:
-    """The column a word printed at `box` belongs to: the column whose region holds its
-    centre. A column's region runs from its heading to most of the way to the next heading
-    (text is mostly left-aligned and runs on to the right; numbers stick out little)."""
+@dataclass(frozen=True)
+class Band:
+    """A column as the body prints it: an x-range most rows put words in, and its heading."""
+
+    x0: float
+    x1: float
+    roles: tuple[Role, ...]
+
+
+def column_bands(table: Table, body: Sequence[Sequence[_Placed]]) -> tuple[Band, ...]:
+    """The table's columns measured on its body: x-ranges covered by words in at least a
+    sixth of the rows, split at gutters wider than a space. Each is matched to the heading
+    it lies under, or, when the body is aligned away from its heading (numbers set right
+    under a heading set left), to the heading left unmatched between its neighbours."""
+    rows = [[p for p in line if table.left <= (p.box.x0 + p.box.x1) / 2 < table.right
+             and not _LEADER.match(p.text)] for line in body]
+    # Rows print values: notes and footers under a short table must not shape its columns.
+    rows = [row for row in rows if any(re.search(r"\d", p.text) for p in row)
+            and sum("|" in p.text for p in row) < 2]
+    if len(rows) < 2:
+        return tuple(Band(c.x0, c.x1, c.roles) for c in table.columns)
+    lo = int(min(p.box.x0 for row in rows for p in row))
+    hi = int(max(p.box.x1 for row in rows for p in row)) + 2
+    counts = np.zeros(hi - lo, dtype=np.int32)
+    for row in rows:
+        covered = np.zeros(hi - lo, dtype=bool)
+        for p in row:
+            covered[int(p.box.x0) - lo:int(p.box.x1) - lo + 1] = True
+        counts += covered
+    height = statistics.median(p.box.y1 - p.box.y0 for row in rows for p in row)
+    inked = np.concatenate([[False], counts >= max(1 if len(rows) < 4 else 2, len(rows) / 6),
+                            [False]])
+    edges = np.flatnonzero(np.diff(inked.astype(np.int8)))
+    spans: list[list[float]] = []
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if spans and start + lo - spans[-1][1] < 0.5 * height:
+            spans[-1][1] = float(end + lo)
+        else:
+            spans.append([float(start + lo), float(end + lo)])
+    words = [p for row in rows for p in row]
+    wordy = [_wordy([p for p in words if x0 <= (p.box.x0 + p.box.x1) / 2 <= x1])
+             for x0, x1 in spans]
+    return _matched(spans, table.columns, wordy)
+
+
+def _wordy(words: Sequence[_Placed]) -> bool:
+    """Mostly words, not values: the end of long test names run past the name column."""
+    return bool(words) and sum(bool(re.search(r"\d", p.text)) for p in words) < len(words) / 4
+
+
+def _matched(spans: list[list[float]], columns: Sequence[Column],
+             wordy: Sequence[bool]) -> tuple[Band, ...]:
+    owner: list[int | None] = []
+    for x0, x1 in spans:
+        overlaps = [min(x1, c.x1) - max(x0, c.x0) for c in columns]
+        best = max(range(len(columns)), key=lambda k: overlaps[k])
+        owner.append(best if overlaps[best] > 0 else None)
+    for i, found in enumerate(owner):
+        if found is not None:
+            continue
+        left = owner[i - 1] if i else None
+        if wordy[i] and left is not None and "name" in columns[left].roles:
+            owner[i] = left
+            continue
+        before = max((o for o in owner[:i] if o is not None), default=-1)
+        after = min((o for o in owner[i + 1:] if o is not None), default=len(columns))
+        free = [k for k in range(before + 1, after) if k not in owner]
+        middle = (spans[i][0] + spans[i][1]) / 2
+        choices = free or list(range(max(before, 0), min(after, len(columns) - 1) + 1))
+        owner[i] = min(choices, key=lambda k: min(abs(middle - columns[k].x0),
+                                                  abs(middle - columns[k].x1)))
+    bands = [Band(x0, x1, columns[k].roles) for (x0, x1), k in zip(spans, owner, strict=True)
+             if k is not None]
+    # Headings no body column lies under keep their own x-range (a column empty so far).
+    taken = set(owner)
+    bands += [Band(c.x0, c.x1, c.roles) for k, c in enumerate(columns) if k not in taken]
+    return tuple(sorted(bands, key=lambda b: b.x0))
+
+
+def band_of(bands: Sequence[Band], box: Box) -> Band:
+    """The band holding the word's centre, else the nearest one."""
     centre = (box.x0 + box.x1) / 2
-    columns = table.columns
-    for k in range(len(columns) - 1):
-        here, after = columns[k], columns[k + 1]
-        edge = here.x1 + 0.65 * max(after.x0 - here.x1, 0.0)
-        if centre < edge:
-            return k
-    return len(columns) - 1
+    return min(bands, key=lambda b: 0.0 if b.x0 <= centre <= b.x1
+               else min(abs(centre - b.x0), abs(centre - b.x1)))
 
 
 def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
@@ -214,7 +288,8 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
     unreadable: list[str] = []
     covered: set[int] = set()
     tables: list[Table] = []
-    pitch = _row_pitch(lines)
+    bands: list[tuple[Band, ...]] = []
+    pitches: list[float] = []
     previous: list[tuple[LabRow, float] | None] = []  # per table: the last row and its middle
     pending: list[tuple[str, float]] = []  # per table: a name-only line waiting for its values
     panels: list[str] = []
@@ -222,10 +297,10 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
     i = 0
     while i < len(lines):
         line, words = lines[i]
-        if " ".join(line.text.lower().split()) in skip:
+        heading = header_roles(words)
+        if heading is None and " ".join(line.text.lower().split()) in skip:
             i += 1
             continue
-        heading = header_roles(words)
         if heading is not None:
             # A second heading line straight under this one (multi-line headings) adds to it.
             if i + 1 < len(lines) and _continues_heading(words, lines[i + 1][1]):
@@ -234,6 +309,9 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
                 covered.add(lines[i + 1][0].start)
                 i += 1
             tables = tables_from_header(heading, page.width)
+            body = _body(lines, i + 1)
+            bands = [column_bands(table, body) for table in tables]
+            pitches = [_row_pitch(table, body) for table in tables]
             previous = [None] * len(tables)
             pending = [("", 0.0)] * len(tables)
             carried = title if title_at == i - 1 else (panels[0] if panels else panel)
@@ -258,7 +336,7 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
                 continue
             row = _Row(line)
             for placed in mine:
-                role = table.columns[column_of(table, placed.box)].roles[0]
+                role = band_of(bands[t], placed.box).roles[0]
                 row.cells.setdefault(role, []).append(placed)
             read = _read_row(row, page.number, conventions, ocr,
                              any("unit" in c.roles for c in table.columns))
@@ -266,7 +344,7 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
             middle = statistics.median((p.box.y0 + p.box.y1) / 2 for p in mine)
             if isinstance(read, LabRow):
                 waiting, waited_at = pending[t]
-                if waiting and middle - waited_at < WRAPPED * pitch:
+                if waiting and middle - waited_at < WRAPPED * pitches[t]:
                     read = _renamed(read, f"{waiting} {read.name}", ocr)
                 elif waiting and _is_title(waiting):
                     panels[t] = _CONTINUED.sub("", waiting).strip()
@@ -277,7 +355,7 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
             elif isinstance(read, _NameOnly):
                 name = read.text
                 last = previous[t]
-                if last is not None and middle - last[1] < WRAPPED * pitch and \
+                if last is not None and middle - last[1] < WRAPPED * pitches[t] and \
                         _wraps(last[0].name, name):
                     joined = _renamed(last[0], f"{last[0].name} {name}", ocr)
                     rows[rows.index(last[0])] = joined
@@ -304,11 +382,12 @@ def _read_row(row: _Row, page: int, conventions: Conventions, ocr: bool,
     name = row.text("name").strip()
     result_words = row.cells.get("result", [])
     if not re.search(r"\d", everything) and not is_unit(row.text("unit"), ocr=ocr) and \
-            not row.cells.get("range") and row.text("result").lower() not in QUALITATIVE:
+            row.text("result").lower() not in QUALITATIVE:
         # A title can run on past the name column ("Comprehensive Metabolic Panel").
         return _NameOnly(everything) if _is_name(everything) else None
     if not result_words:
-        return None
+        others = any(row.cells.get(r) for r in ("unit", "range", "flag"))
+        return _NameOnly(everything) if not others and _is_name(everything) else None
     name = name.rstrip(":").strip()
     if not _is_name(name):
         return None
@@ -417,10 +496,25 @@ def _merge_headings(top: list[tuple[tuple[Role, ...], Box]],
     return [(tuple(roles), box) for roles, box in merged if roles]
 
 
-def _row_pitch(lines: list[tuple[Line, list[_Placed]]]) -> float:
-    centres = [statistics.median((p.box.y0 + p.box.y1) / 2 for p in words)
-               for _, words in lines if words]
-    steps = [b - a for a, b in zip(centres, centres[1:], strict=False) if b > a]
+def _body(lines: list[tuple[Line, list[_Placed]]], start: int) -> list[list[_Placed]]:
+    """The lines under a heading, up to the next heading."""
+    body: list[list[_Placed]] = []
+    for _, words in lines[start:]:
+        if header_roles(words) is not None:
+            break
+        body.append(words)
+    return body
+
+
+def _row_pitch(table: Table, body: Sequence[Sequence[_Placed]]) -> float:
+    """The usual distance between the table's rows: the median step between the middles of
+    consecutive lines of its body that print a number."""
+    middles = []
+    for line in body:
+        mine = [p for p in line if table.left <= (p.box.x0 + p.box.x1) / 2 < table.right]
+        if any(re.search(r"\d", p.text) for p in mine):
+            middles.append(statistics.median((p.box.y0 + p.box.y1) / 2 for p in mine))
+    steps = [b - a for a, b in zip(middles, middles[1:], strict=False) if b > a]
     return statistics.median(steps) if steps else 12.0
 
 
