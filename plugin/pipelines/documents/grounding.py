@@ -19,7 +19,7 @@ from plugin.results import Box, InputProblem, TextEvidence
 
 from .lab_rows import QUALITATIVE, LabRow, clean_unit, flag_code, read_number, same_number
 from .pages import Line, PageText, Word
-from .precision_gate import OCR_MIN_CONFIDENCE
+from .precision_gate import OCR_MIN_CONFIDENCE, WITHHELD
 from .printed_numbers import POINT_MDY, Conventions, parse_value
 
 NAME_SIMILARITY = 0.85  # how close an OCR'd name must be to the row's (difflib ratio)
@@ -90,6 +90,10 @@ def _ground_at(row: LabRow, at: Box, span: tuple[int, int], page: PageText, expe
     if shown is None or not _same_result(shown, expected):
         return InputProblem(where, f"unverified: {_said(row)} (the page shows {printed!r} "
                                    "there)")
+    if ocr and not _read_twice_alike(at_result, page, expected, conventions):
+        again = " ".join(w.reread or "" for w in at_result)
+        return InputProblem(where, f"{WITHHELD}: {_said(row)} (OCR read the value two ways: "
+                                   f"{printed!r} and, read again alone, {again!r})")
     height = max(at.y1 - at.y0, 1.0)
     band = [w for w in page.words if w.frame is not None
             and at.y0 - 1.6 * height <= (w.frame.y0 + w.frame.y1) / 2 <= at.y1 + 1.6 * height]
@@ -121,14 +125,16 @@ def _confident_range(verified: Verified, line: list[Word], page: PageText,
     printed = re.sub(r"\s+", "", verified.row.reference_range).strip("()")
     if page.origin != "ocr" or not printed:
         return verified
-    scores = [w.confidence for w in line if w.confidence is not None
-              and re.search(r"\d", page.text[w.start:w.end])
-              and page.text[w.start:w.end].strip("()") in printed]
-    if not scores or min(scores) >= OCR_MIN_CONFIDENCE:
+    shown = [w for w in line if re.search(r"\d", page.text[w.start:w.end])
+             and page.text[w.start:w.end].strip("()") in printed]
+    scores = [w.confidence for w in shown if w.confidence is not None]
+    agreed = all(_specks(w.reread or "") == _specks(page.text[w.start:w.end]) for w in shown)
+    if agreed and (not scores or min(scores) >= OCR_MIN_CONFIDENCE):
         return verified
+    why = (f"was recognised with confidence {min(scores):.2f}" if agreed else
+           "was read two ways by OCR")
     problem = InputProblem(where, f"unverified: reference range {verified.row.reference_range!r} "
-                                  f"of {verified.row.name} was recognised with confidence "
-                                  f"{min(scores):.2f}; left out")
+                                  f"of {verified.row.name} {why}; left out")
     return replace(verified, row=replace(verified.row, reference_range=""),
                    problems=(*verified.problems, problem))
 
@@ -148,15 +154,36 @@ def _named_in(printed: list[str], name: str, ocr: bool) -> bool:
     return True
 
 
+def _read_twice_alike(words: list[Word], page: PageText, expected: str,
+                      conventions: Conventions) -> bool:
+    """Whether OCR's second reading of the result's words (number_reread) gives the same
+    result. Words without a digit (a flag, "Negative") were not read again."""
+    texts = []
+    for word in words:
+        printed = page.text[word.start:word.end]
+        if re.search(r"\d", printed):
+            if not word.reread:
+                return False
+            texts.append(word.reread)
+        else:
+            texts.append(printed)
+    again = _printed_result(" ".join(texts), True, conventions)
+    return again is not None and _same_result(again, expected)
+
+
 def _inside(frame: Box, at: Box) -> bool:
     """A word whose centre lies in the box (a little slack for rounding)."""
     x, y = (frame.x0 + frame.x1) / 2, (frame.y0 + frame.y1) / 2
     return at.x0 - 1 <= x <= at.x1 + 1 and at.y0 - 1 <= y <= at.y1 + 1
 
 
+def _specks(text: str) -> str:
+    return " ".join(w.strip(".,:;'\"“”‘’`|_~°»«()") for w in text.split())
+
+
 def _printed_result(printed: str, ocr: bool, conventions: Conventions) -> str | None:
     if ocr:
-        printed = " ".join(w.strip(".,:;'\"“”‘’`|_~°»«") for w in printed.split())
+        printed = _specks(printed)
     value = parse_value(printed, conventions)
     if value is not None:
         return value.result

@@ -205,6 +205,9 @@ def _range_at(texts: list[str], k: int) -> tuple[str, int] | None:
         low, high = token.lstrip("("), texts[k + 2].rstrip(".,;:").rstrip(")")
         if read_number(low, ocr=False) and read_number(high, ocr=False):
             return f"{low}-{high}", k + 3
+    if token in ("<", ">", "<=", ">=", "≤", "≥") and k + 1 < len(texts) and \
+            read_number(texts[k + 1].rstrip(".,;:)"), ocr=False):  # "< 200"
+        return f"{token} {texts[k + 1].rstrip('.,;:)')}", k + 2
     if token.lower() in ("negative", "positive", "nonreactive", "non-reactive"):
         return token, k + 1
     return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytesseract
 from PIL import Image
@@ -21,6 +21,7 @@ from PIL import Image
 from plugin.errors import ConfigError
 from plugin.results import Box
 
+from .number_reread import numeric_boxes, reread_twice
 from .pages import PageText
 from .scan_cleanup import CleanPage, clean_page
 from .word_boxes import PageWord, lay_out
@@ -73,8 +74,14 @@ def ocr_page(request: OcrRequest) -> PageText:
     except pytesseract.TesseractNotFoundError:
         raise ConfigError("Tesseract OCR is not installed (Debian: apt-get install "
                           "tesseract-ocr)") from None
+    words = tesseract_words(data, cleaned, request.page_scale)
+    boxes = [_pixel_box(data, i) for i in _kept(data)]
+    again = numeric_boxes([w.text for w in words], boxes)
+    second = reread_twice(cleaned.image, [boxes[i] for i in again], timeout=PAGE_TIMEOUT_S)
+    for i, text in zip(again, second, strict=True):
+        words[i] = replace(words[i], reread=text)
     width, height = request.image.size
-    return lay_out(request.number, tesseract_words(data, cleaned, request.page_scale),
+    return lay_out(request.number, words,
                    origin="ocr", width=width * request.page_scale,
                    height=height * request.page_scale, note=_describe(cleaned, request.dpi))
 
@@ -99,11 +106,9 @@ def tesseract_words(data: dict[str, list[object]], cleaned: CleanPage,
     straightened page (for the table geometry)."""
     words: list[PageWord] = []
     straight = page_scale / cleaned.scale
-    for i, raw in enumerate(data["text"]):
-        token = str(raw).strip()
+    for i in _kept(data):
+        token = str(data["text"][i]).strip()
         confidence = float(str(data["conf"][i]))
-        if not token or confidence < 0:
-            continue
         left, top = float(str(data["left"][i])), float(str(data["top"][i]))
         right = left + float(str(data["width"][i]))
         bottom = top + float(str(data["height"][i]))
@@ -114,6 +119,17 @@ def tesseract_words(data: dict[str, list[object]], cleaned: CleanPage,
                 round(bottom * straight, 1)),
             round(confidence / 100, 3)))
     return words
+
+
+def _kept(data: dict[str, list[object]]) -> list[int]:
+    """Tesseract's entries that are words (not blocks, lines or empty)."""
+    return [i for i, raw in enumerate(data["text"])
+            if str(raw).strip() and float(str(data["conf"][i])) >= 0]
+
+
+def _pixel_box(data: dict[str, list[object]], i: int) -> tuple[int, int, int, int]:
+    return (int(str(data["left"][i])), int(str(data["top"][i])), int(str(data["width"][i])),
+            int(str(data["height"][i])))
 
 
 def _describe(cleaned: CleanPage, dpi: float | None) -> str:

@@ -34,7 +34,7 @@ from .lab_extraction import MAX_NEW_TOKENS, PROMPT_VERSION, extract_page
 from .lab_rows import LabRow, implausible, row_key, to_measured_value
 from .pages import PageText
 from .panels import report_groups
-from .precision_gate import WITHHELD, withheld_reason
+from .precision_gate import WITHHELD, far_outside, withheld_reason
 from .printed_numbers import Conventions, detect_conventions, parse_date
 from .summary import DocumentFacts, summary_narrative
 
@@ -178,7 +178,10 @@ def verified_values(rows: tuple[LabRow, ...], pages: tuple[PageText, ...],
         if why is None and page.origin == "ocr":
             # OCR drops decimal points ("4,3" read as "43") with high confidence; a value far
             # outside its printed range with no flag printed is more likely that than real.
-            why = implausible(value, checked.row.flag)
+            bounds = value.reference_range
+            why = implausible(value, checked.row.flag) or (
+                far_outside(value.value, bounds.low, bounds.high)
+                if bounds is not None and isinstance(value.value, Decimal) else None)
         if why is not None:
             taken.discard(value.key)
             problems.append(InputProblem(f"page {row.page}", f"{WITHHELD}: "

@@ -7,6 +7,7 @@ under "read but not recognised", with its page and the text as printed.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from fhir_mappers.loinc import lookup_loinc
 from fhir_mappers.units import normalise_unit
@@ -70,3 +71,14 @@ def clean_name(name: str) -> bool:
         if len(word) > 5 and word.isalpha() and not re.search(r"[aeiouyäöüéèàAEIOUY]", word):
             return False
     return True
+
+
+def far_outside(value: Decimal, low: Decimal | None, high: Decimal | None) -> str | None:
+    """On an OCR'd page, a value more than three times its upper bound (or under a third of its
+    lower one) is withheld even when flagged: measured on the corpus's photos, a "1" read as a
+    "4" ("11.2" -> "41.2") survives every other check and lands there."""
+    if high is not None and high > 0 and value > 3 * high:
+        return f"{value} is over three times the upper bound {high}: likely misread"
+    if low is not None and low > 0 and value < low / 3:
+        return f"{value} is under a third of the lower bound {low}: likely misread"
+    return None

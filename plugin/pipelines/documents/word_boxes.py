@@ -29,6 +29,7 @@ class PageWord:
     box: Box  # where it was printed, in page pixels
     grid: Box | None = None  # in the straightened page; None: same as `box`
     confidence: float | None = None  # OCR's, 0..1; None for a text layer
+    reread: str | None = None  # OCR's second, independent reading of a number (number_reread)
 
     @property
     def frame(self) -> Box:
@@ -110,7 +111,7 @@ def lay_out(number: int, words: Sequence[PageWord], *, origin: Origin, width: fl
                 parts.append(" ")
                 length += 1
             placed.append(Word(length, length + len(word.text), word.box, word.confidence,
-                               word.grid))
+                               word.grid, word.reread))
             parts.append(word.text)
             length += len(word.text)
     return PageText(number=number, text="".join(parts), origin=origin, words=tuple(placed),

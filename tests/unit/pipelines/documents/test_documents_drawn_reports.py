@@ -108,7 +108,7 @@ def test_flags_ranges_and_comparators_as_printed(drawings: dict[str, Drawing]) -
 
 
 @pytest.mark.parametrize(("layout", "dpi", "turn", "least"), [
-    ("flag-before-result", 300, 1.5, 5),
+    ("flag-before-result", 300, 1.5, 4),
     ("range-before-result", 200, -2.0, 5),
     ("result-and-flag", 300, 0.7, 6),
 ])
