@@ -156,8 +156,9 @@ def _named_in(printed: list[str], name: str, ocr: bool) -> bool:
 
 def _read_twice_alike(words: list[Word], page: PageText, expected: str,
                       conventions: Conventions) -> bool:
-    """Whether OCR's second reading of the result's words (number_reread) gives the same
-    result. Words without a digit (a flag, "Negative") were not read again."""
+    """Whether OCR's second reading of the result's words (number_reread: cut out, enlarged,
+    read alone) gives the same result. Words without a digit (a flag, "Negative") were not
+    read again."""
     texts = []
     for word in words:
         printed = page.text[word.start:word.end]

@@ -3,9 +3,9 @@ the cleaned page, the cut-outs are stacked one per line on a blank strip and Tes
 strip as a block of text (`--psm 6`), away from the table around them.
 
 Tesseract misreads a "1" as a "4" with high confidence on a phone photo ("10.1" -> "40.1", "1.12" ->
-"1.412"); read again out of its context the same print often comes out right, so a number all
-readings agree on is kept and one they disagree on is withheld (the precision gate). Two small
-extra Tesseract calls per page: the cut-outs at the page's scale and enlarged twice.
+"1.412"); read again out of its context, enlarged, the same print comes out right, so a number
+both readings agree on is kept and one they disagree on is withheld (the precision gate). One
+extra Tesseract call per page, on a small grid of cut-outs.
 """
 
 from __future__ import annotations
@@ -17,10 +17,15 @@ import pytesseract
 from PIL import Image
 
 REREAD_CONFIG = "--oem 1 --psm 6 -c tessedit_do_invert=0"
+# The cut-outs are enlarged: measured on the corpus's scans and photos, read again at twice the
+# size they caught every "1"-read-as-"4" slip seen (10.1 -> 40.1, 1 -> 4, 1.12 -> 1.412); at the
+# page's own size they missed one.
+REREAD_SCALE = 2.0
 _PAD = 4  # pixels kept around each number's box
 _MARGIN = 20
 _NUMBERISH = re.compile(r"\d")
 _MAX_TOKEN = 12  # longer tokens are not single values
+_PER_LINE = 4  # cut-outs side by side on one line of the strip
 
 
 def numeric_boxes(texts: Sequence[str], boxes: Sequence[tuple[int, int, int, int]]
@@ -30,17 +35,8 @@ def numeric_boxes(texts: Sequence[str], boxes: Sequence[tuple[int, int, int, int
             if _NUMBERISH.search(text) and len(text) <= _MAX_TOKEN and boxes[i][2] > 0]
 
 
-def reread_twice(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
-                 timeout: float) -> list[str]:
-    """Each box read again at the page's scale and at twice it (measured: each catches slips
-    the other repeats); where the two disagree the result is "?", which agrees with nothing."""
-    once = reread(image, boxes, timeout=timeout)
-    twice = reread(image, boxes, timeout=timeout, scale=2.0)
-    return [a if a == b else "?" for a, b in zip(once, twice, strict=True)]
-
-
 def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
-           timeout: float, scale: float = 1.0) -> list[str]:
+           timeout: float, scale: float = REREAD_SCALE) -> list[str]:
     """The text Tesseract reads in each box (left, top, width, height) of `image` when the
     boxes are cut out (enlarged `scale` times) and stacked, one per line; "" where it reads
     nothing."""
@@ -51,11 +47,15 @@ def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
     if scale != 1.0:
         crops = [c.resize((round(c.width * scale), round(c.height * scale)),
                           Image.Resampling.BICUBIC) for c in crops]
-    slot = max(c.height for c in crops) * 2  # a blank line between cut-outs keeps them apart
-    strip = Image.new("L", (max(c.width for c in crops) + 2 * _MARGIN,
-                            slot * len(crops) + 2 * _MARGIN), 255)
+    # A grid of cut-outs, a blank line and a wide gap between them: fewer, longer lines are
+    # cheaper for Tesseract than one cut-out per line.
+    slot = max(c.height for c in crops) * 2
+    column = max(c.width for c in crops) + slot * 2
+    per_line = max(1, min(_PER_LINE, len(crops)))
+    lines = -(-len(crops) // per_line)
+    strip = Image.new("L", (column * per_line + 2 * _MARGIN, slot * lines + 2 * _MARGIN), 255)
     for k, crop in enumerate(crops):
-        strip.paste(crop, (_MARGIN, _MARGIN + k * slot))
+        strip.paste(crop, (_MARGIN + (k % per_line) * column, _MARGIN + (k // per_line) * slot))
     data = pytesseract.image_to_data(strip, config=REREAD_CONFIG, timeout=timeout,
                                      output_type=pytesseract.Output.DICT)
     found: list[list[tuple[int, str]]] = [[] for _ in crops]
@@ -63,8 +63,9 @@ def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
         text = str(raw).strip()
         if not text:
             continue
-        middle = int(str(data["top"][i])) + int(str(data["height"][i])) / 2 - _MARGIN
-        k = int(middle // slot)
+        left, top = int(str(data["left"][i])) - _MARGIN, int(str(data["top"][i])) - _MARGIN
+        middle = top + int(str(data["height"][i])) / 2
+        k = int(middle // slot) * per_line + int(max(left, 0) // column)
         if 0 <= k < len(crops):
-            found[k].append((int(str(data["left"][i])), text))
+            found[k].append((left, text))
     return ["".join(text for _, text in sorted(words)) for words in found]

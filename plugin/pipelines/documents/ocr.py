@@ -21,7 +21,7 @@ from PIL import Image
 from plugin.errors import ConfigError
 from plugin.results import Box
 
-from .number_reread import numeric_boxes, reread_twice
+from .number_reread import numeric_boxes, reread
 from .pages import PageText
 from .scan_cleanup import CleanPage, clean_page
 from .word_boxes import PageWord, lay_out
@@ -77,7 +77,7 @@ def ocr_page(request: OcrRequest) -> PageText:
     words = tesseract_words(data, cleaned, request.page_scale)
     boxes = [_pixel_box(data, i) for i in _kept(data)]
     again = numeric_boxes([w.text for w in words], boxes)
-    second = reread_twice(cleaned.image, [boxes[i] for i in again], timeout=PAGE_TIMEOUT_S)
+    second = reread(cleaned.image, [boxes[i] for i in again], timeout=PAGE_TIMEOUT_S)
     for i, text in zip(again, second, strict=True):
         words[i] = replace(words[i], reread=text)
     width, height = request.image.size
