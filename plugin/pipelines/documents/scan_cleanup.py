@@ -70,7 +70,7 @@ def clean_page(image: Image.Image) -> CleanPage:
     # Lighting is evened out before enlarging: the same result on a third of the pixels.
     flat = flatten_background(gray)
     warped = flat if np.allclose(matrix, np.eye(3)) else _warp(flat, matrix, size)
-    cleaned = binarise(warped)
+    cleaned = erase_rules(binarise(warped), TARGET_LINE_HEIGHT)
     return CleanPage(cleaned, tuple(float(v) for v in matrix.ravel()), angle,
                      corners is not None, round(scale, 3))
 
@@ -145,6 +145,39 @@ def binarise(gray: Image.Image) -> Image.Image:
     threshold fits the whole page)."""
     pixels = np.asarray(gray)
     return Image.fromarray(((pixels > _otsu_threshold(pixels)) * np.uint8(255)).astype(np.uint8), "L")
+
+
+def erase_rules(binary: Image.Image, line_height: float) -> Image.Image:
+    """The page without its ruled lines: runs of ink longer than five text lines, across or
+    down the page (a table's grid), are painted white. Tesseract reads a cell's text poorly
+    when the cell's borders touch it."""
+    ink = np.asarray(binary) < 128
+    length = max(int(5 * line_height), 10)
+    rules = _long_runs(ink, length) | _long_runs(ink.T, length).T
+    if not rules.any():
+        return binary
+    # A ruled line is a pixel or two thicker than its core run where it was anti-aliased.
+    grown = rules.copy()
+    grown[1:] |= rules[:-1]
+    grown[:-1] |= rules[1:]
+    grown[:, 1:] |= rules[:, :-1]
+    grown[:, :-1] |= rules[:, 1:]
+    pixels = np.asarray(binary).copy()
+    pixels[grown] = 255
+    return Image.fromarray(pixels, "L")
+
+
+def _long_runs(ink: np.ndarray, length: int) -> np.ndarray:
+    """The pixels of each row that lie in a horizontal run of ink at least `length` long."""
+    if ink.shape[1] < length:
+        return np.zeros_like(ink)
+    counts = np.cumsum(np.pad(ink, ((0, 0), (1, 0))).astype(np.int32), axis=1)
+    full = (counts[:, length:] - counts[:, :-length]) == length  # window starting at each x
+    # Spread each full window back over the pixels it covers.
+    starts = np.pad(full.astype(np.int32), ((0, 0), (0, length - 1)))
+    covered = np.cumsum(starts, axis=1)
+    covered[:, length:] -= np.cumsum(starts, axis=1)[:, :-length]
+    return covered > 0
 
 
 def flatten_background(gray: Image.Image) -> Image.Image:
