@@ -24,7 +24,14 @@ from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.errors import ConfigError
 from plugin.fhir import resolve_attachment
 from plugin.jobs import JobContext
-from plugin.results import InputProblem, MeasuredValue, ModelInfo, PipelineResult, SourceRef
+from plugin.results import (
+    InputProblem,
+    MeasuredValue,
+    ModelInfo,
+    PipelineResult,
+    SourceRef,
+    TextEvidence,
+)
 
 from . import layout_extractor
 from .document_pages import DocumentPages, PageLimits, model_images, read_pages
@@ -101,7 +108,8 @@ class DocumentsPipeline:
         extraction = self._extract(data, kind, label, document, header, context)
         values, checked = verified_values(extraction.rows, document.pages, header.collected,
                                           geometry=header.rows)
-        problems = (*document.problems, *extraction.problems, *checked)
+        problems = (*document.problems, *extraction.problems, *checked,
+                    *silent_pages(document.pages, values, (*extraction.problems, *checked)))
         facts = DocumentFacts(label, kind, selected.declared_type, len(data), digest,
                               document.page_count)
         summary = summary_narrative(facts, document.pages, extraction.model, extraction.note,
@@ -190,6 +198,16 @@ def verified_values(rows: tuple[LabRow, ...], pages: tuple[PageText, ...],
         values.append(value)
         problems += checked.problems
     return values, problems
+
+
+def silent_pages(pages: tuple[PageText, ...], values: list[MeasuredValue],
+                 problems: tuple[InputProblem, ...]) -> list[InputProblem]:
+    """A problem for each page read that gave neither a value nor a problem: a page whose
+    results could not be found must not pass for a page without results."""
+    spoken = {f"page {e.page}" for v in values for e in v.evidence if isinstance(e, TextEvidence)}
+    spoken |= {p.where for p in problems}
+    return [InputProblem(f"page {page.number}", "no lab result rows were found on this page")
+            for page in pages if f"page {page.number}" not in spoken]
 
 
 def placed(row: LabRow, geometry: tuple[LabRow, ...]) -> LabRow:

@@ -4,10 +4,12 @@ no value written that the report does not print under that name and unit."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from reportlab.pdfgen import canvas
 
 from fhir_mappers.loinc import name_key
 from fhir_mappers.units import normalise_unit
@@ -140,3 +142,14 @@ def test_a_text_layer_covering_half_the_page_is_read_by_ocr_instead() -> None:
 def test_a_clean_text_layer_is_never_ocrd(drawings: dict[str, Drawing]) -> None:
     for drawing in drawings.values():
         assert "page 1: text layer" in summary(run(drawing.pdf, "application/pdf"))
+
+
+def test_a_page_with_no_rows_found_is_said_so() -> None:
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer)
+    page.drawString(60, 700, "Discharge letter: the patient is well and goes home today.")
+    page.drawString(60, 680, "Bloods were taken and are to be followed up by the practice.")
+    page.save()
+    result = run(buffer.getvalue(), "application/pdf")
+    assert [(p.where, p.reason) for p in result.problems] == [
+        ("page 1", "no lab result rows were found on this page")]
