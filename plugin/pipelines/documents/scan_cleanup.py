@@ -168,16 +168,15 @@ def erase_rules(binary: Image.Image, line_height: float) -> Image.Image:
 
 
 def _long_runs(ink: np.ndarray, length: int) -> np.ndarray:
-    """The pixels of each row that lie in a horizontal run of ink at least `length` long."""
-    if ink.shape[1] < length:
-        return np.zeros_like(ink)
-    counts = np.cumsum(np.pad(ink, ((0, 0), (1, 0))).astype(np.int32), axis=1)
-    full = (counts[:, length:] - counts[:, :-length]) == length  # window starting at each x
-    # Spread each full window back over the pixels it covers.
-    starts = np.pad(full.astype(np.int32), ((0, 0), (0, length - 1)))
-    covered = np.cumsum(starts, axis=1)
-    covered[:, length:] -= np.cumsum(starts, axis=1)[:, :-length]
-    return covered > 0
+    """The pixels of each row that lie in a horizontal run of ink at least `length` long (run
+    lengths from where the ink starts and stops: one pass, no sliding window)."""
+    edges = np.diff(np.pad(ink, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    starts, stops = np.argwhere(edges == 1), np.argwhere(edges == -1)
+    runs = np.zeros_like(ink)
+    for (row, start), (_, stop) in zip(starts[stops[:, 1] - starts[:, 1] >= length],
+                                       stops[stops[:, 1] - starts[:, 1] >= length], strict=True):
+        runs[row, start:stop] = True
+    return runs
 
 
 def flatten_background(gray: Image.Image) -> Image.Image:
