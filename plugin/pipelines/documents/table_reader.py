@@ -249,8 +249,9 @@ def _matched(spans: list[list[float]], columns: Sequence[Column],
         overlaps = [min(x1, c.x1) - max(x0, c.x0) for c in columns]
         best = max(range(len(columns)), key=lambda k: overlaps[k])
         owner.append(best if overlaps[best] > 0 else None)
-    for i, found in enumerate(owner):
-        if found is not None:
+    # The widest unmatched spans choose first: a sliver of a column must not take its heading.
+    for i in sorted(range(len(spans)), key=lambda k: spans[k][0] - spans[k][1]):
+        if owner[i] is not None:
             continue
         left = owner[i - 1] if i else None
         if wordy[i] and left is not None and "name" in columns[left].roles:
@@ -261,6 +262,9 @@ def _matched(spans: list[list[float]], columns: Sequence[Column],
         free = [k for k in range(before + 1, after) if k not in owner]
         middle = (spans[i][0] + spans[i][1]) / 2
         choices = free or list(range(max(before, 0), min(after, len(columns) - 1) + 1))
+        if not wordy[i] and any("result" in columns[k].roles for k in choices):
+            # Numbers with no heading over them are the results, not an empty flag column.
+            choices = [k for k in choices if "result" in columns[k].roles]
         owner[i] = min(choices, key=lambda k: min(abs(middle - columns[k].x0),
                                                   abs(middle - columns[k].x1)))
     bands = [Band(x0, x1, columns[k].roles) for (x0, x1), k in zip(spans, owner, strict=True)
@@ -387,7 +391,11 @@ def _read_row(row: _Row, page: int, conventions: Conventions, ocr: bool,
         return _NameOnly(everything) if _is_name(everything) else None
     if not result_words:
         others = any(row.cells.get(r) for r in ("unit", "range", "flag"))
-        return _NameOnly(everything) if not others and _is_name(everything) else None
+        if not others:
+            return _NameOnly(everything) if _is_name(everything) else None
+        # A unit or range printed beside a name, but no result where results are: a row the
+        # columns did not catch, reported rather than dropped.
+        return everything if _is_name(name) and is_unit(row.text("unit"), ocr=ocr) else None
     name = name.rstrip(":").strip()
     if not _is_name(name):
         return None
