@@ -84,12 +84,6 @@ def parse_value(text: str, conventions: Conventions = POINT_MDY) -> PrintedValue
     return PrintedValue(value, comparator, match["pre"] or match["post"] or "")
 
 
-def parse_number(text: str, conventions: Conventions = POINT_MDY) -> Decimal | None:
-    """A bare number (no comparator, no flag), as in a range bound."""
-    found = parse_value(text, conventions)
-    return found.value if found is not None and not found.comparator and not found.flag else None
-
-
 def detect_conventions(texts: Iterable[str]) -> Conventions:
     """The decimal mark and date order the document's text uses. A decimal comma needs more
     "0,94"-shaped numbers than "0.94"-shaped ones; "262,000" counts for neither. Dates are

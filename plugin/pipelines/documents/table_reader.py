@@ -13,66 +13,38 @@ import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
-
-import numpy as np
 
 from fhir_mappers.loinc import lookup_loinc
-from plugin.results import Box
 
 from .lab_rows import QUALITATIVE, LabRow, clean_name, clean_unit, flag_code, is_unit
-from .pages import Line, PageText, Word
+from .pages import Line, PageText
 from .printed_numbers import Conventions, parse_value
+from .table_columns import (
+    LEADER,
+    SPECKS,
+    Band,
+    Placed,
+    Role,
+    Table,
+    band_of,
+    column_bands,
+    continues_heading,
+    header_roles,
+    loose_heading,
+    merge_headings,
+    tables_from_header,
+    union,
+)
 
-Role = Literal["name", "result", "unit", "range", "flag"]
-
-_ROLE_WORDS: dict[str, Role] = {
-    **dict.fromkeys(("test", "tests", "analyte", "analytes", "investigation", "parameter",
-                     "parameters", "examination", "component", "determination", "description",
-                     "untersuchung", "analyse", "examen", "prueba"), "name"),
-    **dict.fromkeys(("result", "results", "value", "values", "observed", "finding", "findings",
-                     "ergebnis", "wert", "resultat", "résultat", "resultado"), "result"),
-    **dict.fromkeys(("unit", "units", "uom", "einheit", "unité", "unidad", "unidades"), "unit"),
-    **dict.fromkeys(("reference", "ref", "range", "interval", "normal", "limits", "expected",
-                     "biological", "referenzbereich", "norm", "normwert", "référence",
-                     "referencia", "rango"), "range"),
-    **dict.fromkeys(("flag", "flags", "abnormal", "indicator", "h/l", "status"), "flag"),
-}
-_CONNECTORS = frozenset({"and", "&", "/", "name", "of", "(", ")", "-", "und", "et", "y"})
 _CONTINUED = re.compile(r"\s*\((?:continued|cont\.?)\)", re.IGNORECASE)
-# Dotted or spaced leaders between a name and its value ("Glucose ..... 128", ". . ."); a lone
-# dash stays, it may join a range ("135 - 145").
-_LEADER = re.compile(r"^(?:[.·•_…:]+|[-–—_]{2,})$")
 WRAPPED = 0.8  # lines closer than this many row pitches hold one wrapped name
-_SPECKS = ".,:;'\"“”‘’`|_~°»«"
 _UNIT_SUFFIX = re.compile(r"^(?P<value>.*?\d)\s*(?P<unit>[A-Za-zµμ%/][^\s]*(?:\s[^\s\d][^\s]*)?)$")
-
-
-@dataclass(frozen=True)
-class Column:
-    roles: tuple[Role, ...]  # usually one; "Result and Flag" is two
-    x0: float  # the header's extent
-    x1: float
-
-
-@dataclass(frozen=True)
-class Table:
-    columns: tuple[Column, ...]  # left to right
-    left: float  # the x-range this table's body may use (two tables can share a line)
-    right: float
-
-
-@dataclass(frozen=True)
-class _Placed:
-    word: Word
-    text: str
-    box: Box  # the word's frame (straightened page)
 
 
 @dataclass
 class _Row:
     line: Line
-    cells: dict[Role, list[_Placed]] = field(default_factory=dict)
+    cells: dict[Role, list[Placed]] = field(default_factory=dict)
 
     def text(self, role: Role) -> str:
         return " ".join(p.text for p in self.cells.get(role, ()))
@@ -93,193 +65,20 @@ class TableReading:
     panel: str  # the panel title in force at the end of the page (it carries over)
 
 
-def placed_lines(page: PageText) -> list[tuple[Line, list[_Placed]]]:
+def placed_lines(page: PageText) -> list[tuple[Line, list[Placed]]]:
     """Each line of the page with its boxed words."""
     words = sorted((w for w in page.words if w.frame is not None), key=lambda w: w.start)
-    result: list[tuple[Line, list[_Placed]]] = []
+    result: list[tuple[Line, list[Placed]]] = []
     k = 0
     for line in page.lines():
-        inside: list[_Placed] = []
+        inside: list[Placed] = []
         while k < len(words) and words[k].start < line.end:
             word = words[k]
             if word.start >= line.start and word.frame is not None:
-                inside.append(_Placed(word, page.text[word.start:word.end], word.frame))
+                inside.append(Placed(word, page.text[word.start:word.end], word.frame))
             k += 1
         result.append((line, inside))
     return result
-
-
-def header_roles(words: Sequence[_Placed]) -> list[tuple[tuple[Role, ...], Box]] | None:
-    """The column headings of a header line, left to right, or None when the line is not one:
-    every word a heading word (or a connector), naming the result and one other column."""
-    if len(words) < 2:
-        return None
-    words = _rejoined(words)
-    cells: list[tuple[list[Role], list[Box], bool]] = []  # roles, boxes, ends with a connector
-    strays = 0  # short unknown words: a heading split by OCR ("F lag")
-    for placed in words:
-        token = placed.text.strip(_SPECKS + "()[]").lower()
-        if not token:
-            continue
-        role = _ROLE_WORDS.get(token)
-        if role is None and token not in _CONNECTORS:
-            strays += 1
-            if len(token) > 3 or strays > 2:
-                return None
-            continue
-        if cells and (role is None or cells[-1][2] or role in cells[-1][0]
-                      or _joins(cells[-1][0], role)) and _close(cells[-1][1][-1], placed.box):
-            roles, boxes, _ = cells[-1]
-            if role is not None and role not in roles:
-                roles.append(role)
-            boxes.append(placed.box)
-            cells[-1] = (roles, boxes, role is None)
-        elif role is not None:
-            cells.append(([role], [placed.box], False))
-    found = [r for roles, _, _ in cells for r in roles]
-    if "result" not in found or len(set(found)) < 2 or (strays and len(found) < 3):
-        return None
-    return [(tuple(roles), _union(boxes)) for roles, boxes, _ in cells]
-
-
-def _rejoined(words: Sequence[_Placed]) -> list[_Placed]:
-    """Headings OCR split in two ("Un its", "F lag") joined again."""
-    out: list[_Placed] = []
-    for placed in words:
-        if out:
-            last = out[-1]
-            joined = (last.text + placed.text).strip(_SPECKS + "()[]").lower()
-            alone = {last.text.strip(_SPECKS).lower(), placed.text.strip(_SPECKS).lower()}
-            if joined in _ROLE_WORDS and not alone & set(_ROLE_WORDS) and \
-                    placed.box.x0 - last.box.x1 < 0.5 * (placed.box.y1 - placed.box.y0):
-                out[-1] = _Placed(last.word, last.text + placed.text,
-                                  _union([last.box, placed.box]))
-                continue
-        out.append(placed)
-    return out
-
-
-def _joins(roles: list[Role], role: Role) -> bool:
-    """Words of one heading: "Reference range", "Normal values", "Test name"."""
-    return roles[-1] == "range" and role == "range"
-
-
-def _close(left: Box, right: Box) -> bool:
-    return right.x0 - left.x1 <= 1.2 * max(left.y1 - left.y0, right.y1 - right.y0)
-
-
-def tables_from_header(cells: list[tuple[tuple[Role, ...], Box]],
-                       page_width: float) -> list[Table]:
-    """One table per run of headings that does not repeat a role (two tables side by side
-    repeat "Test ... Result")."""
-    groups: list[list[Column]] = [[]]
-    for roles, box in sorted(cells, key=lambda c: c[1].x0):
-        seen = {r for column in groups[-1] for r in column.roles}
-        if seen & set(roles) and groups[-1]:
-            groups.append([])
-        groups[-1].append(Column(roles, box.x0, box.x1))
-    tables: list[Table] = []
-    for i, columns in enumerate(groups):
-        if not any("name" in c.roles for c in columns):
-            # The test name's column often has no heading: it is what lies left of the others.
-            start = tables[-1].right if tables else 0.0
-            columns.insert(0, Column(("name",), start, start))
-        left = tables[-1].right if tables else 0.0
-        right = (groups[i + 1][0].x0 - 2 if i + 1 < len(groups) else max(page_width, 1e9))
-        if i + 1 < len(groups) and "name" not in groups[i + 1][0].roles:
-            right = groups[i + 1][0].x0 - 2
-        tables.append(Table(tuple(columns), left, right))
-    return tables
-
-
-@dataclass(frozen=True)
-class Band:
-    """A column as the body prints it: an x-range most rows put words in, and its heading."""
-
-    x0: float
-    x1: float
-    roles: tuple[Role, ...]
-
-
-def column_bands(table: Table, body: Sequence[Sequence[_Placed]]) -> tuple[Band, ...]:
-    """The table's columns measured on its body: x-ranges covered by words in at least a
-    sixth of the rows, split at gutters wider than a space. Each is matched to the heading
-    it lies under, or, when the body is aligned away from its heading (numbers set right
-    under a heading set left), to the heading left unmatched between its neighbours."""
-    rows = [[p for p in line if table.left <= (p.box.x0 + p.box.x1) / 2 < table.right
-             and not _LEADER.match(p.text)] for line in body]
-    # Rows print values: notes and footers under a short table must not shape its columns.
-    rows = [row for row in rows if any(re.search(r"\d", p.text) for p in row)
-            and sum("|" in p.text for p in row) < 2]
-    if len(rows) < 2:
-        return tuple(Band(c.x0, c.x1, c.roles) for c in table.columns)
-    lo = int(min(p.box.x0 for row in rows for p in row))
-    hi = int(max(p.box.x1 for row in rows for p in row)) + 2
-    counts = np.zeros(hi - lo, dtype=np.int32)
-    for row in rows:
-        covered = np.zeros(hi - lo, dtype=bool)
-        for p in row:
-            covered[int(p.box.x0) - lo:int(p.box.x1) - lo + 1] = True
-        counts += covered
-    height = statistics.median(p.box.y1 - p.box.y0 for row in rows for p in row)
-    inked = np.concatenate([[False], counts >= max(1 if len(rows) < 4 else 2, len(rows) / 6),
-                            [False]])
-    edges = np.flatnonzero(np.diff(inked.astype(np.int8)))
-    spans: list[list[float]] = []
-    for start, end in zip(edges[::2], edges[1::2], strict=True):
-        if spans and start + lo - spans[-1][1] < 0.5 * height:
-            spans[-1][1] = float(end + lo)
-        else:
-            spans.append([float(start + lo), float(end + lo)])
-    words = [p for row in rows for p in row]
-    wordy = [_wordy([p for p in words if x0 <= (p.box.x0 + p.box.x1) / 2 <= x1])
-             for x0, x1 in spans]
-    return _matched(spans, table.columns, wordy)
-
-
-def _wordy(words: Sequence[_Placed]) -> bool:
-    """Mostly words, not values: the end of long test names run past the name column."""
-    return bool(words) and sum(bool(re.search(r"\d", p.text)) for p in words) < len(words) / 4
-
-
-def _matched(spans: list[list[float]], columns: Sequence[Column],
-             wordy: Sequence[bool]) -> tuple[Band, ...]:
-    owner: list[int | None] = []
-    for x0, x1 in spans:
-        overlaps = [min(x1, c.x1) - max(x0, c.x0) for c in columns]
-        best = max(range(len(columns)), key=lambda k: overlaps[k])
-        owner.append(best if overlaps[best] > 0 else None)
-    # The widest unmatched spans choose first: a sliver of a column must not take its heading.
-    for i in sorted(range(len(spans)), key=lambda k: spans[k][0] - spans[k][1]):
-        if owner[i] is not None:
-            continue
-        left = owner[i - 1] if i else None
-        if wordy[i] and left is not None and "name" in columns[left].roles:
-            owner[i] = left
-            continue
-        before = max((o for o in owner[:i] if o is not None), default=-1)
-        after = min((o for o in owner[i + 1:] if o is not None), default=len(columns))
-        free = [k for k in range(before + 1, after) if k not in owner]
-        middle = (spans[i][0] + spans[i][1]) / 2
-        choices = free or list(range(max(before, 0), min(after, len(columns) - 1) + 1))
-        if not wordy[i] and any("result" in columns[k].roles for k in choices):
-            # Numbers with no heading over them are the results, not an empty flag column.
-            choices = [k for k in choices if "result" in columns[k].roles]
-        owner[i] = min(choices, key=lambda k: min(abs(middle - columns[k].x0),
-                                                  abs(middle - columns[k].x1)))
-    bands = [Band(x0, x1, columns[k].roles) for (x0, x1), k in zip(spans, owner, strict=True)
-             if k is not None]
-    # Headings no body column lies under keep their own x-range (a column empty so far).
-    taken = set(owner)
-    bands += [Band(c.x0, c.x1, c.roles) for k, c in enumerate(columns) if k not in taken]
-    return tuple(sorted(bands, key=lambda b: b.x0))
-
-
-def band_of(bands: Sequence[Band], box: Box) -> Band:
-    """The band holding the word's centre, else the nearest one."""
-    centre = (box.x0 + box.x1) / 2
-    return min(bands, key=lambda b: 0.0 if b.x0 <= centre <= b.x1
-               else min(abs(centre - b.x0), abs(centre - b.x1)))
 
 
 def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
@@ -307,9 +106,9 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
             continue
         if heading is not None:
             # A second heading line straight under this one (multi-line headings) adds to it.
-            if i + 1 < len(lines) and _continues_heading(words, lines[i + 1][1]):
-                more = header_roles(lines[i + 1][1]) or _loose_heading(lines[i + 1][1])
-                heading = _merge_headings(heading, more)
+            if i + 1 < len(lines) and continues_heading(words, lines[i + 1][1]):
+                more = header_roles(lines[i + 1][1]) or loose_heading(lines[i + 1][1])
+                heading = merge_headings(heading, more)
                 covered.add(lines[i + 1][0].start)
                 i += 1
             tables = tables_from_header(heading, page.width)
@@ -331,7 +130,7 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
         covered.add(line.start)
         for t, table in enumerate(tables):
             mine = [p for p in words if table.left <= (p.box.x0 + p.box.x1) / 2 < table.right
-                    and not _LEADER.match(p.text)]
+                    and not LEADER.match(p.text)]
             if not mine:
                 continue
             if ocr:
@@ -427,16 +226,16 @@ def _read_row(row: _Row, page: int, conventions: Conventions, ocr: bool,
     span = (min(p.word.start for p in words), max(p.word.end for p in words))
     return LabRow(page=page, name=clean_name(name, ocr=ocr), result=result,
                   unit=clean_unit(unit, ocr=ocr), reference_range=reference.strip("()"),
-                  flag=flag, span=span, at=_union([p.box for p in value_words]))
+                  flag=flag, span=span, at=union([p.box for p in value_words]))
 
 
-def _mended(placed: _Placed) -> _Placed:
+def _mended(placed: Placed) -> Placed:
     """An OCR'd word without the specks and quote marks a scan leaves around it ("11.8.",
     "“Glucose", "|"); a word that is only specks becomes empty. A word's own comma stays
     ("Neutrophils, absolute")."""
-    text = placed.text.strip(_SPECKS.replace(",", "")).strip()
+    text = placed.text.strip(SPECKS.replace(",", "")).strip()
     if not re.search(r"[A-Za-z]", text):
-        text = text.strip(_SPECKS)
+        text = text.strip(SPECKS)
     return replace(placed, text=text) if text != placed.text else placed
 
 
@@ -465,48 +264,9 @@ def _is_name(text: str) -> bool:
             and not any(w.endswith(":") for w in words[:-1]) and words[0].lower() != "page")
 
 
-def _continues_heading(first: list[_Placed], second: list[_Placed]) -> bool:
-    if not first or not second:
-        return False
-    height = max(p.box.y1 - p.box.y0 for p in first)
-    gap = min(p.box.y0 for p in second) - max(p.box.y1 for p in first)
-    return gap < height and (header_roles(second) is not None or
-                             _loose_heading(second) is not None)
-
-
-def _loose_heading(words: list[_Placed]) -> list[tuple[tuple[Role, ...], Box]] | None:
-    """A second heading line: heading words, connectors or bracketed units ("(units)")."""
-    cells: list[tuple[tuple[Role, ...], Box]] = []
-    for placed in words:
-        token = placed.text.strip(".:()[]").lower()
-        role = _ROLE_WORDS.get(token)
-        if role is None and token not in _CONNECTORS and not placed.text.startswith("("):
-            return None
-        cells.append(((role,) if role else (), placed.box))
-    return cells
-
-
-def _merge_headings(top: list[tuple[tuple[Role, ...], Box]],
-                    below: list[tuple[tuple[Role, ...], Box]] | None
-                    ) -> list[tuple[tuple[Role, ...], Box]]:
-    """Headings printed on two lines, joined where they overlap in x."""
-    merged = [(list(roles), box) for roles, box in top]
-    for roles, box in below or []:
-        target = next((m for m in merged if box.x0 < m[1].x1 and box.x1 > m[1].x0), None)
-        if target is None:
-            if roles:
-                merged.append((list(roles), box))
-            continue
-        for role in roles:
-            if role not in target[0]:
-                target[0].append(role)
-        merged[merged.index(target)] = (target[0], _union([target[1], box]))
-    return [(tuple(roles), box) for roles, box in merged if roles]
-
-
-def _body(lines: list[tuple[Line, list[_Placed]]], start: int) -> list[list[_Placed]]:
+def _body(lines: list[tuple[Line, list[Placed]]], start: int) -> list[list[Placed]]:
     """The lines under a heading, up to the next heading."""
-    body: list[list[_Placed]] = []
+    body: list[list[Placed]] = []
     for _, words in lines[start:]:
         if header_roles(words) is not None:
             break
@@ -514,7 +274,7 @@ def _body(lines: list[tuple[Line, list[_Placed]]], start: int) -> list[list[_Pla
     return body
 
 
-def _row_pitch(table: Table, body: Sequence[Sequence[_Placed]]) -> float:
+def _row_pitch(table: Table, body: Sequence[Sequence[Placed]]) -> float:
     """The usual distance between the table's rows: the median step between the middles of
     consecutive lines of its body that print a number."""
     middles = []
@@ -525,7 +285,3 @@ def _row_pitch(table: Table, body: Sequence[Sequence[_Placed]]) -> float:
     steps = [b - a for a, b in zip(middles, middles[1:], strict=False) if b > a]
     return statistics.median(steps) if steps else 12.0
 
-
-def _union(boxes: Sequence[Box]) -> Box:
-    return Box(min(b.x0 for b in boxes), min(b.y0 for b in boxes),
-               max(b.x1 for b in boxes), max(b.y1 for b in boxes))
