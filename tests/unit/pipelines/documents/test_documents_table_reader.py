@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 from plugin.pipelines.documents.lab_rows import LabRow
+from plugin.pipelines.documents.layout_extractor import without_debris
 from plugin.pipelines.documents.pages import PageText
 from plugin.pipelines.documents.printed_numbers import POINT_MDY, Conventions
 from plugin.pipelines.documents.table_reader import read_tables
@@ -169,3 +170,20 @@ def test_lines_that_are_not_rows_are_left_alone_or_reported() -> None:
     reading = read_tables(page_of(words), POINT_MDY)
     assert reading.rows == ()
     assert reading.unreadable == ("Ferritin n/a ng/mL",)
+
+
+def test_leaders_ocr_read_as_letters_are_dropped_but_a_weak_name_word_is_not() -> None:
+    def ocr_word(x: float, text: str, confidence: float) -> PageWord:
+        return PageWord(text, Box(x, 100, x + 5 * len(text), 108), None, confidence)
+
+    words = [ocr_word(50, "Glucose", 0.95), ocr_word(100, "nee", 0.2), ocr_word(130, "eee", 0.1),
+             ocr_word(160, "ene", 0.4), ocr_word(190, "e", 0.05), ocr_word(210, "128", 0.9),
+             ocr_word(240, "mg/dL", 0.9)]
+    words += [ocr_word(50, "Neutrophils,", 0.93), ocr_word(120, "absolute", 0.2),
+              ocr_word(210, "8.9", 0.9)]
+    words = [w if i < 7 else PageWord(w.text, Box(w.box.x0, 120, w.box.x1, 128), None,
+                                      w.confidence) for i, w in enumerate(words)]
+    page = lay_out(1, words, origin="ocr", width=612, height=792, note="test")
+    first, second = page.lines()
+    assert without_debris(page, first) == "Glucose 128 mg/dL"
+    assert without_debris(page, second) == "Neutrophils, absolute 8.9"
