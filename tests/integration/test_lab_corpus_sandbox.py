@@ -138,10 +138,13 @@ def test_no_wrong_value_is_ever_written(outcomes: list[Outcome], kinds: tuple[st
     assert all(o.score.written == 0 for o in chosen if o.error)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13: the table reader is being rewritten; recall "
-                                        "targets apply once it lands")
-@pytest.mark.parametrize("kinds, target", [(("text",), 0.95), (SCAN_KINDS, 0.90)],
-                         ids=["text-layer", "scans"])
+@pytest.mark.parametrize("kinds, target", [
+    pytest.param(("text",), 0.95, id="text-layer"),
+    # Measured 0.80 on scans and photos (photos 0.68): the issue's 0.90 is not reached yet, and
+    # this says so every run instead of passing quietly.
+    pytest.param(SCAN_KINDS, 0.90, id="scans", marks=pytest.mark.xfail(
+        strict=True, reason="issue 13: recall on scans and photos is 0.80, below the 0.90 target")),
+])
 def test_recall_reaches_the_issue_target(outcomes: list[Outcome], kinds: tuple[str, ...],
                                          target: float) -> None:
     chosen = [o for o in outcomes if o.kind in kinds]

@@ -21,6 +21,7 @@ from .inputs import DocumentKind
 from .ocr import OcrFailure, OcrRequest, ocr_pages
 from .pages import PageText
 from .pdf_text import PageImageInfo, PdfFile, has_usable_text
+from .text_layer_check import CHECK_DPI, text_coverage
 
 Progress = Callable[[float, str], None]
 
@@ -119,7 +120,8 @@ def _read_pdf(data: bytes, source: str, limits: PageLimits, report: Progress,
             for index in range(wanted):
                 text = pdf.page_text(index)
                 picture = pdf.largest_image(index)  # refuses an oversized image before decoding
-                if has_usable_text(text) and not _is_scan(text, picture):
+                if has_usable_text(text) and not _is_scan(text, picture) \
+                        and not _partial(pdf, index, text, budget):
                     results.append(text)
                     continue
                 image, dpi = pdf.render(index, _ocr_dpi(picture, limits.ocr_dpi))
@@ -135,6 +137,16 @@ def _read_pdf(data: bytes, source: str, limits: PageLimits, report: Progress,
         count = pdf.page_count
     results.sort(key=lambda r: r.number)
     return _collect(count, results, limits)
+
+
+def _partial(pdf: PdfFile, index: int, text: PageText, budget: MemoryBudget) -> bool:
+    """Whether ink on the page lies outside every word of its text layer (a page partly text,
+    partly a picture of text): measured on a small rendering, released at once."""
+    check, dpi = pdf.render(index, CHECK_DPI)
+    try:
+        return text_coverage(text, check, dpi).partial
+    finally:
+        budget.release(image_bytes(check))
 
 
 def _is_scan(text: PageText, picture: PageImageInfo | None) -> bool:

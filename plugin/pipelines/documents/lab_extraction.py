@@ -1,10 +1,13 @@
-"""Lab extraction with a vision-language model: the prompt for one page, and reading the model's
-JSON answer into rows. An answer that cannot be read is reported for its page, never guessed at.
+"""Lab extraction with a vision-language model: the prompt for one page (its image, its text and
+the rows the table geometry read from it), and reading the model's JSON answer into rows. An
+answer that cannot be read is reported for its page, never guessed at. The model's rows pass the
+same gates as the geometry's: its numbers must be printed on the page where the test is.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +42,17 @@ The text of this page as read by {reader} (it may contain reading errors; the im
 authoritative):
 <<<
 {text}
+>>>
+{rows}"""
+ROWS = """
+The table rows read from this page's layout, as name | result | unit | reference range | flag
+(check them against the image; add rows they miss, name rows they left unnamed):
+<<<
+{rows}
 >>>"""
 # Identifies the prompt and the answer reader: a change updates results, it does not duplicate.
-PROMPT_VERSION = hashlib.sha256((PROMPT + "|reader-1").encode()).hexdigest()[:8]
+PROMPT_VERSION = hashlib.sha256((PROMPT + ROWS + "|reader-2").encode()).hexdigest()[:8]
+MAX_LAYOUT_ROWS = 120  # rows of the layout reading passed along with a page
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("name", "test", "test_name", "analyte"),
@@ -63,15 +74,22 @@ class PageExtraction:
     problems: tuple[InputProblem, ...]
 
 
-def page_prompt(page: PageText, page_count: int) -> str:
+def page_prompt(page: PageText, page_count: int, layout_rows: Sequence[LabRow] = ()) -> str:
+    """The prompt for one page: its text, and the rows the geometry read from it (the model
+    may name a row the rules could not; its numbers are still checked against the page)."""
     reader = "OCR" if page.origin == "ocr" else "the PDF text layer"
+    listed = "\n".join(" | ".join((r.name, r.result, r.unit, r.reference_range, r.flag))
+                       for r in layout_rows[:MAX_LAYOUT_ROWS] if r.page == page.number)
     return PROMPT.format(page=page.number, pages=page_count, reader=reader,
-                         text=page.text[:MAX_PAGE_TEXT].strip() or "(no text)")
+                         text=page.text[:MAX_PAGE_TEXT].strip() or "(no text)",
+                         rows=ROWS.format(rows=listed) if listed else "")
 
 
 def extract_page(engine: VisionLanguageEngine, image: Image, page: PageText, page_count: int,
-                 *, max_new_tokens: int = MAX_NEW_TOKENS) -> PageExtraction:
-    answer = engine.generate([image, page_prompt(page, page_count)], max_new_tokens=max_new_tokens)
+                 *, max_new_tokens: int = MAX_NEW_TOKENS,
+                 layout_rows: Sequence[LabRow] = ()) -> PageExtraction:
+    answer = engine.generate([image, page_prompt(page, page_count, layout_rows)],
+                             max_new_tokens=max_new_tokens)
     try:
         rows, problems = parse_answer(answer, page=page.number)
     except AnswerFormatError as exc:

@@ -18,7 +18,9 @@ from decimal import Decimal, InvalidOperation
 from fhir_mappers.interpretation import classify, parse_range_text
 from fhir_mappers.loinc import TABLE, name_key
 from fhir_mappers.units import normalise_unit
-from plugin.results import Interpretation, MeasuredValue, ReferenceRange, TextEvidence
+from plugin.results import Box, Interpretation, MeasuredValue, ReferenceRange, TextEvidence
+
+from .printed_numbers import Conventions, parse_value
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class LabRow:
     method: str = ""
     collected: str = ""  # as printed
     span: tuple[int, int] | None = None  # the line it was read from, when the reader knows it
+    at: Box | None = None  # where the result was printed (word frames), when read by geometry
 
 
 FLAGS: dict[str, Interpretation] = {
@@ -47,7 +50,7 @@ QUALITATIVE = frozenset({
     "negative", "positive", "detected", "not detected", "trace", "reactive", "non-reactive",
     "nonreactive", "present", "absent", "indeterminate", "equivocal", "1+", "2+", "3+", "4+",
 })
-_NUMBER = re.compile(r"^(<=|>=|<|>|≤|≥)?\s*([-−]?\d+(?:\.\d+)?)$")
+_NUMBER = re.compile(r"^(<=|>=|<|>|≤|≥)?\s*([-−]?\d+(?:\.\d+)?(?:E[+-]?\d+)?)$")
 _EXPONENT_UNIT = re.compile(
     r"^[xX×*]{0,2}\s?10\s?[\^*4“\"'°AMeE]?\s?(3|6|9|12)\s?/\s?([uµμ]?[lL]|mm3)$")
 _STRAY_MARKS = " .,;:'\"`‘’“”~_=|"
@@ -65,9 +68,14 @@ _A1C = re.compile(r"\b(Hb)?A[lIit|!]c\b")
 _KNOWN_NAMES = {name_key(alias): alias for entry in TABLE for alias in entry.aliases}
 
 
-def read_number(token: str, *, ocr: bool) -> str | None:
-    """The token as a number ("7.1", "<0.01"), or None. On OCR'd text the usual slips are undone:
-    letters for digits, a stray trailing point, a colon or comma for the decimal point."""
+def read_number(token: str, *, ocr: bool, conventions: Conventions | None = None) -> str | None:
+    """The token as a number ("7.1", "<0.01"), or None. With the document's `conventions`,
+    thousands separators and decimal commas are read as that document writes them ("0,94"),
+    and a flag printed against the number is looked past ("5.6H"). On OCR'd text the usual
+    slips are undone: letters for digits, a stray trailing point, a colon or comma for the
+    decimal point."""
+    if conventions is not None and (printed := parse_value(token, conventions)) is not None:
+        return printed.result
     text = token.strip()
     if ocr:
         text = text.rstrip(".,:;")
@@ -161,8 +169,8 @@ def implausible(value: MeasuredValue, printed_flag: str) -> str | None:
     high, low = bounds.high, bounds.low
     if (high is not None and high > 0 and value.value > 2 * high) or \
             (low is not None and low > 0 and value.value < low / 2):
-        return (f"check: {value.name} = {value.value} {value.unit} is far outside "
-                f"{value.reference_range.text} yet the report prints no flag for it (misread?)")
+        return (f"{value.value} is far outside {value.reference_range.text} yet the report "
+                f"prints no flag for it: likely misread")
     return None
 
 
@@ -202,22 +210,6 @@ def to_measured_value(row: LabRow, *, key: str, evidence: TextEvidence, ocr: boo
         panel=row.panel, specimen=row.specimen, method=row.method, effective=effective,
         critical=flag in ("HH", "LL"), evidence=(evidence,), confidence=confidence,
     )
-
-
-def parse_collected(text: str) -> datetime | None:
-    """A printed collection time in ISO form ("2026-11-20 08:15 +00:00"), or None."""
-    match = re.search(r"(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2})?))?\s*(Z|[+-]\d{2}:?\d{2})?",
-                      text)
-    if match is None:
-        return None
-    zone = match[3] or ""
-    if zone and zone != "Z" and ":" not in zone:
-        zone = zone[:3] + ":" + zone[3:]
-    stamp = match[1] + (f"T{match[2]}" if match[2] else "") + (zone if match[2] else "")
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def same_number(a: str, b: str) -> bool:

@@ -1,7 +1,7 @@
 """Tesseract OCR of page images (pytesseract), pages in parallel, keeping every word's box.
 
-Each page is cleaned first (scan_cleanup), read as one block of text (`--psm 6` keeps table rows
-in order) and turned into a PageText whose word boxes are in the page's own pixels.
+Each page is cleaned first (scan_cleanup), read by Tesseract, and its words laid out in lines by
+the same geometry as a text layer (word_boxes), with boxes in the page's own pixels.
 
 Tesseract's OpenMP threads thrash on small machines (REFERENCE.md: 6.2 s a page with default
 settings on 2 cores, 0.54 s with OMP_THREAD_LIMIT=1), so each tesseract process gets one thread
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import pytesseract
@@ -23,10 +23,15 @@ from plugin.budget import MemoryBudget
 from plugin.errors import ConfigError
 from plugin.results import Box
 
-from .pages import PageText, Word
+from .number_reread import numeric_boxes, reread
+from .pages import PageText
 from .scan_cleanup import CleanPage, clean_page
+from .word_boxes import PageWord, lay_out
 
-TESSERACT_CONFIG = "--oem 1 --psm 4"
+# Sparse text (--psm 11): the table geometry orders the words itself, and tables read far better
+# than as one block. Inverted (white on black) text detection is off: lab reports do not print
+# it, and it takes about half of Tesseract's time (bench/documents.py).
+TESSERACT_CONFIG = "--oem 1 --psm 11 -c tessedit_do_invert=0"
 PAGE_TIMEOUT_S = 180
 
 
@@ -74,12 +79,16 @@ def ocr_page(request: OcrRequest, budget: MemoryBudget | None = None) -> PageTex
     except pytesseract.TesseractNotFoundError:
         raise ConfigError("Tesseract OCR is not installed (Debian: apt-get install "
                           "tesseract-ocr)") from None
-    text, words = _assemble(data, cleaned, request.page_scale)
+    words = tesseract_words(data, cleaned, request.page_scale)
+    boxes = [_pixel_box(data, i) for i in _kept(data)]
+    again = numeric_boxes([w.text for w in words], boxes)
+    second = reread(cleaned.image, [boxes[i] for i in again], timeout=PAGE_TIMEOUT_S)
+    for i, text in zip(again, second, strict=True):
+        words[i] = replace(words[i], reread=text)
     width, height = request.image.size
-    return PageText(number=request.number, text=text, origin="ocr", words=words,
-                    width=round(width * request.page_scale, 2),
-                    height=round(height * request.page_scale, 2),
-                    note=_describe(cleaned, request.dpi))
+    return lay_out(request.number, words,
+                   origin="ocr", width=width * request.page_scale,
+                   height=height * request.page_scale, note=_describe(cleaned, request.dpi))
 
 
 def tesseract_version() -> str:
@@ -96,33 +105,36 @@ def _read_or_fail(request: OcrRequest, budget: MemoryBudget | None) -> PageText 
         return OcrFailure(request.number, f"OCR failed: {exc}")
 
 
-def _assemble(data: dict[str, list[object]], cleaned: CleanPage,
-              page_scale: float) -> tuple[str, tuple[Word, ...]]:
-    """Tesseract's words, line by line in its reading order, with boxes in page pixels."""
-    parts: list[str] = []
-    words: list[Word] = []
-    length = 0
-    line_key: tuple[object, ...] | None = None
-    for i, raw in enumerate(data["text"]):
-        token = str(raw).strip()
+def tesseract_words(data: dict[str, list[object]], cleaned: CleanPage,
+                    page_scale: float) -> list[PageWord]:
+    """Tesseract's words with boxes in page pixels (where they were printed) and in the
+    straightened page (for the table geometry)."""
+    words: list[PageWord] = []
+    straight = page_scale / cleaned.scale
+    for i in _kept(data):
+        token = str(data["text"][i]).strip()
         confidence = float(str(data["conf"][i]))
-        if not token or confidence < 0:
-            continue
-        key = (data["block_num"][i], data["par_num"][i], data["line_num"][i])
-        separator = "" if line_key is None else (" " if key == line_key else "\n")
-        line_key = key
-        parts.append(separator)
-        length += len(separator)
         left, top = float(str(data["left"][i])), float(str(data["top"][i]))
         right = left + float(str(data["width"][i]))
         bottom = top + float(str(data["height"][i]))
         x0, y0, x1, y1 = (v * page_scale for v in cleaned.original_box(left, top, right, bottom))
-        words.append(Word(length, length + len(token),
-                          Box(round(x0, 1), round(y0, 1), round(x1, 1), round(y1, 1)),
-                          round(confidence / 100, 3)))
-        parts.append(token)
-        length += len(token)
-    return "".join(parts), tuple(words)
+        words.append(PageWord(
+            token, Box(round(x0, 1), round(y0, 1), round(x1, 1), round(y1, 1)),
+            Box(round(left * straight, 1), round(top * straight, 1), round(right * straight, 1),
+                round(bottom * straight, 1)),
+            round(confidence / 100, 3)))
+    return words
+
+
+def _kept(data: dict[str, list[object]]) -> list[int]:
+    """Tesseract's entries that are words (not blocks, lines or empty)."""
+    return [i for i, raw in enumerate(data["text"])
+            if str(raw).strip() and float(str(data["conf"][i])) >= 0]
+
+
+def _pixel_box(data: dict[str, list[object]], i: int) -> tuple[int, int, int, int]:
+    return (int(str(data["left"][i])), int(str(data["top"][i])), int(str(data["width"][i])),
+            int(str(data["height"][i])))
 
 
 def _describe(cleaned: CleanPage, dpi: float | None) -> str:

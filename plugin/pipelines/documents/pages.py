@@ -23,6 +23,12 @@ class Word:
     end: int
     box: Box | None = None
     confidence: float | None = None  # OCR confidence 0..1; None for a text layer
+    grid: Box | None = None  # the box in the straightened page (OCR'd scans); None: `box`
+    reread: str | None = None  # OCR: a number read a second time, alone (number_reread)
+
+    @property
+    def frame(self) -> Box | None:
+        return self.grid or self.box
 
 
 @dataclass(frozen=True)

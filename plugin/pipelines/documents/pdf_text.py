@@ -1,5 +1,5 @@
-"""PDFs: open them defensively, read each page's text layer (pypdf) with where every word was
-printed (pdfium), tell which pages need OCR, and render pages within a pixel budget.
+"""PDFs: open them defensively, read each page's text layer with where every word was printed
+(pdfium), tell which pages need OCR, and render pages within a pixel budget.
 
 pdfium decodes a page's inline images as soon as the page is loaded and its image objects when
 the page is drawn, so both are sized from their declarations and charged to the job's memory
@@ -12,7 +12,7 @@ import io
 import math
 import re
 import threading
-from collections.abc import Sequence
+import unicodedata
 from dataclasses import dataclass
 
 import pypdf
@@ -25,19 +25,16 @@ from plugin.errors import InputError
 from plugin.results import Box
 
 from .image_files import image_bytes
-from .pages import PageText, Word
+from .pages import PageText
 from .scan_cleanup import page_shape_problem
+from .word_boxes import PageWord, lay_out
 
 # pdfium is not thread-safe, not even across documents: every call into it in this process
 # goes through this lock (jobs run on several threads).
 PDFIUM_LOCK = threading.Lock()
 MIN_RENDER_DPI = 100  # below this OCR reads nothing useful: a page that needs less is refused
-_TOKEN = re.compile(r"\S+")
 _EOF_WINDOW = 8192  # a complete PDF ends with %%EOF; producers append at most a little junk
-# Words of the two readings are matched within this many words of where they disagree: text layers
-# differ by a split word or a ligature, not by pages of text.
-ALIGN_WINDOW = 32
-BOX_BATCH = 500  # words whose character boxes are read from pdfium in one hold of its lock
+CHAR_BATCH = 2000  # characters of a text layer read from pdfium in one hold of its lock
 MAX_FORMS = 1000  # form XObjects looked into per page for inline images
 # An inline image's header: "BI", its short-form dictionary, "ID" (PDF 32000-1, 8.9.7). A
 # dictionary never holds another "BI", so a content stream of "BI BI BI ..." is scanned once.
@@ -97,23 +94,20 @@ class PdfFile:
         self.close()
 
     def page_text(self, index: int) -> PageText:
-        """The text layer of page `index` (0-based), each word boxed in PDF points."""
-        try:
-            text = self._reader.pages[index].extract_text() or ""
-        except Exception:  # a broken content stream: the page is treated as having no text
-            text = ""
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        """The text layer of page `index` (0-based): pdfium's characters grouped into words by
+        where they were printed, laid out in lines (PDF points, origin top left). Characters
+        whose font has no Unicode map come out as U+FFFD, so the page reads as garbage."""
         self._check_page(index)
         with PDFIUM_LOCK:
             page = self._pdfium[index]
             width, height = page.get_size()
         try:
-            words = _boxed_words(text, page, height) if text.strip() else ()
+            words = text_layer_words(page, height)
         finally:
             with PDFIUM_LOCK:
                 page.close()
-        return PageText(number=index + 1, text=text, origin="text-layer", words=words,
-                        width=round(width, 2), height=round(height, 2), note="text layer")
+        return lay_out(index + 1, words, origin="text-layer", width=width, height=height,
+                       note="text layer")
 
     def largest_image(self, index: int) -> PageImageInfo | None:
         """The biggest image on the page, checked against the pixel budget before anything
@@ -215,10 +209,14 @@ class PdfFile:
 
 
 def has_usable_text(page: PageText) -> bool:
-    """Enough real characters to read: not empty, not a few stray marks, not unmapped glyphs."""
-    visible = [c for c in page.text if not c.isspace()]
+    """Enough real characters to read: not empty, not a few stray marks, not glyphs without a
+    Unicode meaning (a font with no or a private ToUnicode map gives U+FFFD, private-use or
+    control characters)."""
+    # Leaders ("Glucose ........ 128") are marks, but not stray ones.
+    visible = [c for c in page.text if not c.isspace() and c not in ".·…_"]
     letters = sum(c.isalnum() for c in visible)
-    broken = page.text.count("\ufffd") + page.text.count("(cid:")
+    broken = sum(c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cs", "Cn")
+                 for c in visible) + page.text.count("(cid:")
     return letters >= 20 and letters >= 0.5 * len(visible) and broken <= 0.05 * len(visible)
 
 
@@ -286,62 +284,65 @@ def inline_images(content: bytes) -> list[tuple[int, int, int]]:
     return found
 
 
-def _boxed_words(text: str, page: pypdfium2.PdfPage, height: float) -> tuple[Word, ...]:
-    """pypdf's words matched to pdfium's characters, which know where they were printed. Only
-    the pdfium calls hold its lock; the matching runs outside it, and the character boxes are
-    read a batch at a time, so a page of 100,000 words does not keep other jobs from pdfium."""
+def text_layer_words(page: pypdfium2.PdfPage, height: float) -> list[PageWord]:
+    """Every word of the page's text layer with its box. A word ends at white space, at a gap
+    wider than a third of the font size, or where the next character is printed elsewhere (a
+    new line or cell), whatever order the producer drew them in."""
     with PDFIUM_LOCK:
         textpage = page.get_textpage()
-        printed = textpage.get_text_range()
     try:
-        ours = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
-        theirs = [(m.start(), m.end()) for m in _TOKEN.finditer(printed)]
-        matched = list(align_words([word for _, _, word in ours],
-                                   [printed[start:end] for start, end in theirs]).items())
-        boxes: dict[int, Box] = {}
-        for first in range(0, len(matched), BOX_BATCH):
-            with PDFIUM_LOCK:
-                charboxes = [(mine, [textpage.get_charbox(i) for i in range(*theirs[found])])
-                             for mine, found in matched[first:first + BOX_BATCH]]
-            boxes.update((mine, _union(chars, height)) for mine, chars in charboxes)
+        raw = textpage.raw
+        words: list[PageWord] = []
+        chars: list[str] = []
+        boxes: list[tuple[float, float, float, float]] = []
+
+        def flush() -> None:
+            if chars:
+                words.append(PageWord("".join(chars), _union(boxes, height)))
+                chars.clear()
+                boxes.clear()
+
+        with PDFIUM_LOCK:
+            count = textpage.count_chars()
+        lock_held = False
+        for i in range(count):
+            # Other jobs get pdfium between batches of characters: a page of 100,000 words does
+            # not keep every other PDF waiting.
+            if i % CHAR_BATCH == 0:
+                if lock_held:
+                    PDFIUM_LOCK.release()
+                PDFIUM_LOCK.acquire()
+                lock_held = True
+            code = pdfium_c.FPDFText_GetUnicode(raw, i)
+            char = chr(code) if 0 < code < 0x110000 else "\ufffd"
+            if pdfium_c.FPDFText_HasUnicodeMapError(raw, i):
+                char = "\ufffd"
+            if char.isspace() or char == "\x00" or pdfium_c.FPDFText_IsGenerated(raw, i):
+                flush()
+                continue
+            box = textpage.get_charbox(i)
+            if boxes and not _continues(boxes[-1], box, pdfium_c.FPDFText_GetFontSize(raw, i)):
+                flush()
+            chars.append(char)
+            boxes.append(box)
+        if lock_held:
+            PDFIUM_LOCK.release()
+            lock_held = False
+        flush()
     finally:
+        if lock_held:
+            PDFIUM_LOCK.release()
         with PDFIUM_LOCK:
             textpage.close()
-    return tuple(Word(start, end, boxes.get(i)) for i, (start, end, _) in enumerate(ours))
+    return words
 
 
-def align_words(ours: Sequence[str], theirs: Sequence[str]) -> dict[int, int]:
-    """Which word of `theirs` each word of `ours` is (index -> index), in order, in one pass.
-
-    Two readings of one text layer agree almost everywhere; where they disagree the nearest
-    place within ALIGN_WINDOW words where they agree again on two words in a row is taken
-    (skipping the fewest words), else one word of each is passed over. Time grows with the
-    number of words times the window, never with their square (a page of one word repeated
-    thousands of times is as quick as any other).
-    """
-    pairs: dict[int, int] = {}
-    i = j = 0
-    while i < len(ours) and j < len(theirs):
-        if ours[i] == theirs[j]:
-            pairs[i] = j
-            i, j = i + 1, j + 1
-        else:
-            i, j = _resync(ours, theirs, i, j)
-    return pairs
-
-
-def _resync(ours: Sequence[str], theirs: Sequence[str], i: int, j: int) -> tuple[int, int]:
-    first: dict[str, int] = {}
-    for b in range(j, min(j + ALIGN_WINDOW, len(theirs))):
-        first.setdefault(theirs[b], b)
-    best: tuple[int, int] | None = None
-    for a in range(i, min(i + ALIGN_WINDOW, len(ours))):
-        found = first.get(ours[a])
-        if found is None or (best is not None and a + found >= best[0] + best[1]):
-            continue
-        if a + 1 == len(ours) or found + 1 == len(theirs) or ours[a + 1] == theirs[found + 1]:
-            best = (a, found)
-    return best if best is not None else (i + 1, j + 1)
+def _continues(last: tuple[float, float, float, float], box: tuple[float, float, float, float],
+               size: float) -> bool:
+    """Whether a character printed at `box` continues the word that ended at `last`."""
+    size = max(size, last[3] - last[1], 1.0)
+    same_line = abs((last[1] + last[3]) / 2 - (box[1] + box[3]) / 2) <= size / 2
+    return same_line and -size / 4 <= box[0] - last[2] <= size / 3
 
 
 def _union(charboxes: list[tuple[float, float, float, float]], height: float) -> Box:

@@ -1,36 +1,50 @@
 """The documents pipeline: one DocumentReference or DiagnosticReport attachment (PDF, scan,
 photo) -> verified lab values, grouped by panel, with a summary for the clinician.
 
-Steps: pick the attachment and check what its bytes are; read every page as text (text layer or
-OCR); extract rows with MedGemma when its weights are here (else with the layout rules); keep only
-rows the page text shows (grounding); group by panel; summarise. Bad input raises InputError, so
-the job fails with its reason and nothing is written for it.
+Steps: pick the attachment and check what its bytes are; read every page as words with boxes
+(text layer, or OCR where the layer is missing, garbage or partial); read the tables by their
+geometry; extract rows with MedGemma when its weights are here (shown the page and the rows the
+geometry read), else keep the geometry's rows; keep only rows the page shows where they were read
+(grounding) and that pass the precision gate (known name, readable unit, confident OCR); group by
+panel; summarise, listing what was read but not recognised. Bad input raises InputError, so the
+job fails with its reason and nothing is written for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
+from fhir_mappers.loinc import name_key
 from plugin.budget import DEFAULT_JOB_MEMORY_BYTES, MemoryBudget
 from plugin.engines.medgemma import DEFAULT_MODEL, MedGemmaEngine
 from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.errors import ConfigError
 from plugin.fhir import resolve_attachment
 from plugin.jobs import JobContext
-from plugin.results import InputProblem, MeasuredValue, ModelInfo, PipelineResult, SourceRef
+from plugin.results import (
+    InputProblem,
+    MeasuredValue,
+    ModelInfo,
+    PipelineResult,
+    SourceRef,
+    TextEvidence,
+)
 
 from . import layout_extractor
 from .document_pages import DocumentPages, PageLimits, model_images, read_pages
 from .grounding import Verified, ground
 from .inputs import DocumentKind, select_attachment, sniff_kind
 from .lab_extraction import MAX_NEW_TOKENS, PROMPT_VERSION, extract_page
-from .lab_rows import LabRow, implausible, parse_collected, row_key, to_measured_value
+from .lab_rows import LabRow, implausible, row_key, to_measured_value
 from .pages import PageText
 from .panels import report_groups
+from .precision_gate import WITHHELD, far_outside, withheld_reason
+from .printed_numbers import Conventions, detect_conventions, parse_date
 from .summary import DocumentFacts, summary_narrative
 
 PIPELINE = "documents"
@@ -99,8 +113,10 @@ class DocumentsPipeline:
         context.report_progress(0.6, "extracting lab values")
         header = layout_extractor.read_lab_rows(document.pages)
         extraction = self._extract(data, kind, label, document, header, context, budget)
-        values, checked = verified_values(extraction.rows, document.pages, header.collected)
-        problems = (*document.problems, *extraction.problems, *checked)
+        values, checked = verified_values(extraction.rows, document.pages, header.collected,
+                                          geometry=header.rows)
+        problems = (*document.problems, *extraction.problems, *checked,
+                    *silent_pages(document.pages, values, (*extraction.problems, *checked)))
         facts = DocumentFacts(label, kind, selected.declared_type, len(data), digest,
                               document.page_count)
         summary = summary_narrative(facts, document.pages, extraction.model, extraction.note,
@@ -133,7 +149,8 @@ class DocumentsPipeline:
                 context.report_progress(0.6 + 0.3 * (number - 1) / last,
                                         f"MedGemma reading page {page.number}")
                 found = extract_page(engine, image, page, document.page_count,
-                                     max_new_tokens=self.options.max_new_tokens)
+                                     max_new_tokens=self.options.max_new_tokens,
+                                     layout_rows=header.rows)
                 rows += found.rows
                 problems += found.problems
         return _Extraction(tuple(rows), tuple(problems), engine.model_info(),
@@ -154,8 +171,13 @@ class DocumentsPipeline:
 
 
 def verified_values(rows: tuple[LabRow, ...], pages: tuple[PageText, ...],
-                     collected: datetime | None) -> tuple[list[MeasuredValue], list[InputProblem]]:
-    """Rows the page text shows, as MeasuredValues; the others as "unverified" problems."""
+                    collected: datetime | None, *, geometry: tuple[LabRow, ...] = (),
+                    conventions: Conventions | None = None,
+                    ) -> tuple[list[MeasuredValue], list[InputProblem]]:
+    """Rows the page shows, as MeasuredValues; the others as "unverified" problems, and rows
+    the precision gate stops as "read but not recognised". A row without a position (the
+    model's) is checked where the geometry read the same test, when it did."""
+    conventions = conventions or detect_conventions(page.text for page in pages)
     by_number = {page.number: page for page in pages}
     values: list[MeasuredValue] = []
     problems: list[InputProblem] = []
@@ -166,29 +188,63 @@ def verified_values(rows: tuple[LabRow, ...], pages: tuple[PageText, ...],
             problems.append(InputProblem(f"page {row.page}", f"unverified: {row.name} = "
                                                              f"{row.result} (no such page was read)"))
             continue
-        checked = ground(row, page)
+        checked = ground(placed(row, geometry), page, conventions)
         if isinstance(checked, InputProblem):
             problems.append(checked)
             continue
-        value = _measured(checked, page, collected, taken)
+        value = _measured(checked, page, collected, taken, conventions)
         if value is None:
             problems.append(InputProblem(f"page {row.page}", f"unverified: {row.name} = "
                                                              f"{row.result} (not a result)"))
             continue
+        why = withheld_reason(checked.row, confidence=checked.confidence,
+                              numeric=isinstance(value.value, Decimal),
+                              ocr=page.origin == "ocr")
+        if why is None and page.origin == "ocr":
+            # OCR drops decimal points ("4,3" read as "43") with high confidence; a value far
+            # outside its printed range with no flag printed is more likely that than real.
+            bounds = value.reference_range
+            why = implausible(value, checked.row.flag) or (
+                far_outside(value.value, bounds.low, bounds.high)
+                if bounds is not None and isinstance(value.value, Decimal) else None)
+        if why is not None:
+            taken.discard(value.key)
+            problems.append(InputProblem(f"page {row.page}", f"{WITHHELD}: "
+                                                             f"{checked.evidence.quote!r} ({why})"))
+            continue
         values.append(value)
         problems += checked.problems
-        doubt = implausible(value, checked.row.flag) if page.origin == "ocr" else None
-        if doubt is not None:
-            problems.append(InputProblem(f"page {row.page}", doubt))
     return values, problems
 
 
+def silent_pages(pages: tuple[PageText, ...], values: list[MeasuredValue],
+                 problems: tuple[InputProblem, ...]) -> list[InputProblem]:
+    """A problem for each page read that gave neither a value nor a problem: a page whose
+    results could not be found must not pass for a page without results."""
+    spoken = {f"page {e.page}" for v in values for e in v.evidence if isinstance(e, TextEvidence)}
+    spoken |= {p.where for p in problems}
+    return [InputProblem(f"page {page.number}", "no lab result rows were found on this page")
+            for page in pages if f"page {page.number}" not in spoken]
+
+
+def placed(row: LabRow, geometry: tuple[LabRow, ...]) -> LabRow:
+    """A row without a position (from the model) given the position where the geometry read
+    the same test on the same page; its own result must then be printed there."""
+    if row.at is not None or not geometry:
+        return row
+    key = name_key(row.name)
+    same = [g for g in geometry if g.page == row.page and name_key(g.name) == key]
+    if len(same) != 1:
+        return row
+    return replace(row, at=same[0].at, span=same[0].span)
+
+
 def _measured(checked: Verified, page: PageText, collected: datetime | None,
-              taken: set[str]) -> MeasuredValue | None:
+              taken: set[str], conventions: Conventions) -> MeasuredValue | None:
     row = checked.row
     # A collection time the model read counts only where the page prints it.
     printed = row.collected if row.collected and row.collected in page.text else ""
-    effective = parse_collected(printed) or collected
+    effective = (parse_date(printed, conventions) if printed else None) or collected
     return to_measured_value(row, key=row_key(row, taken), evidence=checked.evidence,
                              ocr=page.origin == "ocr", effective=effective,
                              confidence=checked.confidence)

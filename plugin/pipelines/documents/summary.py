@@ -10,6 +10,7 @@ from fhir_mappers.interpretation import measured_interpretation
 from plugin.results import InputProblem, MeasuredValue, ModelInfo, Narrative, TextEvidence
 
 from .pages import PageText
+from .precision_gate import WITHHELD
 
 SUMMARY_KEY = "summary"
 LOW_CONFIDENCE = 0.8  # OCR confidence below which the summary asks for a look at the page
@@ -32,7 +33,8 @@ def summary_narrative(facts: DocumentFacts, pages: Sequence[PageText], model: Mo
     flagged = [v for v in values if set(measured_interpretation(v)) - {"N"}]
     panels = len({v.panel for v in values})
     unverified = sum(p.reason.startswith("unverified") for p in problems)
-    others = len(problems) - unverified
+    withheld = [p for p in problems if p.reason.startswith(WITHHELD)]
+    others = len(problems) - unverified - len(withheld)
     lines = [
         f"### Lab values read from {facts.label}",
         "",
@@ -42,15 +44,20 @@ def summary_narrative(facts: DocumentFacts, pages: Sequence[PageText], model: Mo
         + (f" ({engine_note})" if engine_note else ""),
         f"- **Result:** {len(values)} value{_s(len(values))} in {panels} panel{_s(panels)}, "
         f"{len(flagged)} outside the reference range; {unverified} not verified against the "
-        f"page, {others} other problem{_s(others)}.",
+        f"page, {len(withheld)} read but not recognised (withheld), {others} other "
+        f"problem{_s(others)}.",
     ]
     if values:
         lines += ["", "| Panel | Test | Result | Unit | Reference range | Flag | Page | Note |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [_row(v) for v in values]
-    if problems:
+    if withheld:
+        lines += ["", "#### Read but not recognised (not written)", ""]
+        lines += [f"- {p.where}: {_cell(p.reason[len(WITHHELD) + 2:])}" for p in withheld]
+    rest = [p for p in problems if p not in withheld]
+    if rest:
         lines += ["", "#### Not verified, not read, or to check", ""]
-        lines += [f"- {p.where}: {_cell(p.reason)}" for p in problems]
+        lines += [f"- {p.where}: {_cell(p.reason)}" for p in rest]
     title = f"Lab report: {len(values)} value{_s(len(values))} extracted"
     return Narrative(key=SUMMARY_KEY, kind="summary", title=title, text="\n".join(lines) + "\n",
                      media_type="text/markdown")

@@ -1,17 +1,13 @@
-"""The documents pipeline's budgets: words boxed in linear time outside the pdfium lock, page
+"""The documents pipeline's budgets: text layers read in batches that release the pdfium lock, page
 images and cleanup copies charged to the job's memory budget before they are decoded (and
 released after), inline-image bombs refused before pdfium loads the page, no deskew of a page
 without ink, and absurd page shapes refused with their reason."""
 
 from __future__ import annotations
 
-import difflib
-import io
-import re
+import threading
 from typing import Any
 
-import pypdf
-import pypdfium2
 import pytest
 from PIL import Image
 
@@ -20,7 +16,7 @@ from plugin.errors import InputError
 from plugin.pipelines.documents import pdf_text
 from plugin.pipelines.documents.document_pages import PageLimits, model_images, read_pages
 from plugin.pipelines.documents.image_files import image_pages
-from plugin.pipelines.documents.pdf_text import PdfFile, align_words
+from plugin.pipelines.documents.pdf_text import PdfFile
 from plugin.pipelines.documents.scan_cleanup import clean_page, measure_text
 from tests.corpus.hostile import images as hostile_images
 from tests.corpus.hostile import pdf as hostile_pdf
@@ -29,57 +25,38 @@ from tests.support.lab_documents import Seeded
 LIMITS = PageLimits(ocr_dpi=300, max_page_pixels=60_000_000, max_pages=50)
 
 
-class CountedWord(str):
-    """A word that counts how often it is compared."""
+class CountingLock:
+    """A lock that counts how often it is taken and whether anyone waits on it too long."""
 
-    comparisons = 0
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.taken = 0
 
-    def __eq__(self, other: object) -> bool:
-        CountedWord.comparisons += 1
-        return str.__eq__(self, other)
+    def acquire(self) -> bool:
+        self.taken += 1
+        return self.lock.acquire()
 
-    __hash__ = str.__hash__
+    def release(self) -> None:
+        self.lock.release()
 
+    def locked(self) -> bool:
+        return self.lock.locked()
 
-def test_one_word_repeated_is_aligned_with_a_few_comparisons_per_word() -> None:
-    ours = [CountedWord("glucose")] * 20_000 + [CountedWord("end")]
-    theirs = [CountedWord("glucose")] * 19_990 + [CountedWord("x")] + \
-        [CountedWord("glucose")] * 10 + [CountedWord("end")]
-    CountedWord.comparisons = 0
-    pairs = align_words(ours, theirs)
-    # A quadratic matcher compares about 20,000 x 20,000 times here.
-    assert CountedWord.comparisons < 10 * len(ours)
-    assert pairs[len(ours) - 1] == len(theirs) - 1 and len(pairs) == 20_001
+    def __enter__(self) -> bool:
+        return self.acquire()
 
-
-def test_the_alignment_matches_what_difflib_found_on_the_seeded_report(seeded: Seeded) -> None:
-    reader = pypdf.PdfReader(io.BytesIO(seeded.text_pdf))
-    document = pypdfium2.PdfDocument(seeded.text_pdf)
-    try:
-        for index, page in enumerate(reader.pages):
-            ours = re.findall(r"\S+", page.extract_text())
-            textpage = document[index].get_textpage()
-            theirs = re.findall(r"\S+", textpage.get_text_range())
-            textpage.close()
-            blocks = difflib.SequenceMatcher(None, ours, theirs, autojunk=False).get_matching_blocks()
-            expected = {b.a + k: b.b + k for b in blocks for k in range(b.size)}
-            assert align_words(ours, theirs) == expected
-    finally:
-        document.close()
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
-def test_words_are_matched_without_holding_the_pdfium_lock(monkeypatch: pytest.MonkeyPatch) -> None:
-    held_while_matching: list[bool] = []
-
-    def watched(ours: list[str], theirs: list[str]) -> dict[int, int]:
-        held_while_matching.append(pdf_text.PDFIUM_LOCK.locked())
-        return align_words(ours, theirs)
-
-    monkeypatch.setattr(pdf_text, "align_words", watched)
+def test_a_word_bomb_is_read_in_batches_that_let_other_pdf_jobs_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = CountingLock()
+    monkeypatch.setattr(pdf_text, "PDFIUM_LOCK", lock)
     with PdfFile(hostile_pdf.word_bomb(8000), source="x", max_page_pixels=10**6) as pdf:
         page = pdf.page_text(0)
-    assert held_while_matching == [False]
     assert len(page.words) == 8000 and all(word.box is not None for word in page.words)
+    # ~64,000 characters: one hold of the lock per 2,000 of them, never one hold for the page.
+    assert lock.taken >= 64_000 // pdf_text.CHAR_BATCH and not lock.locked()
 
 
 @pytest.mark.parametrize("make", [hostile_pdf.inline_image, hostile_pdf.inline_image_in_form],

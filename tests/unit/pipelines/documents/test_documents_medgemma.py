@@ -68,6 +68,9 @@ def test_only_values_the_page_shows_are_kept(seeded: Seeded) -> None:
     assert [(n, "page 1 of 2" in p or "page 2 of 2" in p) for n, p, _ in engine.calls] == \
         [(1, True), (1, True)]
     assert "WBC 11.8 x10^9/L 4.0-11.0 H" in engine.calls[0][1]  # the page text goes along
+    # and so do the rows the geometry read from that page, and only from that page.
+    assert "WBC | 11.8 | x10^9/L | 4.0-11.0 | H" in engine.calls[0][1]
+    assert "TSH | " not in engine.calls[0][1] and "TSH | 2.14" in engine.calls[1][1]
     assert result.model.version == "scripted"
     assert result.pipeline_version.endswith(f"+prompt.{PROMPT_VERSION}")
 
@@ -78,9 +81,10 @@ def test_only_values_the_page_shows_are_kept(seeded: Seeded) -> None:
     # A time the model gives but the page does not print is not used: the header's is.
     assert values["Sodium"].effective == datetime(2026, 11, 20, 8, 15, tzinfo=UTC)
     reasons = [(p.where, p.reason) for p in result.problems]
-    assert ("page 1", "unverified: Glucose = 140 mg/dL (the page shows '128' for it)") in reasons
+    # The model's rows are checked where the geometry read the same test.
+    assert ("page 1", "unverified: Glucose = 140 mg/dL (the page shows '128' there)") in reasons
     assert ("page 1", "unverified: Potassium = 4.3 mg/dL (the unit 'mg/dL' is not printed "
-                      "beside the result)") in reasons
+                      "on the row)") in reasons
     assert any(where == "page 2" and "could not be read" in why for where, why in reasons)
     summary = next(i for i in result.items if isinstance(i, Narrative))
     assert "2 not verified against the page" in summary.text

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from plugin.pipelines.documents.scan_cleanup import clean_page, find_sheet, measure_text
+from plugin.pipelines.documents.scan_cleanup import clean_page, erase_rules, find_sheet, measure_text
 from plugin.sandbox.synthetic import DEMO_LAB_REPORT, page_images
 
 
@@ -44,3 +44,14 @@ def test_a_sheet_on_a_desk_is_found_by_its_corners() -> None:
     assert found is not None
     assert np.abs(found - np.array(corners, dtype=float)).max() < 20
     assert find_sheet(Image.new("L", (1000, 1300), 235)) is None  # a scan is all page
+
+
+def test_ruled_lines_are_erased_and_print_is_kept() -> None:
+    page = Image.new("L", (400, 200), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line((10, 50, 390, 50), fill=0, width=2)  # a table's rule across
+    draw.line((200, 10, 200, 190), fill=0, width=2)  # and down
+    draw.rectangle((40, 80, 46, 108), fill=0)  # a glyph's stem, shorter than five lines
+    cleaned = np.asarray(erase_rules(page, line_height=28))
+    assert (cleaned[49:52, 10:390] == 255).all() and (cleaned[10:190, 199:202] == 255).all()
+    assert (cleaned[80:109, 40:47] == 0).all()
