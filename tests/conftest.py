@@ -12,6 +12,7 @@ servers of every ledger whose session is gone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -127,8 +128,14 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     try:
         server = postgres.start_postgres(int(os.environ.get("TEST_POSTGRES_PORT", "8095")))
     except postgres.PostgresUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    _say(request.session, f"PostgreSQL started on port {server.port} in {server.start_s:.1f} s")
+        failure = str(exc)
+    else:
+        failure = ""
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        _say(request.session, f"\nPostgreSQL started on port {server.port} in {server.start_s:.1f} s")
     try:
         yield server.admin_url
     finally:

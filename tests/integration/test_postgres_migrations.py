@@ -7,9 +7,12 @@ PostgreSQL (unnamed UNIQUE constraints get PostgreSQL's own `<table>_<columns>_k
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
@@ -17,10 +20,11 @@ from sqlalchemy.engine import Engine
 
 from cds_hooks.feedback import FeedbackStore
 from cds_hooks.models import FeedbackItem
+from cds_hooks.replay import SqlReplayCache
 from plugin.jobs import JobState, JobStore
 from plugin.jobs.store import StaleJob
 from smart_launch.store import SessionRecord, SmartStore, secret_hash
-from tests.support.postgres import new_database
+from tests.support.postgres import FOLDER_PREFIX, new_database, remove_abandoned
 
 pytestmark = pytest.mark.sandbox
 
@@ -301,3 +305,39 @@ def test_stores_opening_an_old_session_table_at_once_on_postgres(database: str) 
     assert {"fhir_context", "requested_scopes"} <= columns
     for engine in engines:
         engine.dispose()
+
+
+# ---- every store at once, on an empty database ------------------------------------------------
+
+
+def test_every_store_opening_an_empty_database_at_once_on_postgres(database: str) -> None:
+    """What a deployment's workers do at their first start: each opens every store."""
+    engines = [_engine(database) for _ in range(4)]
+    opened: list[JobStore] = []
+
+    def open_all(n: int) -> None:
+        SqlReplayCache(engines[n])
+        FeedbackStore(engines[n])
+        SmartStore(engines[n], b"secret", clock=lambda: 1000.0)
+        opened.append(JobStore(engines[n]))
+
+    assert _at_once(4, open_all) == []
+    assert SqlReplayCache(engines[0]).first_use("jti-1", 2e9) is True
+    assert SqlReplayCache(engines[1]).first_use("jti-1", 2e9) is False  # one table, seen by all
+    for engine in engines:
+        engine.dispose()
+
+
+# ---- the fixture's own housekeeping -----------------------------------------------------------
+
+
+def test_only_the_folders_of_killed_runs_are_removed(tmp_path: Path) -> None:
+    dead, running, young = (tmp_path / f"{FOLDER_PREFIX}{name}" for name in ("dead", "running", "young"))
+    for folder, pid in ((dead, 2**22 + 1), (running, os.getpid()), (young, 2**22 + 1)):
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "postmaster.pid").write_text(f"{pid}\n/data\n")
+    old = time.time() - 3600
+    for folder in (dead, running):
+        os.utime(folder, (old, old))
+    assert remove_abandoned(tmp_path) == [dead]
+    assert running.is_dir() and young.is_dir()

@@ -27,11 +27,16 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from plugin.sandbox.processes import LEDGER_ENV, ServerProcess, record
+from plugin.sandbox.processes import LEDGER_ENV, ServerProcess, alive, record
 
 PG_USER = "postgres"  # the system user (and the cluster's superuser) of Debian's package
 BIN_GLOB = "usr/lib/postgresql/*/bin"
 START_TIMEOUT_S = 60.0
+FOLDER_PREFIX = "chartlight-postgres-"
+# A folder left by a killed run (its server was stopped through the ledger, the folder stays) is
+# removed once no server runs in it and nothing has changed in it for this long; a run that is
+# just creating its folder (initdb, seconds) is far younger.
+ABANDONED_AFTER_S = 600.0
 
 
 class PostgresUnavailable(RuntimeError):
@@ -77,7 +82,8 @@ def start_postgres(port: int) -> PostgresServer:
     start (initdb's output or the server's log)."""
     programs = bin_dir()
     began = time.monotonic()
-    folder = Path(tempfile.mkdtemp(prefix="chartlight-postgres-"))
+    remove_abandoned(Path(tempfile.gettempdir()))
+    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
     user = PG_USER if _as_root() else None
     if user:
         shutil.chown(folder, user, user)
@@ -108,6 +114,24 @@ def start_postgres(port: int) -> PostgresServer:
         stop(server)
         raise
     return PostgresServer(port=port, folder=folder, start_s=time.monotonic() - began, process=process)
+
+
+def remove_abandoned(root: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the cluster folders of killed test runs under `root`; returns those removed."""
+    removed = []
+    for folder in root.glob(f"{FOLDER_PREFIX}*"):
+        try:
+            idle = (time.time() if now is None else now) - folder.stat().st_mtime
+        except OSError:
+            continue  # removed meanwhile
+        try:
+            pid = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0  # no server was ever started there, or it was stopped
+        if (pid == 0 or not alive(pid)) and idle > ABANDONED_AFTER_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _wait_ready(server: PostgresServer, log: Path) -> None:
