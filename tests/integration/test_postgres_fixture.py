@@ -5,16 +5,21 @@ of its own; afterwards nothing listens there."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.postgres import FOLDER_PREFIX
 
 pytestmark = pytest.mark.sandbox
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +70,14 @@ def wait_for(path: Path, process: subprocess.Popen[str], timeout_s: float) -> No
         time.sleep(0.2)
 
 
+def _remove_cluster_folder(port: int) -> None:
+    """The folder of the cluster that ran on `port` (postmaster.opts keeps its command line)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if f'"-p" "{port}"' in (folder / "data" / "postmaster.opts").read_text():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_an_interrupted_session_stops_its_postgres(tmp_path: Path) -> None:
     port = free_port()
     process, ready = inner_session(tmp_path, "test_holds_postgres", port)
@@ -95,5 +108,6 @@ def test_a_killed_sessions_postgres_is_reclaimed_by_the_next(tmp_path: Path) -> 
         if process.poll() is None:
             process.kill()
             process.communicate()
+        _remove_cluster_folder(port)  # the killed session could not; a later run would, in time
     assert following.returncode == 0 and "left running by an earlier test session (killed)" in output, output
     assert not listening(port)
