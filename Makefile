@@ -18,9 +18,11 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 # Debian packages the code and tests call: Java + Maven build the HAPI sandbox, Tesseract OCRs
 # scans, espeak-ng speaks the synthetic dictation, libsndfile reads/writes audio; kenlm (locked
 # Python package, built from source) links zlib, bzip2 and xz; Orthanc + its DICOMweb plugin are the
-# PACS sandbox; Chromium runs the SMART app browser tests (Playwright drives it, never its own browser).
+# PACS sandbox; Chromium runs the SMART app browser tests (Playwright drives it, never its own browser);
+# PostgreSQL holds the job and session tables in the tests of that database (the fixtures start it).
 APT_PACKAGES := default-jdk-headless maven tesseract-ocr tesseract-ocr-eng espeak-ng libsndfile1 \
-	g++ cmake zlib1g-dev libbz2-dev liblzma-dev orthanc orthanc-dicomweb chromium
+	g++ cmake zlib1g-dev libbz2-dev liblzma-dev orthanc orthanc-dicomweb chromium \
+	postgresql
 
 # Tests use their own sandbox port so a running demo sandbox is left alone.
 TEST_SANDBOX_PORT ?= 8091

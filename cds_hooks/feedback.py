@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cds_hooks.models import FeedbackItem
 from cds_hooks.override_reasons import CATEGORIES, category_of
+from plugin.schema_lock import schema_change
 
 TABLE = "chartlight_cds_feedback"
 UNIQUE = ("issuer", "card_uuid", "outcome", "outcome_timestamp")
@@ -70,8 +71,11 @@ class ServiceFeedback:
 class FeedbackStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        _upgrade(engine)
-        _Base.metadata.create_all(engine)
+        # One transaction under the schema lock: stores starting at once take turns, and the
+        # later ones find the table made and migrated (see plugin.schema_lock).
+        with schema_change(engine) as connection:
+            _upgrade(connection)
+            _Base.metadata.create_all(connection)
 
     def record(self, service_id: str, items: list[FeedbackItem], *, issuer: str,
                now: datetime) -> StoreOutcome:
@@ -121,22 +125,21 @@ class FeedbackStore:
         return report
 
 
-def _upgrade(engine: Engine) -> None:
+def _upgrade(connection: Connection) -> None:
     """Make the EHR part of the unique key of a table created without it (keeping its rows)."""
-    inspector = inspect(engine)
+    inspector = inspect(connection)
     if not inspector.has_table(TABLE):
         return
     if any(tuple(u["column_names"]) == UNIQUE for u in inspector.get_unique_constraints(TABLE)):
         return
-    with engine.begin() as connection:
-        if engine.dialect.name == "sqlite":  # SQLite cannot change a table's constraints: rebuild it
-            _rebuild(connection, [i["name"] for i in inspector.get_indexes(TABLE) if i["name"]])
-            return
-        for unique in inspector.get_unique_constraints(TABLE):
-            if set(unique["column_names"]) == set(UNIQUE[1:]) and unique["name"]:
-                connection.execute(text(f'ALTER TABLE {TABLE} DROP CONSTRAINT "{unique["name"]}"'))
-        connection.execute(text(f"ALTER TABLE {TABLE} ADD CONSTRAINT uq_chartlight_cds_feedback_once "
-                                f"UNIQUE ({', '.join(UNIQUE)})"))
+    if connection.dialect.name == "sqlite":  # SQLite cannot change a table's constraints: rebuild it
+        _rebuild(connection, [i["name"] for i in inspector.get_indexes(TABLE) if i["name"]])
+        return
+    for unique in inspector.get_unique_constraints(TABLE):
+        if set(unique["column_names"]) == set(UNIQUE[1:]) and unique["name"]:
+            connection.execute(text(f'ALTER TABLE {TABLE} DROP CONSTRAINT "{unique["name"]}"'))
+    connection.execute(text(f"ALTER TABLE {TABLE} ADD CONSTRAINT uq_chartlight_cds_feedback_once "
+                            f"UNIQUE ({', '.join(UNIQUE)})"))
 
 
 def _rebuild(connection: Connection, indexes: list[str]) -> None:

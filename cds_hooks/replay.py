@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cds_hooks.storage import writer_turn
+from plugin.schema_lock import schema_change
 
 PRUNE_EVERY_S = 60.0
 
@@ -76,7 +77,8 @@ class SqlReplayCache:
         self._pruned_at = 0.0
         self._lock = threading.Lock()
         self._writer = writer_turn(engine)
-        _Base.metadata.create_all(engine)
+        with schema_change(engine) as connection:  # workers starting at once take turns
+            _Base.metadata.create_all(connection)
 
     def first_use(self, key: str, expires_at: float) -> bool:
         now = self._clock()

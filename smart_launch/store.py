@@ -23,8 +23,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Boolean, Float, Integer, String, Text, delete, inspect, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from plugin.schema_lock import schema_change
 
 PRUNE_EVERY_S = 60.0
 
@@ -112,17 +114,17 @@ class _Session(_Base):
 LATER_COLUMNS = {"chartlight_smart_session": ("fhir_context", "requested_scopes")}
 
 
-def add_missing_columns(engine: Engine) -> None:
-    """Bring a session table made by an earlier version up to date (nullable text columns)."""
-    inspector = inspect(engine)
+def add_missing_columns(db: Connection) -> None:
+    """Bring a session table made by an earlier version up to date (nullable text columns),
+    inside the caller's transaction."""
+    inspector = inspect(db)
     for table, columns in LATER_COLUMNS.items():
         if not inspector.has_table(table):
             continue
         present = {c["name"] for c in inspector.get_columns(table)}
-        with engine.begin() as db:
-            for column in columns:
-                if column not in present:
-                    db.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+        for column in columns:
+            if column not in present:
+                db.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} TEXT"))
 
 
 class SmartStore:
@@ -134,8 +136,11 @@ class SmartStore:
             algorithm=hashes.SHA256(), length=32, salt=None,
             info=b"chartlight smart token store").derive(key_material)))
         self._pruned_at = 0.0
-        _Base.metadata.create_all(engine)
-        add_missing_columns(engine)
+        # One transaction under the schema lock: stores starting at once (several workers)
+        # take turns, and the later ones find the tables made and complete (plugin.schema_lock).
+        with schema_change(engine) as db:
+            _Base.metadata.create_all(db)
+            add_missing_columns(db)
 
     # ---- pending launches ----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ servers of every ledger whose session is gone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from plugin.fhir import FhirClient
 from plugin.sandbox.hapi import default_sandbox
 from plugin.sandbox.orthanc import default_pacs
 from plugin.sandbox.processes import LEDGER_ENV, owner_alive, process_start_time, stop_recorded
+from tests.support import postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STATE_ROOT = REPO_ROOT / ".sandbox"
@@ -116,6 +118,28 @@ def pacs_url() -> Iterator[str]:
     finally:
         if started_here:
             pacs.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL server of this session's own (initdb in a temporary folder, started on
+    $TEST_POSTGRES_PORT, default 8095, stopped at the end); the URL of its `postgres` database.
+    Nothing is skipped: a server that does not start fails the tests with the reason."""
+    try:
+        server = postgres.start_postgres(int(os.environ.get("TEST_POSTGRES_PORT", "8095")))
+    except postgres.PostgresUnavailable as exc:
+        failure = str(exc)
+    else:
+        failure = ""
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        _say(request.session, f"\nPostgreSQL started on port {server.port} in {server.start_s:.1f} s")
+    try:
+        yield server.admin_url
+    finally:
+        postgres.stop(server)
 
 
 @pytest.fixture

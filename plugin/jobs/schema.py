@@ -29,6 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from plugin.schema_lock import schema_change
+
 TABLE = "chartlight_jobs"
 KEY = ("fhir_base_url", "pipeline", "source_type", "source_id", "source_version")
 KEY_NAME = "uq_chartlight_jobs_source"
@@ -89,26 +91,38 @@ _ADDED = {"session_id": "NOT NULL DEFAULT ''", "on_behalf_of": "NOT NULL DEFAULT
 
 def create_or_upgrade(engine: Engine) -> None:
     """Create the table, or bring one made by an older release up to this schema in place."""
+    if engine.dialect.name != "sqlite":
+        # One transaction under the schema lock: processes opening the database at once take
+        # turns, and the second finds the table made and upgraded (see plugin.schema_lock).
+        with schema_change(engine) as connection:
+            Base.metadata.create_all(connection)
+            for name, clause in _ADDED.items():
+                if name not in _columns(connection):
+                    connection.execute(text(_add_column(engine, name, clause)))
+            if _has_old_key(inspect(connection)):
+                _rekey(connection)
+        return
     Base.metadata.create_all(engine)
     for name, clause in _ADDED.items():
         if name in _columns(engine):
             continue
-        kind = JobRow.__table__.c[name].type.compile(dialect=engine.dialect)
         try:
             with engine.begin() as connection:
-                connection.execute(text(f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind} {clause}"))
+                connection.execute(text(_add_column(engine, name, clause)))
         except DBAPIError:
             if name not in _columns(engine):  # not another worker process that added it first
                 raise
     if _has_old_key(inspect(engine)):
-        if engine.dialect.name == "sqlite":
-            _rekey_sqlite(engine)
-        else:
-            _rekey(engine)
+        _rekey_sqlite(engine)
 
 
-def _columns(engine: Engine) -> set[str]:
-    return {column["name"] for column in inspect(engine).get_columns(TABLE)}
+def _add_column(engine: Engine, name: str, clause: str) -> str:
+    kind = JobRow.__table__.c[name].type.compile(dialect=engine.dialect)
+    return f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind} {clause}"
+
+
+def _columns(bind: Engine | Connection) -> set[str]:
+    return {column["name"] for column in inspect(bind).get_columns(TABLE)}
 
 
 def _has_old_key(inspector: object) -> bool:
@@ -159,16 +173,16 @@ def _create_statements(engine: Engine) -> list[str]:
             *(str(CreateIndex(index).compile(dialect=engine.dialect)) for index in table.indexes)]
 
 
-def _rekey(engine: Engine) -> None:
-    """Databases that can alter constraints (PostgreSQL): swap the key in one transaction, under
-    a table lock so that concurrent openers wait and then find it done."""
-    with engine.begin() as connection:
-        connection.execute(text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
-        for name in _old_key_names(connection):
-            connection.execute(text(f'ALTER TABLE {TABLE} DROP CONSTRAINT "{name}"'))
-            connection.execute(text(_NORMALISE_SERVERS))
-            connection.execute(text(f"ALTER TABLE {TABLE} ADD CONSTRAINT {KEY_NAME} "
-                                    f"UNIQUE ({', '.join(KEY)})"))
+def _rekey(connection: Connection) -> None:
+    """Databases that can alter constraints (PostgreSQL): swap the key inside the caller's
+    transaction (which holds the schema lock), under a table lock so that queries of processes
+    already running wait for the swap rather than see it half done."""
+    connection.execute(text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
+    for name in _old_key_names(connection):
+        connection.execute(text(f'ALTER TABLE {TABLE} DROP CONSTRAINT "{name}"'))
+        connection.execute(text(_NORMALISE_SERVERS))
+        connection.execute(text(f"ALTER TABLE {TABLE} ADD CONSTRAINT {KEY_NAME} "
+                                f"UNIQUE ({', '.join(KEY)})"))
 
 
 def _old_key_names(connection: Connection) -> list[str]:
