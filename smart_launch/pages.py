@@ -215,6 +215,12 @@ def _identifier(resource: dict[str, Any]) -> str:
 
 def home() -> Any:
     session = _session()
+    # A visit re-queues this patient's analyses on this EHR that failed for a reason that may have
+    # passed (as a later hook does); before the statuses are read, so the page shows them queued.
+    requeued = job_store_of(current_app).requeue_transient(subject=f"Patient/{_patient(session)}",
+                                                           fhir_base_url=session.fhir_base)
+    if requeued:
+        log.info("app visit: %d analysis job(s) that failed transiently queued again", requeued)
     client = fhir_client_for(session)
     abilities = Abilities.of(session)
     banner = banner_of(client, _patient(session)) if session.need_patient_banner else None

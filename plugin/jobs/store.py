@@ -238,6 +238,19 @@ class JobStore:
             raise JobBusy(f"job {job.id} is running (attempt {job.attempts}); retry it once it has ended")
         return self.get(job_id)
 
+    def requeue_transient(self, *, subject: str, fhir_base_url: str) -> int:
+        """Queue again, now, the jobs of `subject` on the FHIR server `fhir_base_url` that failed
+        for a transient reason (as a later submission of each would): one UPDATE, cheap enough for
+        a page visit. Their owner (session, user) is kept. Returns how many were queued."""
+        with Session(self.engine) as session, session.begin():
+            done = session.execute(
+                update(JobRow).where(JobRow.subject == subject,
+                                     JobRow.fhir_base_url == server_key(fhir_base_url),
+                                     JobRow.state == JobState.FAILED, JobRow.transient.is_(True))
+                .values(state=JobState.QUEUED, attempts=0, next_attempt_at=_now(), updated_at=_now(),
+                        **_FRESH))
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
     # ---- a worker's side: claims and fenced updates ----------------------------------------
 
     def claim_next(self, scope: JobScope = JobScope(), *,

@@ -28,6 +28,12 @@ session's token through the EHR's FHIR proxy; other jobs use the service's own c
 (settings.fhir_base_url is the HAPI sandbox itself, without a token). `stack.use_pipelines(pipelines)`
 swaps the installed pipelines (pages and runner). The EHR user Practitioner is created on the sandbox.
 
+Many EHRs in one app: `more_upstreams=(sandbox2_url,)` starts a further sandbox EHR in front of each
+of those HAPI servers, registered in the same app (one more `smart_ehrs` entry each, named
+"sandbox-2", ...); `stack.others` are their stacks (same app, runner and settings; their own `ehr`,
+`fhir_base`, `fhir_upstream`, `launched`). `stack.bearers` lists every bearer token that EHR's
+server received (its FHIR proxy included), to check that no token reached another EHR.
+
 Browsers treat http://127.0.0.1 as a secure context, so the app's Secure cookies work there;
 requests does not, hence `browser()`.
 """
@@ -36,8 +42,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin
@@ -80,6 +86,8 @@ class SmartStack:
     app_base: str
     client_id: str
     user: str
+    bearers: list[str] = field(default_factory=list)  # tokens this EHR's server received
+    others: tuple[SmartStack, ...] = ()  # further EHRs registered in the same app
 
     def launch_url(self, patient_id: str, encounter_id: str | None = None, *,
                    fhir_context: tuple[str, ...] = (), tenant: str | None = None) -> str:
@@ -147,40 +155,60 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
                 scopes: str = SMART_DEFAULT_SCOPES, refused_scopes: frozenset[str] = frozenset(),
                 refuse_with_error: bool = False, token_lifetime_s: int = 3600,
                 standalone_patient: str | None = None, ehr: dict[str, Any] | None = None,
-                fhir_bases: tuple[str, ...] = (), run_jobs: bool = True) -> Iterator[SmartStack]:
-    with _server() as ehr_server, _server() as app_server:
-        ehr_base = f"http://127.0.0.1:{ehr_server.server_port}"
+                fhir_bases: tuple[str, ...] = (), run_jobs: bool = True,
+                more_upstreams: tuple[str, ...] = ()) -> Iterator[SmartStack]:
+    with ExitStack() as servers:
+        app_server = servers.enter_context(_server())
         app_base = f"http://127.0.0.1:{app_server.server_port}"
         user = f"Practitioner/{USER_ID}"
-        ehr_app = create_ehr_app(EhrConfig(base_url=ehr_base, fhir_upstream=sandbox_url, user=user,
-                                           standalone_patient=standalone_patient, **(ehr or {})))
-        sandbox_ehr = ehr_of(ehr_app)
         client_id = f"chartlight-{client_auth}-{alg.lower()}"
         make_client = confidential_client if client_auth == "private_key_jwt" else public_client
-        sandbox_ehr.register_client(make_client(client_id, app_base, token_lifetime_s=token_lifetime_s,
-                                                refused_scopes=frozenset(refused_scopes),
-                                                refuse_with_error=refuse_with_error))
+        sides: list[tuple[SandboxEhr, str, str, list[str]]] = []
+        registrations: list[SmartEhr] = []
+        for number, upstream in enumerate((sandbox_url, *more_upstreams), start=1):
+            ehr_server = servers.enter_context(_server())
+            ehr_base = f"http://127.0.0.1:{ehr_server.server_port}"
+            ehr_app = create_ehr_app(EhrConfig(base_url=ehr_base, fhir_upstream=upstream, user=user,
+                                               standalone_patient=standalone_patient, **(ehr or {})))
+            sandbox_ehr = ehr_of(ehr_app)
+            sandbox_ehr.register_client(make_client(client_id, app_base, token_lifetime_s=token_lifetime_s,
+                                                    refused_scopes=frozenset(refused_scopes),
+                                                    refuse_with_error=refuse_with_error))
+            registrations.append(SmartEhr(
+                name=EHR_NAME if number == 1 else f"{EHR_NAME}-{number}", iss=sandbox_ehr.config.fhir_base,
+                client_id=client_id, client_auth=client_auth, alg=alg, scopes=scopes,
+                fhir_bases=tuple(b.replace("{ehr}", ehr_base) for b in fhir_bases)))
+            bearers: list[str] = []
+            ehr_server.app = _recording_bearers(ehr_app, bearers)
+            ensure_user(FhirClient(upstream, timeout_s=120))
+            sides.append((sandbox_ehr, ehr_base, upstream, bearers))
         settings = Settings(
             fhir_base_url=sandbox_url, database_url=f"sqlite:///{tmp_path}/chartlight-smart.db",
-            secret_key="smart-stack-test-secret", job_workers=1,
-            smart_ehrs=(SmartEhr(name=EHR_NAME, iss=sandbox_ehr.config.fhir_base, client_id=client_id,
-                                 client_auth=client_auth, alg=alg, scopes=scopes,
-                                 fhir_bases=tuple(b.replace("{ehr}", ehr_base) for b in fhir_bases)),),
+            secret_key="smart-stack-test-secret", job_workers=1, smart_ehrs=tuple(registrations),
             smart_signing_key_path=str(tmp_path / "smart-signing-keys.pem"),
             smart_public_base_url=app_base)
         app = create_app(settings)
-        ehr_server.app = ehr_app
         app_server.app = app
-        ensure_user(FhirClient(sandbox_url, timeout_s=120))
         runner = _runner(app, settings) if run_jobs else None
+        first, *rest = (SmartStack(ehr=side_ehr, app=app, settings=settings, ehr_base=side_base,
+                                   fhir_base=side_ehr.config.fhir_base, fhir_upstream=upstream,
+                                   app_base=app_base, client_id=client_id, user=user, bearers=bearers)
+                        for side_ehr, side_base, upstream, bearers in sides)
         try:
-            yield SmartStack(ehr=sandbox_ehr, app=app, settings=settings, ehr_base=ehr_base,
-                             fhir_base=sandbox_ehr.config.fhir_base, fhir_upstream=sandbox_url,
-                             app_base=app_base,
-                             client_id=client_id, user=user)
+            yield replace(first, others=tuple(rest))
         finally:
             if runner is not None:
                 runner.stop()
+
+
+def _recording_bearers(app: Flask, seen: list[str]) -> Any:
+    """`app` as a WSGI callable that first notes the request's bearer token, if any."""
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            seen.append(token.strip())
+        return app(environ, start_response)
+    return wsgi
 
 
 def _runner(app: Flask, settings: Settings) -> JobRunner:
