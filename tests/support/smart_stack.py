@@ -23,10 +23,12 @@ token_lifetime_s (the EHR's policy for this client), standalone_patient (patient
 gets), ehr (more plugin.sandbox.ehr_server.EhrConfig fields: id_token_alg, id_token_kid, serve_style,
 banner_on_ehr_launch, tenants), fhir_bases (SmartEhr.fhir_bases of the app's registration; "{ehr}"
 stands for the EHR's base URL), run_jobs (start the job runner; default True: the app's analyses
-with write scope are jobs, so tests that analyse need it). Jobs started in the app run with the
-session's token through the EHR's FHIR proxy; other jobs use the service's own client
-(settings.fhir_base_url is the HAPI sandbox itself, without a token). `stack.use_pipelines(pipelines)`
-swaps the installed pipelines (pages and runner). The EHR user Practitioner is created on the sandbox.
+with write scope are jobs, so tests that analyse need it), cds (the EHR page calls the app's CDS
+Hooks patient-view services, signed with the EHR's key, which the app trusts; default False).
+Jobs started in the app run with the session's token through the EHR's FHIR proxy; other jobs use
+the service's own client (settings.fhir_base_url is the HAPI sandbox itself, without a token).
+`stack.use_pipelines(pipelines)` swaps the installed pipelines (pages and runner). The EHR user
+Practitioner is created on the sandbox.
 
 Browsers treat http://127.0.0.1 as a secure context, so the app's Secure cookies work there;
 requests does not, hence `browser()`.
@@ -48,7 +50,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from plugin.analysis import service_client_for
 from plugin.app import create_app, job_store_of
-from plugin.config import SMART_DEFAULT_SCOPES, Settings, SmartEhr
+from plugin.config import SMART_DEFAULT_SCOPES, Settings, SmartEhr, TrustedEhr
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
@@ -147,13 +149,15 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
                 scopes: str = SMART_DEFAULT_SCOPES, refused_scopes: frozenset[str] = frozenset(),
                 refuse_with_error: bool = False, token_lifetime_s: int = 3600,
                 standalone_patient: str | None = None, ehr: dict[str, Any] | None = None,
-                fhir_bases: tuple[str, ...] = (), run_jobs: bool = True) -> Iterator[SmartStack]:
+                fhir_bases: tuple[str, ...] = (), run_jobs: bool = True,
+                cds: bool = False) -> Iterator[SmartStack]:
     with _server() as ehr_server, _server() as app_server:
         ehr_base = f"http://127.0.0.1:{ehr_server.server_port}"
         app_base = f"http://127.0.0.1:{app_server.server_port}"
         user = f"Practitioner/{USER_ID}"
         ehr_app = create_ehr_app(EhrConfig(base_url=ehr_base, fhir_upstream=sandbox_url, user=user,
-                                           standalone_patient=standalone_patient, **(ehr or {})))
+                                           standalone_patient=standalone_patient,
+                                           cds_base=app_base if cds else None, **(ehr or {})))
         sandbox_ehr = ehr_of(ehr_app)
         client_id = f"chartlight-{client_auth}-{alg.lower()}"
         make_client = confidential_client if client_auth == "private_key_jwt" else public_client
@@ -167,7 +171,10 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
                                  client_auth=client_auth, alg=alg, scopes=scopes,
                                  fhir_bases=tuple(b.replace("{ehr}", ehr_base) for b in fhir_bases)),),
             smart_signing_key_path=str(tmp_path / "smart-signing-keys.pem"),
-            smart_public_base_url=app_base)
+            smart_public_base_url=app_base,
+            cds_trusted_ehrs=(TrustedEhr(iss=ehr_base, jwks_url=f"{ehr_base}/ehr/cds-jwks.json",
+                                         fhir_servers=(sandbox_ehr.config.fhir_base,), name=EHR_NAME),)
+            if cds else ())
         app = create_app(settings)
         ehr_server.app = ehr_app
         app_server.app = app
