@@ -210,7 +210,8 @@ def render_cards(calls: list[RenderedCall], patient: str) -> str:
 
 def _card_html(card: Mapping[str, Any], service: str, patient: str) -> str:
     indicator = INDICATORS.get(str(card.get("indicator")), "info")
-    source = card.get("source") if isinstance(card.get("source"), dict) else {}
+    source_value = card.get("source")
+    source: Mapping[str, Any] = source_value if isinstance(source_value, dict) else {}
     label = html.escape(str(source.get("label", "")))
     source_url = _web_url(source.get("url"))
     source_html = (f'<a href="{html.escape(source_url)}" {_NEW_TAB}>{label}</a>' if source_url else label)

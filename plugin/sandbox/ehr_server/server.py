@@ -33,6 +33,7 @@ import jwt as pyjwt
 from authlib.oauth2 import OAuth2Error
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask, Response, abort, jsonify, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from plugin.sandbox.ehr import USER_ID
 from plugin.sandbox.ehr_server import proxy
@@ -274,7 +275,7 @@ def create_ehr_app(config: EhrConfig) -> Flask:
         return jsonify(ehr.cds.jwks())
 
     @app.get("/ehr/smart-link")
-    def smart_link() -> Response:
+    def smart_link() -> WerkzeugResponse:
         patient, url = request.args.get("patient"), request.args.get("url")
         if not patient or not url:
             abort(400, "patient and url are required")
