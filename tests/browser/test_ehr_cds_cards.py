@@ -54,7 +54,10 @@ def test_the_ehr_shows_chartlights_cards_for_the_demo_patient_and_a_smart_link_o
         assert any(s.startswith("AI read ") and "Hemoglobin" in s for s in summaries), summaries
         first = cards.first
         assert first.locator(".cds-source").inner_text().startswith("Source: ")
-        assert first.locator(".cds-detail").inner_text().strip()
+        assert "Review in chartlight" in first.locator('[data-testid="cds-smart-link"]').inner_text()
+        first.locator("details summary").click()
+        assert "Hemoglobin | 11.2 g/dL | L" in first.locator(".cds-detail").inner_text()
+        first.locator("details summary").click()
         app = page.frame_locator("iframe#app")
         app.locator('tr[data-testid="input-row"]').first.wait_for()
         screenshot(page, "quickstart-cds-card-in-ehr")

@@ -11,7 +11,8 @@ JWK Set at `{base}/ehr/cds-jwks.json` ("Trusting CDS Clients"): `iss` is the EHR
 the exact URL called, a fresh `jti`, five minutes of life.
 
 Rendering escapes every value the service sent; a card's detail (GitHub-flavoured markdown) is
-shown as escaped text with its line breaks; only http(s) link URLs become links; a `smart` link
+shown as escaped text with its line breaks, folded under "Details" (the specification lets an EHR
+hide details until the user asks); only http(s) link URLs become links; a `smart` link
 opens the registered app in the EHR's app frame through a fresh launch (`/ehr/smart-link`).
 """
 
@@ -186,7 +187,8 @@ CARDS_CSS = """
 .cds-card.warning{border-left-color:#d9a400}.cds-card.critical{border-left-color:#b00020}
 .cds-summary{font-weight:bold}.cds-indicator{font-size:11px;text-transform:uppercase;color:#555}
 .cds-detail{white-space:pre-wrap;margin:6px 0;font-family:inherit}
-.cds-source{font-size:11px;color:#555}.cds-links a{display:inline-block;margin:4px 8px 0 0}
+.cds-card details summary{cursor:pointer;font-size:12px;color:#234;margin-top:4px}
+.cds-source{font-size:11px;color:#555;margin-top:4px}.cds-links a{display:inline-block;margin:4px 8px 0 0}
 .cds-problem{font-size:12px;color:#9e2d2d}
 """
 
@@ -234,7 +236,8 @@ def _card_html(card: Mapping[str, Any], service: str, patient: str) -> str:
             f'data-service="{html.escape(service)}">'
             f'<div class="cds-indicator">{html.escape(str(card.get("indicator", "")))}</div>'
             f'<div class="cds-summary">{html.escape(str(card.get("summary", "")))}</div>'
-            + (f'<pre class="cds-detail">{html.escape(detail)}</pre>' if isinstance(detail, str) else "")
+            + (f'<details><summary>Details</summary><pre class="cds-detail">{html.escape(detail)}</pre>'
+               '</details>' if isinstance(detail, str) else "")
             + f'<div class="cds-source">Source: {source_html}</div>'
             + (f'<div class="cds-links">{"".join(links)}</div>' if links else "")
             + "</section>")
