@@ -89,7 +89,7 @@ def test_cards_are_escaped_and_a_refused_call_is_shown(sandbox_url: str, tmp_pat
             stack.ehr.cds.cds_base = f"http://127.0.0.1:{other.server_port}"
             answer = requests.get(stack.ehr_page_url(cds_patient), timeout=60)
     assert answer.status_code == 200
-    assert 'data-testid="cds-problem"' in answer.text and "discovery answered HTTP 401" in answer.text
+    assert 'data-testid="cds-problem"' in answer.text and "discovery: answered HTTP 401" in answer.text
     assert 'data-testid="cds-card"' not in answer.text
 
 
@@ -98,3 +98,26 @@ def test_prefetch_templates_are_filled_from_the_hook_context() -> None:
     assert fill_template("Observation?patient={{context.patientId}}&x={{ userPractitionerId }}",
                          context) == "Observation?patient=42&x=7"
     assert fill_template("Encounter/{{context.encounterId}}", context) is None
+
+
+def test_the_card_view_is_off_unless_configured_and_says_when_the_service_is_unreachable() -> None:
+    from plugin.sandbox.ehr_server import EhrConfig, create_ehr_app, ehr_of, public_client
+
+    def page_of(**config: Any) -> tuple[str, Any]:
+        app = create_ehr_app(EhrConfig(base_url="http://127.0.0.1:9", fhir_upstream="http://127.0.0.1:9/fhir",
+                                       **config))
+        ehr_of(app).register_client(public_client("app", "http://127.0.0.1:9"))
+        client = app.test_client()
+        return client.get("/ehr?patient=p1&app=app").get_data(as_text=True), client
+
+    plain, client = page_of()
+    assert 'id="cds"' not in plain and 'iframe id="app"' in plain
+    assert client.get("/ehr/cds-jwks.json").status_code == 404
+    with_cds, client = page_of(cds_base="http://127.0.0.1:9")
+    assert 'id="cds"' in with_cds and "discovery: not reachable (ConnectionError)" in with_cds
+    [key] = client.get("/ehr/cds-jwks.json").get_json()["keys"]
+    assert (key["kid"], key["alg"], key["crv"]) == ("sandbox-ehr-cds-1", "ES384", "P-384") and "d" not in key
+    # A smart link names the app by its launch URL: a known one gets a fresh launch, others 404.
+    known = client.get("/ehr/smart-link?patient=p1&url=http://127.0.0.1:9/smart/launch")
+    assert known.status_code == 302 and known.headers["Location"].startswith("http://127.0.0.1:9/smart/launch?iss=")
+    assert client.get("/ehr/smart-link?patient=p1&url=https://evil.example/launch").status_code == 404

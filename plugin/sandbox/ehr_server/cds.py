@@ -160,7 +160,7 @@ def fill_template(template: str, context: Mapping[str, str]) -> str | None:
 
 def _discovered(answer: requests.Response) -> list[dict[str, Any]]:
     if answer.status_code != 200:
-        raise ValueError(f"discovery answered HTTP {answer.status_code}")
+        raise ValueError(f"answered HTTP {answer.status_code}")
     services = answer.json().get("services")
     if not isinstance(services, list):
         raise ValueError("discovery has no services list")
