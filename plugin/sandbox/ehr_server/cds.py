@@ -120,6 +120,11 @@ class CdsClient:
         now = time.time()
         context = LaunchContext(patient, None, self.state.user, aud=self.fhir_base)
         with self.state.lock:
+            # One token per page view: drop this client's expired ones so they do not pile up.
+            expired = [t for t, v in self.state.tokens.items()
+                       if v.client_id == CDS_CLIENT_ID and v.is_expired()]
+            for old in expired:
+                del self.state.tokens[old]
             self.state.tokens[access_token] = Token(
                 access_token=access_token, refresh_token=None, client_id=CDS_CLIENT_ID, scope=CDS_SCOPE,
                 context=context, expires_at=now + CDS_TOKEN_LIFETIME_S, refresh_expires_at=now)

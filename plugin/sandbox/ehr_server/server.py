@@ -298,7 +298,7 @@ main{{display:flex;height:calc(100vh - 44px)}} iframe{{border:0;flex:1;height:10
 {CARDS_CSS if cards else ""}
 </style></head>
 <body><header>Sandbox EHR &middot; patient {patient} &middot; {html.escape(config.user)}</header>
-<main>{cards}<iframe id="app" name="app" title="chartlight" src="{html.escape(launch_url)}"
+<main>{cards}<iframe id="app" title="chartlight" src="{html.escape(launch_url)}" name="app"
  allow="microphone"></iframe></main>
 </body></html>"""
         return Response(page, content_type="text/html; charset=utf-8")
