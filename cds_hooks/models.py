@@ -243,6 +243,14 @@ class OverrideReason(_Edge):
     reason: FeedbackCoding | None = None
     userComment: str | None = None
 
+    @model_validator(mode="after")
+    def _says_something(self) -> OverrideReason:
+        # CDS Hooks 3.0 (HL7/cds-hooks, invariant cds-fb-3): "An overrideReason must contain a
+        # reason, a userComment, or both".
+        if self.reason is None and not self.userComment:
+            raise ValueError("overrideReason needs a reason, a userComment, or both")
+        return self
+
 
 class FeedbackItem(_Edge):
     card: NonEmpty

@@ -43,6 +43,8 @@ class EhrSandbox:
     fhir_upstream: str
     app_base: str  # the chartlight service the EHR launches, e.g. http://127.0.0.1:8000
     port: int = 9090
+    # Call the app's CDS Hooks patient-view services on the EHR page and show the cards beside it.
+    cds: bool = False
 
     @property
     def base_url(self) -> str:
@@ -102,7 +104,7 @@ class EhrSandbox:
         client = {"client_id": DEMO_CLIENT_ID, "redirect_uris": [f"{app}/smart/callback"],
                   "launch_url": f"{app}/smart/launch"}
         return [sys.executable, "-m", MODULE, f"--port={self.port}", f"--fhir-upstream={self.fhir_upstream}",
-                f"--client-json={json.dumps(client)}"]
+                f"--client-json={json.dumps(client)}", *([f"--cds-base={app}"] if self.cds else [])]
 
     def servers_on_port(self) -> list[ServerProcess]:
         """Sandbox EHR processes started for this port, by whoever started them."""
@@ -129,8 +131,9 @@ class EhrSandbox:
 
 def default_ehr_sandbox(state_root: Path, *, fhir_upstream: str, app_base: str,
                         port: int = 9090) -> EhrSandbox:
-    """A sandbox EHR with its state under <state_root>/ehr."""
-    return EhrSandbox(state_dir=state_root / "ehr", fhir_upstream=fhir_upstream, app_base=app_base, port=port)
+    """A sandbox EHR with its state under <state_root>/ehr, calling the app's CDS services too."""
+    return EhrSandbox(state_dir=state_root / "ehr", fhir_upstream=fhir_upstream, app_base=app_base, port=port,
+                      cds=True)
 
 
 def ensure_user(client: FhirClient) -> str:
@@ -143,4 +146,11 @@ def ensure_user(client: FhirClient) -> str:
 def app_environment(ehr: EhrSandbox) -> dict[str, str]:
     """The settings (as environment variables) that let `chartlight serve` be launched by `ehr`."""
     smart_ehrs = [{"name": "sandbox", "iss": ehr.fhir_base, "client_id": DEMO_CLIENT_ID}]
-    return {"CHARTLIGHT_SMART_EHRS": json.dumps(smart_ehrs), "CHARTLIGHT_FHIR_BASE_URL": ehr.fhir_upstream}
+    environment = {"CHARTLIGHT_SMART_EHRS": json.dumps(smart_ehrs),
+                   "CHARTLIGHT_FHIR_BASE_URL": ehr.fhir_upstream}
+    if ehr.cds:
+        # The EHR signs its hook calls with the key in its CDS JWK Set (plugin.sandbox.ehr_server.cds).
+        trusted = [{"name": "sandbox", "iss": ehr.base_url, "jwks_url": f"{ehr.base_url}/ehr/cds-jwks.json",
+                    "fhir_servers": [ehr.fhir_base]}]
+        environment["CHARTLIGHT_CDS_TRUSTED_EHRS"] = json.dumps(trusted)
+    return environment

@@ -84,6 +84,9 @@ def test_demo_with_test_models_then_the_printed_launch_completes(
         assert app.locator('tr[data-testid="input-row"]').count() >= 5
         # The speech and imaging results the test models wrote say so in the app (2 + 3 inputs).
         assert app.locator('tr[data-testid="input-row"] .test-marker').count() >= 5
+        # The EHR called chartlight's patient-view with the key the printed environment trusts.
+        assert page.locator('[data-testid="cds-card"]').count() >= 1
+        assert page.locator('[data-testid="cds-problem"]').count() == 0
         screenshot(page, "quickstart-demo-patient-in-ehr")
     finally:
         if server is not None:

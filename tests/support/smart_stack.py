@@ -23,10 +23,12 @@ token_lifetime_s (the EHR's policy for this client), standalone_patient (patient
 gets), ehr (more plugin.sandbox.ehr_server.EhrConfig fields: id_token_alg, id_token_kid, serve_style,
 banner_on_ehr_launch, tenants), fhir_bases (SmartEhr.fhir_bases of the app's registration; "{ehr}"
 stands for the EHR's base URL), run_jobs (start the job runner; default True: the app's analyses
-with write scope are jobs, so tests that analyse need it). Jobs started in the app run with the
-session's token through the EHR's FHIR proxy; other jobs use the service's own client
-(settings.fhir_base_url is the HAPI sandbox itself, without a token). `stack.use_pipelines(pipelines)`
-swaps the installed pipelines (pages and runner). The EHR user Practitioner is created on the sandbox.
+with write scope are jobs, so tests that analyse need it), cds (the EHR page calls the app's CDS
+Hooks patient-view services, signed with the EHR's key, which the app trusts; default False).
+Jobs started in the app run with the session's token through the EHR's FHIR proxy; other jobs use
+the service's own client (settings.fhir_base_url is the HAPI sandbox itself, without a token).
+`stack.use_pipelines(pipelines)` swaps the installed pipelines (pages and runner). The EHR user
+Practitioner is created on the sandbox.
 
 Many EHRs in one app: `more_upstreams=(sandbox2_url,)` starts a further sandbox EHR in front of each
 of those HAPI servers, registered in the same app (one more `smart_ehrs` entry each, named
@@ -54,7 +56,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from plugin.analysis import service_client_for
 from plugin.app import create_app, job_store_of
-from plugin.config import SMART_DEFAULT_SCOPES, Settings, SmartEhr
+from plugin.config import SMART_DEFAULT_SCOPES, Settings, SmartEhr, TrustedEhr
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
@@ -156,7 +158,7 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
                 refuse_with_error: bool = False, token_lifetime_s: int = 3600,
                 standalone_patient: str | None = None, ehr: dict[str, Any] | None = None,
                 fhir_bases: tuple[str, ...] = (), run_jobs: bool = True,
-                more_upstreams: tuple[str, ...] = ()) -> Iterator[SmartStack]:
+                more_upstreams: tuple[str, ...] = (), cds: bool = False) -> Iterator[SmartStack]:
     with ExitStack() as servers:
         app_server = servers.enter_context(_server())
         app_base = f"http://127.0.0.1:{app_server.server_port}"
@@ -168,8 +170,11 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
         for number, upstream in enumerate((sandbox_url, *more_upstreams), start=1):
             ehr_server = servers.enter_context(_server())
             ehr_base = f"http://127.0.0.1:{ehr_server.server_port}"
+            # The first EHR calls the app's CDS Hooks service when asked to (cds).
             ehr_app = create_ehr_app(EhrConfig(base_url=ehr_base, fhir_upstream=upstream, user=user,
-                                               standalone_patient=standalone_patient, **(ehr or {})))
+                                               standalone_patient=standalone_patient,
+                                               cds_base=app_base if cds and number == 1 else None,
+                                               **(ehr or {})))
             sandbox_ehr = ehr_of(ehr_app)
             sandbox_ehr.register_client(make_client(client_id, app_base, token_lifetime_s=token_lifetime_s,
                                                     refused_scopes=frozenset(refused_scopes),
@@ -186,7 +191,10 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
             fhir_base_url=sandbox_url, database_url=f"sqlite:///{tmp_path}/chartlight-smart.db",
             secret_key="smart-stack-test-secret", job_workers=1, smart_ehrs=tuple(registrations),
             smart_signing_key_path=str(tmp_path / "smart-signing-keys.pem"),
-            smart_public_base_url=app_base)
+            smart_public_base_url=app_base,
+            cds_trusted_ehrs=(TrustedEhr(iss=sides[0][1], jwks_url=f"{sides[0][1]}/ehr/cds-jwks.json",
+                                         fhir_servers=(sides[0][0].config.fhir_base,), name=EHR_NAME),)
+            if cds else ())
         app = create_app(settings)
         app_server.app = app
         runner = _runner(app, settings) if run_jobs else None

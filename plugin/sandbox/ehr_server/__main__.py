@@ -1,7 +1,7 @@
 """`python -m plugin.sandbox.ehr_server --port 9090 --fhir-upstream http://127.0.0.1:8080/fhir
-[--client-json '{"client_id": ..., "redirect_uris": [...], "launch_url": ...}']... [mode flags]`: the
-sandbox EHR as its own process (the demo's EHR), optionally in the modes of EhrConfig. Clients can
-also be registered later with POST /admin/clients."""
+[--client-json '{"client_id": ..., "redirect_uris": [...], "launch_url": ...}']... [--cds-base URL]
+[mode flags]`: the sandbox EHR as its own process (the demo's EHR), optionally in the modes of
+EhrConfig. Clients can also be registered later with POST /admin/clients."""
 
 from __future__ import annotations
 
@@ -34,11 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--banner", action="store_true", help="need_patient_banner on EHR launches too")
     parser.add_argument("--tenant", action="append", default=[],
                         help="another FHIR base at /t/<tenant>/fhir (repeatable)")
+    parser.add_argument("--cds-base", help="call this CDS service base's patient-view services on the "
+                        "EHR page (discovery at <cds base>/cds-services) and show the cards")
     args = parser.parse_args(argv)
     config = EhrConfig(base_url=f"http://{args.host}:{args.port}", fhir_upstream=args.fhir_upstream,
                        standalone_patient=args.standalone_patient, id_token_alg=args.id_token_alg,
                        id_token_kid=not args.id_token_without_kid, serve_style=args.serve_style,
-                       banner_on_ehr_launch=args.banner, tenants=tuple(args.tenant))
+                       banner_on_ehr_launch=args.banner, tenants=tuple(args.tenant),
+                       cds_base=args.cds_base)
     app = create_ehr_app(config)
     for text in args.client_json:
         ehr_of(app).register_client(client_from_json(json.loads(text)))

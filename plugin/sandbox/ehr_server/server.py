@@ -1,5 +1,7 @@
 """The sandbox EHR as a Flask app: SMART discovery, the authorization server, the FHIR proxy, an
-EHR page that launches an app in an iframe, and a loopback-only admin endpoint for test policy.
+EHR page that launches an app in an iframe (with, when `cds_base` is set, the CDS Hooks cards
+of a patient-view call beside it; plugin.sandbox.ehr_server.cds), and a loopback-only admin
+endpoint for test policy.
 
 Routes (base = the server's root URL; every route under {base}/fhir exists for each tenant's FHIR
 base {base}/t/<tenant>/fhir too, all under the one authorization server):
@@ -12,6 +14,8 @@ base {base}/t/<tenant>/fhir too, all under the one authorization server):
   GET  {base}/auth/jwks.json                         keys of the id_tokens this EHR signs
   GET  {base}/ehr?patient=<id>&app=<client_id>       EHR page with the app launched in an iframe
   GET  {base}/ehr/launch.json?patient=..&app=..      the same launch, as JSON {"launch_url": ...}
+  GET  {base}/ehr/cds-jwks.json                      keys of the JWTs it signs CDS Hooks calls with
+  GET  {base}/ehr/smart-link?patient=..&url=..       a card's smart link: a fresh launch of that app
   POST {base}/admin/clients                          register or change a client (JSON)
 """
 
@@ -28,10 +32,12 @@ from urllib.parse import urlencode
 import jwt as pyjwt
 from authlib.oauth2 import OAuth2Error
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from flask import Flask, Response, abort, jsonify, request
+from flask import Flask, Response, abort, jsonify, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from plugin.sandbox.ehr import USER_ID
 from plugin.sandbox.ehr_server import proxy
+from plugin.sandbox.ehr_server.cds import CARDS_CSS, CdsClient, render_cards
 from plugin.sandbox.ehr_server.oauth import Client, EhrState, LaunchContext, SandboxAuthorizationServer
 
 ID_TOKEN_KID = "sandbox-ehr-1"
@@ -65,6 +71,9 @@ class EhrConfig:
     banner_on_ehr_launch: bool = False
     # Further FHIR bases, {base}/t/<tenant>/fhir, under the same authorization server.
     tenants: tuple[str, ...] = ()
+    # A CDS service base (discovery at <cds_base>/cds-services) whose patient-view services the EHR
+    # page calls on opening a patient, showing the cards beside the app; unset: no CDS calls.
+    cds_base: str | None = None
 
     @property
     def fhir_base(self) -> str:
@@ -94,6 +103,9 @@ class SandboxEhr:
         self._id_kid = ID_TOKEN_KID
         self._id_key = _new_key(config.id_token_alg)
         self.server = SandboxAuthorizationServer(self.state, self._id_token)
+        self.cds = (CdsClient(cds_base=config.cds_base, issuer=base, fhir_base=config.fhir_base,
+                              fhir_upstream=config.fhir_upstream, state=self.state)
+                    if config.cds_base else None)
 
     def rotate_id_token_key(self) -> str:
         """A new id_token signing key under a new kid (the old one is gone from the JWK Set)."""
@@ -132,6 +144,16 @@ class SandboxEhr:
             patient, encounter, self.config.user, need_patient_banner=self.config.banner_on_ehr_launch,
             fhir_context=tuple(fhir_context), aud=iss))
         return f"{client.launch_url}?{urlencode({'iss': iss, 'launch': launch})}"
+
+    def launch_by_url(self, launch_url: str, patient: str) -> str:
+        """A fresh launch of the registered app whose launch URL is `launch_url` (a card's smart
+        link names the app by that URL)."""
+        with self.state.lock:
+            client_id = next((c.client_id for c in self.state.clients.values()
+                              if c.launch_url and c.launch_url == launch_url), None)
+        if client_id is None:
+            raise KeyError(launch_url)
+        return self.launch(client_id, patient)
 
     def expire_access_tokens(self, client_id: str) -> None:
         """Make every live access token of a client expired now (refresh tokens stay valid)."""
@@ -246,16 +268,38 @@ def create_ehr_app(config: EhrConfig) -> Flask:
     def launch_json() -> Response:
         return jsonify(launch_url=_launch_from_query(ehr))
 
+    @app.get("/ehr/cds-jwks.json")
+    def cds_jwks() -> Response:
+        if ehr.cds is None:
+            abort(404)
+        return jsonify(ehr.cds.jwks())
+
+    @app.get("/ehr/smart-link")
+    def smart_link() -> WerkzeugResponse:
+        patient, url = request.args.get("patient"), request.args.get("url")
+        if not patient or not url:
+            abort(400, "patient and url are required")
+        try:
+            launch_url = ehr.launch_by_url(url, patient)
+        except KeyError:
+            abort(404, "no registered app has that launch URL")
+        return redirect(launch_url)
+
     @app.get("/ehr")
     def ehr_page() -> Response:
         launch_url = _launch_from_query(ehr)
-        patient = html.escape(request.args["patient"])
+        patient_id = request.args["patient"]
+        patient = html.escape(patient_id)
+        cards = render_cards(ehr.cds.patient_view(patient_id, config.user), patient_id) if ehr.cds else ""
         page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Sandbox EHR</title>
 <style>body{{margin:0;font-family:sans-serif}} header{{background:#234;color:#fff;padding:8px 16px}}
-iframe{{border:0;width:100%;height:calc(100vh - 44px)}}</style></head>
+main{{display:flex;height:calc(100vh - 44px)}} iframe{{border:0;flex:1;height:100%}}
+{CARDS_CSS if cards else ""}
+</style></head>
 <body><header>Sandbox EHR &middot; patient {patient} &middot; {html.escape(config.user)}</header>
-<iframe id="app" title="chartlight" src="{html.escape(launch_url)}" allow="microphone"></iframe>
+<main>{cards}<iframe id="app" title="chartlight" src="{html.escape(launch_url)}" name="app"
+ allow="microphone"></iframe></main>
 </body></html>"""
         return Response(page, content_type="text/html; charset=utf-8")
 

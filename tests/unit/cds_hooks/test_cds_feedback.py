@@ -83,6 +83,17 @@ def test_invalid_feedback_is_a_400(client: FlaskClient, ehr: Ehr) -> None:
     assert response.status_code == 400 and "outcome" in diagnostics(response)
 
 
+def test_an_override_reason_with_neither_reason_nor_comment_is_a_400(client: FlaskClient, ehr: Ehr) -> None:
+    """CDS Hooks 3.0 invariant cds-fb-3 (HL7/cds-hooks input/fsh/invariants/cds-fb-3.fsh): "An
+    overrideReason must contain a reason, a userComment, or both". Nothing is stored for it."""
+    empty = {"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden",
+             "overrideReason": {}, "outcomeTimestamp": "2020-12-11T00:00:00Z"}
+    response = client.post(URL, json={"feedback": [empty]}, headers=bearer(ehr.token(PUBLIC_BASE + URL)))
+    assert response.status_code == 400 and "overrideReason" in diagnostics(response)
+    comment_only = {**empty, "overrideReason": {"userComment": "seen on paper"}}
+    assert send(client, ehr, {"feedback": [comment_only]}) == {"stored": 1, "duplicates": 0}
+
+
 def test_report_with_no_feedback(app: Flask) -> None:
     with app.app_context():
         result = CliRunner().invoke(feedback_group, ["report"])
