@@ -29,12 +29,15 @@ start=$(date +%s)
 echo "== building the wheel"
 "$DEPS_ENV/bin/python" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$ROOT" 2>&1 | grep -v "^$" || true
 WHEEL=$(ls "$WORK"/dist/chartlight-*.whl)
+# The listing is read from a file: `unzip -l | grep -q` under pipefail fails whenever grep stops
+# reading early and unzip gets SIGPIPE.
+unzip -l "$WHEEL" > "$WORK/wheel-contents.txt"
 for member in plugin/sandbox/ehr_server/server.py plugin/sandbox/hapi_launcher/pom.xml \
     plugin/sandbox/hapi_launcher/src/main/java/org/chartlight/sandbox/SandboxServer.java \
     plugin/engines/test_models/tiny_medasr.py smart_launch/templates/app_home.html; do
-  unzip -l "$WHEEL" | grep -q " $member\$" || { echo "the wheel lacks $member"; exit 1; }
+  grep -q " $member\$" "$WORK/wheel-contents.txt" || { echo "the wheel lacks $member"; exit 1; }
 done
-if unzip -l "$WHEEL" | grep -qE " tests/| target/"; then echo "the wheel holds tests/ or a build"; exit 1; fi
+if grep -qE " tests/| target/" "$WORK/wheel-contents.txt"; then echo "the wheel holds tests/ or a build"; exit 1; fi
 
 echo "== installing $(basename "$WHEEL") into a fresh environment in $WORK"
 "$PYTHON" -m venv "$WORK/venv"
