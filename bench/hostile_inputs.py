@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8097, help="port of the bench's HAPI sandbox")
     args = parser.parse_args()
 
-    box = default_sandbox(REPO_ROOT, port=args.port)
+    box = default_sandbox(REPO_ROOT / ".sandbox", port=args.port)
     started_here = not box.is_running()
     box.start()
     try:
