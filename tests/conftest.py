@@ -77,10 +77,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    port = int(os.environ.get("CHARTLIGHT_SANDBOX_PORT", "8091"))
-    box = default_sandbox(STATE_ROOT, port=port)
+def _hapi_server(port_variable: str, default_port: int) -> Iterator[str]:
+    """A HAPI FHIR sandbox on the port `port_variable` names, emptied once; stopped afterwards
+    when this session started it."""
+    box = default_sandbox(STATE_ROOT, port=int(os.environ.get(port_variable, str(default_port))))
     started_here = not box.is_running()
     try:
         box.start()
@@ -89,21 +89,17 @@ def sandbox_url() -> Iterator[str]:
     finally:
         if started_here:
             box.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    yield from _hapi_server("CHARTLIGHT_SANDBOX_PORT", 8091)
 
 
 @pytest.fixture(scope="session")
 def sandbox2_url() -> Iterator[str]:
     """A second, separate HAPI FHIR server (another EHR), for tests of many EHRs at once."""
-    port = int(os.environ.get("CHARTLIGHT_SANDBOX2_PORT", "8094"))
-    box = default_sandbox(STATE_ROOT, port=port)  # beside the first one's state, not in the checkout
-    started_here = not box.is_running()
-    try:
-        box.start()
-        box.reset()
-        yield box.base_url
-    finally:
-        if started_here:
-            box.stop()
+    yield from _hapi_server("CHARTLIGHT_SANDBOX2_PORT", 8094)
 
 
 @pytest.fixture(scope="session")
