@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,11 @@ def test_an_ehr_from_before_the_move_into_the_package_is_ours_and_restarted(tmp_
                      app_base="http://127.0.0.1:8000", port=port)
     said: list[str] = []
     try:
+        # Until the child has exec'd, /proc shows the parent's command line: wait for its own.
+        cmdline = Path(f"/proc/{former.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"tests.sandbox.ehr" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert [p.pid for p in ehr.servers_on_port()] == [former.pid]
         ehr.start(say=said.append)
         assert former.wait(timeout=30) is not None and said and f"pid {former.pid}" in said[0]
