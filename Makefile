@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 # PostgreSQL holds the job and session tables in the tests of that database (the fixtures start it).
 APT_PACKAGES := default-jdk-headless maven tesseract-ocr tesseract-ocr-eng espeak-ng libsndfile1 \
 	g++ cmake zlib1g-dev libbz2-dev liblzma-dev orthanc orthanc-dicomweb chromium \
-	postgresql
+	postgresql redis-server
 
 # Tests use their own sandbox port so a running demo sandbox is left alone.
 TEST_SANDBOX_PORT ?= 8091
