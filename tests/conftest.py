@@ -99,7 +99,7 @@ def sandbox_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def sandbox2_url() -> Iterator[str]:
     """A second, separate HAPI FHIR server (another EHR), for tests of many EHRs at once."""
-    yield from _hapi_server("CHARTLIGHT_SANDBOX2_PORT", 8094)
+    yield from _hapi_server("TEST_SANDBOX2_PORT", 8094)
 
 
 @pytest.fixture(scope="session")

@@ -152,7 +152,7 @@ def test_sandbox_killed_mid_write_leaves_nothing_half_written(tmp_path: Path, ru
     after a restart the server holds all of the write or none of it, and the job retries to
     success with exactly one copy."""
     box = HapiSandbox(state_dir=tmp_path / "hapi",
-                      port=int(os.environ.get("CHARTLIGHT_KILL_TEST_PORT", "8093")), persistent=True)
+                      port=int(os.environ.get("TEST_KILL_PORT", "8093")), persistent=True)
     box.start()
     try:
         direct = FhirClient(box.base_url, timeout_s=120)
