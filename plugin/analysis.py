@@ -48,11 +48,21 @@ class AnalysisRun:
 def service_client_for(settings: Settings) -> Callable[[Job], FhirClient]:
     """Clients for background jobs run with the service's own credentials: the configured token
     goes only to the configured FHIR server, never to a job's other base URL. Jobs started in the
-    SMART app are refused (smart_launch.jobs gives those the user's client)."""
+    SMART app are refused (smart_launch.jobs gives those the user's client).
+
+    A server with a `backend_services` client gets that client's SMART Backend Services tokens
+    (one cache per call of this function: one per runner); otherwise fhir_base_url gets the
+    static fhir_token (CLI, development) and any other server no token."""
+    from plugin.fhir.backend_services import backend_client, tokens_for
+    tokens = tokens_for(settings)
+
     def client_for(job: Job) -> FhirClient:
         if job.session_id:  # never the service's credentials for what a clinician started
             raise ChartlightError("this analysis runs with the clinician's app session: only the "
                                   "service (chartlight serve) can run it")
+        service = tokens.service_for(job.fhir_base_url)
+        if service is not None:
+            return backend_client(settings, tokens, service)
         client = service_fhir_client(settings)
         if client.base_url == job.fhir_base_url.rstrip("/"):
             return client  # with fhir_token and what it was granted (fhir_token_scopes)

@@ -69,6 +69,28 @@ class TrustedEhr:
 
 
 @dataclass(frozen=True)
+class BackendService:
+    """SMART Backend Services credentials for one FHIR server: the client id the EHR registered
+    the service under, the private key (PEM, RSA for RS384 or P-384 for ES384) it signs its
+    `private_key_jwt` assertions with, and the `system/` scopes it asks for. `token_endpoint` ""
+    = read from `{fhir_server}/.well-known/smart-configuration`; `kid` "" = the key's RFC 7638
+    thumbprint; `alg` "" = from the key's type."""
+
+    fhir_server: str
+    client_id: str
+    private_key_path: str
+    scopes: str
+    name: str = ""
+    token_endpoint: str = ""
+    kid: str = ""
+    alg: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.fhir_server
+
+
+@dataclass(frozen=True)
 class SmartEhr:
     """An EHR the SMART app may be launched from: its FHIR base (`iss`), the client id it
     registered us under, how we authenticate at its token endpoint, and the scopes we ask for.
@@ -267,6 +289,13 @@ class Settings:
     medgemma_dtype: str = ""
     medgemma_attention: str = ""
     medgemma_max_new_tokens: int = 8192
+    # SMART Backend Services (docs/security.md "Service credentials per EHR"): per FHIR server, the
+    # client that background jobs without a clinician's session (CDS hooks, the CLI) authenticate
+    # as; a TOML array of tables, or JSON in the environment. A server with none gets fhir_token
+    # when it is fhir_base_url, else no token. Service tokens are replaced this many seconds
+    # before they expire.
+    backend_services: tuple[BackendService, ...] = ()
+    backend_token_refresh_ahead_s: float = 60.0
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -287,6 +316,31 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        self._check_backend_services()
+
+    def _check_backend_services(self) -> None:
+        if self.backend_token_refresh_ahead_s < 0:
+            raise ConfigError("backend_token_refresh_ahead_s must be 0 or more")
+        servers = [plain_fhir_base(s.fhir_server) or s.fhir_server for s in self.backend_services]
+        if len(set(servers)) != len(servers):
+            raise ConfigError("backend_services: each fhir_server may appear once")
+        for service in self.backend_services:
+            where = f"backend_services ({service.label})"
+            if plain_fhir_base(service.fhir_server) is None:
+                raise ConfigError(f"{where}: fhir_server {service.fhir_server!r} is not a plain http(s) "
+                                  "FHIR base URL")
+            if not service.client_id.strip() or not service.private_key_path.strip():
+                raise ConfigError(f"{where}: client_id and private_key_path must not be empty")
+            if service.token_endpoint:
+                _check_key_url(f"{where} token_endpoint", service.token_endpoint)
+            if service.alg and service.alg not in SMART_CLIENT_ALGORITHMS:
+                raise ConfigError(f"{where}: alg must be RS384 or ES384 (or empty: from the key), "
+                                  f"not {service.alg!r}")
+            scopes = service.scopes.split()
+            wrong = [s for s in scopes if (scope := parse_scope(s)) is None or scope.context != "system"]
+            if not scopes or wrong:
+                raise ConfigError(f"{where}: scopes must be SMART system/ scopes (system/<Type|*>.<cruds>), "
+                                  f"not {' '.join(wrong) or 'empty'}")
 
     def _check_engines(self) -> None:
         for name in ("medasr_batch_size", "medasr_chunk_s", "medgemma_max_new_tokens"):
@@ -372,7 +426,9 @@ class Settings:
                    **{f"smart_ehrs ({e.name}) iss": e.iss for e in self.smart_ehrs},
                    **{f"smart_ehrs ({e.name}) fhir_bases": b for e in self.smart_ehrs for b in e.fhir_bases},
                    **{f"cds_trusted_ehrs ({e.label}) fhir_servers": u
-                      for e in self.cds_trusted_ehrs for u in e.fhir_servers}}
+                      for e in self.cds_trusted_ehrs for u in e.fhir_servers},
+                   **{f"backend_services ({s.label}) fhir_server": s.fhir_server
+                      for s in self.backend_services}}
         for name, url in servers.items():
             if urlsplit(url).hostname not in _LOOPBACK_HOSTS:
                 raise ConfigError(f"test_models: {name} {url} is not a sandbox on this machine; "
@@ -503,6 +559,8 @@ def _convert(name: str, raw: Any, hint: Any) -> Any:
             return _trusted_ehrs(name, raw)
         if "SmartEhr" in text:
             return _smart_ehrs(raw)
+        if "BackendService" in text:
+            return _backend_services(raw)
         if "tuple" in text:
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
             return tuple(str(item).strip() for item in items if str(item).strip())
@@ -572,6 +630,24 @@ def _smart_ehrs(raw: Any) -> tuple[SmartEhr, ...]:
             values["scopes"] = " ".join(str(s) for s in scopes) if isinstance(scopes, list) else str(scopes)
         ehrs.append(SmartEhr(**values))
     return tuple(ehrs)
+
+
+def _backend_services(raw: Any) -> tuple[BackendService, ...]:
+    """`scopes` may be a string or a list of scopes."""
+    services = []
+    for entry in _tables(raw, BackendService, "backend service",
+                         "fhir_server, client_id, private_key_path, scopes, name, token_endpoint, kid, alg"):
+        if isinstance(entry, BackendService):
+            services.append(entry)
+            continue
+        required = {"fhir_server", "client_id", "private_key_path", "scopes"}
+        missing = required - {k for k, v in entry.items() if v}
+        if missing:
+            raise ValueError(f"each backend service needs {', '.join(sorted(missing))}")
+        values = {key: " ".join(str(s) for s in value) if key == "scopes" and isinstance(value, list)
+                  else str(value) for key, value in entry.items()}
+        services.append(BackendService(**values))
+    return tuple(services)
 
 
 def _check_key_url(name: str, value: str) -> None:

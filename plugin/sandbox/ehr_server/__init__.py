@@ -5,11 +5,12 @@ from plugin.sandbox.ehr_server.oauth import Client, LaunchContext
 from plugin.sandbox.ehr_server.server import (
     EhrConfig,
     SandboxEhr,
+    backend_client,
     confidential_client,
     create_ehr_app,
     ehr_of,
     public_client,
 )
 
-__all__ = ["Client", "EhrConfig", "LaunchContext", "SandboxEhr", "confidential_client", "create_ehr_app",
-           "ehr_of", "public_client"]
+__all__ = ["Client", "EhrConfig", "LaunchContext", "SandboxEhr", "backend_client", "confidential_client",
+           "create_ehr_app", "ehr_of", "public_client"]

@@ -11,7 +11,10 @@
 - per-client policy: access token lifetime, scopes the EHR refuses to grant (dropped quietly from
   the grant, or the whole request refused with `invalid_scope` and an `error_description`);
 - several FHIR bases (tenants) under one authorization server: `aud` names one of them, and the
-  token it gets is good on that base only.
+  token it gets is good on that base only;
+- SMART Backend Services: `client_credentials` for private_key_jwt clients registered with that
+  grant (keys by JWK Set URL or inline `jwks`), granting only the `system/` scopes the client is
+  allowed (`system_scopes`); no refresh token, no launch context.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ class Client(ClientMixin):
     # True: a request asking for a refused scope is refused (invalid_scope, with a description)
     # instead of granted without it.
     refuse_with_error: bool = False
+    # Backend services: the grants the client may use, its public keys inline (instead of
+    # jwks_url), and the system/ scopes a client_credentials request may be granted.
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    jwks: dict[str, Any] | None = None
+    system_scopes: frozenset[str] = frozenset()
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -83,7 +91,10 @@ class Client(ClientMixin):
     def get_allowed_scope(self, scope: str | None) -> str:
         if not scope:
             return ""
-        return " ".join(s for s in scope.split() if s not in self.refused_scopes)
+        allowed = [s for s in scope.split() if s not in self.refused_scopes]
+        if "client_credentials" in self.grant_types:  # a backend client: its system/ scopes only
+            allowed = [s for s in allowed if s in self.system_scopes]
+        return " ".join(allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris
@@ -95,7 +106,7 @@ class Client(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in {"authorization_code", "refresh_token"}
+        return grant_type in self.grant_types
 
 
 @dataclass
@@ -289,6 +300,29 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
             refresh_token.refresh_revoked = True
 
 
+class BackendServicesGrant(grants.ClientCredentialsGrant):
+    """client_credentials as SMART Backend Services uses it: private_key_jwt only, `system/`
+    scopes only; a scope outside the client's allowance is dropped from the grant, or the whole
+    request refused (`invalid_scope`) when the client's policy says so."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt"]  # noqa: RUF012
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        client: Client = self.request.client
+        asked = (self.request.payload.scope or "").split()
+        if not asked:
+            raise InvalidScopeError(description="ask for the system/ scopes the service needs")
+        not_system = [s for s in asked if not s.startswith("system/")]
+        if not_system:
+            raise InvalidScopeError(description=f"backend services grant system/ scopes only, not "
+                                                f"{' '.join(not_system)}")
+        refused = [s for s in asked if s in client.refused_scopes or s not in client.system_scopes]
+        if refused and client.refuse_with_error:
+            raise InvalidScopeError(description=f"this EHR does not grant {' '.join(refused)} to "
+                                                f"{client.client_id}")
+
+
 class PrivateKeyJwt(JWTBearerClientAssertion):
     """private_key_jwt per SMART App Launch 2.2 (asymmetric client authentication)."""
 
@@ -310,6 +344,12 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         return True
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
+        if client.jwks is not None:
+            try:
+                return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]  # checked here
+            except (ValueError, JoseError) as exc:
+                raise InvalidClientError(
+                    description=f"client JWK Set unusable: {type(exc).__name__}") from None
         if not client.jwks_url:
             raise InvalidClientError(description="client has no JWK Set URL")
         try:
@@ -342,6 +382,7 @@ class SandboxAuthorizationServer(AuthorizationServer):
             _random_token, _random_token, lambda client, grant_type: client.token_lifetime_s))
         self.register_grant(SmartAuthorizationCodeGrant, [SmartCodeChallenge(required=True)])
         self.register_grant(RotatingRefreshTokenGrant)
+        self.register_grant(BackendServicesGrant)
         self.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(ehr))
 
     def query_client(self, client_id: str) -> Client | None:
@@ -358,7 +399,8 @@ class SandboxAuthorizationServer(AuthorizationServer):
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         """Keep the token and add the launch context to the response (SMART token response)."""
-        context: LaunchContext = request.user
+        # A backend services token acts for no user and no patient.
+        context: LaunchContext = request.user or LaunchContext(None, None, "")
         now = time.time()
         record = Token(access_token=token["access_token"], refresh_token=token.get("refresh_token"),
                        client_id=request.client.client_id, scope=token.get("scope", ""), context=context,

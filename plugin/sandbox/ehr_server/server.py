@@ -170,11 +170,11 @@ class SandboxEhr:
             "jwks_uri": f"{base}/auth/jwks.json",
             "authorization_endpoint": f"{base}/auth/authorize",
             "token_endpoint": f"{base}/auth/token",
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access",
-                                 "online_access", "patient/*.cruds", "user/*.cruds"],
+                                 "online_access", "patient/*.cruds", "user/*.cruds", "system/*.cruds"],
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
             "capabilities": ["launch-ehr", "launch-standalone", "client-public",
@@ -335,11 +335,15 @@ def _launch_from_query(ehr: SandboxEhr) -> str:
 
 
 def client_from_json(body: dict[str, Any]) -> Client:
-    return Client(client_id=body["client_id"], redirect_uris=tuple(body["redirect_uris"]),
+    extra: dict[str, Any] = {}
+    if "grant_types" in body:
+        extra["grant_types"] = tuple(body["grant_types"])
+    return Client(client_id=body["client_id"], redirect_uris=tuple(body.get("redirect_uris", ())),
                   launch_url=body.get("launch_url", ""), auth_method=body.get("auth_method", "none"),
                   jwks_url=body.get("jwks_url"), token_lifetime_s=int(body.get("token_lifetime_s", 3600)),
                   refused_scopes=frozenset(body.get("refused_scopes", ())),
-                  refuse_with_error=bool(body.get("refuse_with_error", False)))
+                  refuse_with_error=bool(body.get("refuse_with_error", False)), jwks=body.get("jwks"),
+                  system_scopes=frozenset(body.get("system_scopes", ())), **extra)
 
 
 def public_client(client_id: str, app_base: str, **policy: Any) -> Client:
@@ -347,6 +351,14 @@ def public_client(client_id: str, app_base: str, **policy: Any) -> Client:
     base = app_base.rstrip("/")
     return Client(client_id=client_id, redirect_uris=(f"{base}/smart/callback",),
                   launch_url=f"{base}/smart/launch", **policy)
+
+
+def backend_client(client_id: str, jwks: dict[str, Any], system_scopes: frozenset[str] | set[str],
+                   **policy: Any) -> Client:
+    """A SMART Backend Services client: client_credentials with private_key_jwt, its public keys
+    registered inline, allowed `system_scopes`."""
+    return Client(client_id=client_id, redirect_uris=(), auth_method="private_key_jwt", jwks=jwks,
+                  grant_types=("client_credentials",), system_scopes=frozenset(system_scopes), **policy)
 
 
 def confidential_client(client_id: str, app_base: str, **policy: Any) -> Client:
