@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
     app.extensions["chartlight.settings"] = settings
     app.add_url_rule("/health", view_func=_health)
+    app.add_url_rule("/metrics", view_func=_metrics)
     from cds_hooks import create_blueprint  # here: cds_hooks uses this module's accessors
 
     app.register_blueprint(create_blueprint(settings))
@@ -61,6 +62,25 @@ def service_fhir_client(settings: Settings) -> FhirClient:
         granted_scopes=parse_scopes(settings.fhir_token_scopes) if settings.fhir_token_scopes else None,
         max_pages=settings.fhir_max_pages,
     )
+
+
+def _metrics() -> Any:
+    """Prometheus metrics of the job table (plugin.metrics), for allowed scrapers only."""
+    from flask import Response, request
+
+    from plugin import metrics
+
+    settings = settings_of(current_app)
+    networks = metrics.allowed_networks(settings.metrics_allowed_networks)
+    if not metrics.allows(networks, settings.metrics_token, request.remote_addr or "",
+                          request.headers.get("Authorization", "")):
+        return Response("forbidden\n", status=403, content_type="text/plain; charset=utf-8")
+    if "chartlight.metrics" not in current_app.extensions:
+        engine = job_store_of(current_app).engine
+        current_app.extensions["chartlight.metrics"] = metrics.metrics_registry(engine)
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    return Response(generate_latest(current_app.extensions["chartlight.metrics"]),
+                    content_type=CONTENT_TYPE_LATEST)
 
 
 def _health() -> Any:

@@ -296,6 +296,13 @@ class Settings:
     # before they expire.
     backend_services: tuple[BackendService, ...] = ()
     backend_token_refresh_ahead_s: float = 60.0
+    # Prometheus metrics (docs/configuration.md "Metrics"): /metrics on the web tier and a
+    # worker's metrics port answer only clients in these networks (CIDR), and with metrics_token
+    # set only requests carrying it as a bearer token; a worker's port listens on
+    # metrics_worker_host.
+    metrics_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_worker_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -317,6 +324,18 @@ class Settings:
         self._check_budgets()
         self._check_engines()
         self._check_backend_services()
+        self._check_metrics()
+
+    def _check_metrics(self) -> None:
+        import ipaddress
+        for cidr in self.metrics_allowed_networks:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(f"metrics_allowed_networks: {cidr!r} is not an IP network (CIDR, e.g. "
+                                  "10.0.0.0/8 or ::1/128)") from None
+        if self.metrics_token is not None and len(self.metrics_token) < 16:
+            raise ConfigError("metrics_token must be at least 16 characters (or unset)")
 
     def _check_backend_services(self) -> None:
         if self.backend_token_refresh_ahead_s < 0:
