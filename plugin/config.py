@@ -303,6 +303,9 @@ class Settings:
     metrics_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     metrics_token: str | None = field(default=None, repr=False)
     metrics_worker_host: str = "127.0.0.1"
+    # SMART sessions (docs/smart-app.md): how long one process may hold a session's refresh
+    # lease (the other processes wait for its new token); a crashed holder's lease ends after it.
+    smart_refresh_lease_s: float = 30.0
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -325,6 +328,10 @@ class Settings:
         self._check_engines()
         self._check_backend_services()
         self._check_metrics()
+        if self.smart_refresh_lease_s <= self.smart_http_timeout_s:
+            raise ConfigError(f"smart_refresh_lease_s ({self.smart_refresh_lease_s:g}) must exceed "
+                              f"smart_http_timeout_s ({self.smart_http_timeout_s:g}): a refresh must end "
+                              "within its lease")
 
     def _check_metrics(self) -> None:
         import ipaddress

@@ -3,13 +3,16 @@
 The session cookie holds only a random id; the tokens stay in the server's store. A FHIR client from
 `fhir_client_for` adds the bearer token to requests for the session's FHIR base (and nowhere else),
 refreshes it shortly before it expires or when the server answers 401, and stores the rotated
-refresh token; a request that still gets 401 after a refresh surfaces as FhirResponseError.
+refresh token; a request that still gets 401 after a refresh surfaces as FhirResponseError. One
+refresh per session at a time across every process on the database (a refresh lease in the
+store, `smart_refresh_lease_s`): the others wait for it and use the new token.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -28,6 +31,7 @@ from smart_launch.store import SessionRecord, secret_hash
 log = logging.getLogger(__name__)
 COOKIE = "chartlight_smart"
 REFRESH_AHEAD_S = 30.0
+LEASE_POLL_S = 0.1
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -155,32 +159,64 @@ class TokenSession(requests.Session):
         return record
 
     def _refresh(self, seen: SessionRecord) -> SessionRecord:
-        with self._runtime.refresh_lock(self._session_id):
+        with self._runtime.refresh_lock(self._session_id):  # this process's threads
             record = self._record()
             if record.version != seen.version:
                 return record  # another request refreshed it meanwhile
             if not record.refresh_token:
                 return record  # nothing to refresh with: the server's 401 will surface
-            ehr = self._runtime.ehr_named(record.ehr)
+            holder = self._lease(record)  # every other process
+            if holder is None:
+                return self._record()  # another process refreshed it while we waited
             try:
-                answer = self._runtime.tokens.refresh(ehr, record.token_endpoint, record.refresh_token)
-            except TokenError as exc:
-                latest = self._record()
-                if latest.version != record.version:
-                    return latest  # another worker process rotated it first
-                if exc.error not in {"invalid_grant", "invalid_client", "unauthorized_client"}:
-                    raise  # the EHR could not be asked: the session may still be good
-                # The EHR ended the grant (refresh token expired or revoked): so does the session.
-                self._runtime.store.delete_session(record.id)
-                log.info("SMART session %s ended: the EHR refused its refresh token", record.id[:12])
-                raise NotLaunched("your EHR sign-in has expired: launch the app again") from None
-            # Rotation: the new refresh token replaces the old one; an EHR that sends none keeps it.
-            self._runtime.store.rotate_tokens(
-                record, access_token=answer.access_token,
-                refresh_token=answer.refresh_token or record.refresh_token,
-                access_expires_at=answer.expires_at, scopes=answer.scope or record.scopes)
-            log.info("refreshed the access token of SMART session %s", record.id[:12])
-            return self._record()  # ours, or the one that won the race
+                record = self._record()
+                if record.version != seen.version:
+                    return record
+                return self._refresh_held(record)
+            finally:
+                self._runtime.store.release_refresh_lease(record.id, holder)
+
+    def _lease(self, record: SessionRecord) -> str | None:
+        """The session's refresh lease (its holder id), or None once another process has stored
+        refreshed tokens. A lease its holder never released (a crash) ends after
+        smart_refresh_lease_s, and is then taken over."""
+        lease_s = self._runtime.settings.smart_refresh_lease_s
+        deadline = time.monotonic() + 2 * lease_s
+        while True:
+            holder = self._runtime.store.try_refresh_lease(record.id, lease_s)
+            if holder is not None:
+                return holder
+            if self._record().version != record.version:
+                return None
+            if time.monotonic() > deadline:
+                raise TokenError("another process is refreshing this session's tokens and has not "
+                                 "finished; try again")
+            time.sleep(LEASE_POLL_S)
+
+    def _refresh_held(self, record: SessionRecord) -> SessionRecord:
+        """Refresh with the lease held: no other process is using this refresh token now."""
+        if not record.refresh_token:
+            return record
+        ehr = self._runtime.ehr_named(record.ehr)
+        try:
+            answer = self._runtime.tokens.refresh(ehr, record.token_endpoint, record.refresh_token)
+        except TokenError as exc:
+            latest = self._record()
+            if latest.version != record.version:
+                return latest  # another worker process rotated it first
+            if exc.error not in {"invalid_grant", "invalid_client", "unauthorized_client"}:
+                raise  # the EHR could not be asked: the session may still be good
+            # The EHR ended the grant (refresh token expired or revoked): so does the session.
+            self._runtime.store.delete_session(record.id)
+            log.info("SMART session %s ended: the EHR refused its refresh token", record.id[:12])
+            raise NotLaunched("your EHR sign-in has expired: launch the app again") from None
+        # Rotation: the new refresh token replaces the old one; an EHR that sends none keeps it.
+        self._runtime.store.rotate_tokens(
+            record, access_token=answer.access_token,
+            refresh_token=answer.refresh_token or record.refresh_token,
+            access_expires_at=answer.expires_at, scopes=answer.scope or record.scopes)
+        log.info("refreshed the access token of SMART session %s", record.id[:12])
+        return self._record()  # ours, or the one that won the race
 
     @staticmethod
     def _with_token(kwargs: dict[str, Any], record: SessionRecord) -> dict[str, Any]:

@@ -4,7 +4,12 @@
   are dropped): single-use, expiring, with the PKCE verifier;
 - sessions, found by the hash of the session cookie: launch context, granted scopes, CSRF token,
   and the access and refresh tokens encrypted at rest (Fernet, key derived from `secret_key` or,
-  without one, from the signing key file).
+  without one, from the signing key file);
+- refresh leases: the one process (of all processes on this database) that may refresh a
+  session's tokens now, until its lease ends. An EHR that rotates refresh tokens revokes the old
+  one on first use, so two processes refreshing with the same refresh token would log the user
+  out (and some EHRs revoke the whole grant on reuse); the others wait and reuse the result. A
+  holder that crashed leaves a lease that simply ends.
 
 Secrets are never stored in the clear: state and cookie values are kept as SHA-256 hashes.
 """
@@ -24,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Boolean, Float, Integer, String, Text, delete, inspect, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from plugin.schema_lock import schema_change
@@ -109,6 +115,14 @@ class _Session(_Base):
     # Added after the first release: add_missing_columns puts them into existing tables.
     fhir_context: Mapped[str | None] = mapped_column(Text, nullable=True)
     requested_scopes: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class _RefreshLease(_Base):
+    __tablename__ = "chartlight_smart_refresh_lease"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))  # random per acquisition
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 LATER_COLUMNS = {"chartlight_smart_session": ("fhir_context", "requested_scopes")}
@@ -220,6 +234,34 @@ class SmartStore:
     def delete_session(self, session_id: str) -> None:
         with Session(self.engine) as db, db.begin():
             db.execute(delete(_Session).where(_Session.id == session_id))
+            db.execute(delete(_RefreshLease).where(_RefreshLease.session_id == session_id))
+
+    # ---- refresh leases ----------------------------------------------------------------------------
+
+    def try_refresh_lease(self, session_id: str, lease_s: float) -> str | None:
+        """Take the session's refresh lease for `lease_s` seconds: a holder id to release it
+        with, or None while another process holds a lease that has not ended. Atomic on SQLite
+        and PostgreSQL (an insert on the key, else a conditional update of an ended lease)."""
+        holder = secrets.token_hex(16)
+        now = self._clock()
+        try:
+            with Session(self.engine) as db, db.begin():
+                db.add(_RefreshLease(session_id=session_id, holder=holder, expires_at=now + lease_s))
+            return holder
+        except IntegrityError:
+            pass  # a lease row exists: take it only if it has ended (its holder crashed or is slow)
+        with Session(self.engine) as db, db.begin():
+            taken = _rowcount(db.execute(
+                update(_RefreshLease).where(_RefreshLease.session_id == session_id,
+                                            _RefreshLease.expires_at < now)
+                .values(holder=holder, expires_at=now + lease_s)))
+        return holder if taken == 1 else None
+
+    def release_refresh_lease(self, session_id: str, holder: str) -> None:
+        """End our lease (a lease that ended and was taken by another holder is left alone)."""
+        with Session(self.engine) as db, db.begin():
+            db.execute(delete(_RefreshLease).where(_RefreshLease.session_id == session_id,
+                                                   _RefreshLease.holder == holder))
 
     # ---- internals -------------------------------------------------------------------------------
 
