@@ -543,6 +543,21 @@ def models_verify(names: tuple[str, ...], no_smoke: bool) -> None:
         raise SystemExit(1)
 
 
+@cli.command("backend-jwks")
+@click.option("--name", help="Only this backend_services entry (its name or fhir_server).")
+def backend_jwks(name: str | None) -> None:
+    """The public JWK Set of each backend_services key, to register with its EHR (the private key
+    never leaves the file)."""
+    from plugin.fhir.backend_services import load_key
+
+    services = [s for s in settings_of(current_app).backend_services
+                if name is None or name in (s.name, s.fhir_server)]
+    if not services:
+        raise click.UsageError(f"no backend_services entry {name!r}" if name else "backend_services is empty")
+    sets = {s.label: {"keys": [_run(lambda s=s: load_key(s)).public_jwk()]} for s in services}
+    click.echo(json.dumps(next(iter(sets.values())) if name else sets, indent=2))
+
+
 def _job(job_id: int) -> Job:
     try:
         return job_store_of(current_app).get(job_id)
