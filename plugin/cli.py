@@ -548,13 +548,15 @@ def models_verify(names: tuple[str, ...], no_smoke: bool) -> None:
 def backend_jwks(name: str | None) -> None:
     """The public JWK Set of each backend_services key, to register with its EHR (the private key
     never leaves the file)."""
+    import functools
+
     from plugin.fhir.backend_services import load_key
 
     services = [s for s in settings_of(current_app).backend_services
                 if name is None or name in (s.name, s.fhir_server)]
     if not services:
         raise click.UsageError(f"no backend_services entry {name!r}" if name else "backend_services is empty")
-    sets = {s.label: {"keys": [_run(lambda s=s: load_key(s)).public_jwk()]} for s in services}
+    sets = {s.label: {"keys": [_run(functools.partial(load_key, s)).public_jwk()]} for s in services}
     click.echo(json.dumps(next(iter(sets.values())) if name else sets, indent=2))
 
 
