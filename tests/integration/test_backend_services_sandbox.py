@@ -13,13 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from cds_hooks.blueprint import PIPELINES_EXTENSION
 from plugin.analysis import service_client_for
-from plugin.config import BackendService, Settings
+from plugin.app import create_app, job_store_of
+from plugin.config import BackendService, Settings, TrustedEhr
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobRunner, JobState, JobStore
+from plugin.pipelines.registry import InstalledPipeline
+from plugin.sandbox.ehr_server.cds import CDS_CLIENT_ID
 from tests.integration.test_jobs_multi_ehr import EXPECTED, NOTHING, put_patient_and_document, results
 from tests.support.backend_ehr import BackendEhr, backend_ehr, openssl_key
 from tests.support.pipelines import fixed_pipeline
+from tests.support.smart_stack import _server
 
 pytestmark = pytest.mark.sandbox
 # What the fixed pipeline's job reads and writes (source vread, conditional writes, Provenance,
@@ -139,3 +144,46 @@ def test_an_expired_token_is_replaced_once_and_a_token_refused_again_fails_clear
                             f"chartlight-b (HTTP 401 to GET /fhir/DocumentReference/{docs[2]}/_history/1)")
     assert ehrs.b.tokens_issued() == 3  # the cached one refused, then exactly one more
     assert ehrs.a.bearers == []
+
+
+def test_a_real_patient_view_hook_from_the_second_ehr_queues_a_job_that_runs_with_its_credentials(
+        sandbox2_url: str, run_id: str, tmp_path: Path) -> None:
+    """EHR B (the sandbox EHR as a CDS client: signed JWT, fhirAuthorization with a read-only,
+    patient-bound token) opens a patient; the hook queues the patient's document; the job, which
+    must write, runs with B's backend-services token, not the hook's read-only one."""
+    hapi_b = FhirClient(sandbox2_url, timeout_s=120)
+    patient, other, doc = f"bh{run_id[:10]}-1", f"bh{run_id[:10]}-2", f"bh{run_id[:10]}-3"
+    put_patient_and_document(hapi_b, (patient, other), doc, owner=patient)
+    key = openssl_key(tmp_path / "ehr-b.pem", "RSA")
+
+    def documents_of(client: FhirClient, patient_id: str) -> list[dict[str, object]]:
+        return list(client.search("DocumentReference", {"subject": f"Patient/{patient_id}", "_id": doc}))
+
+    with _server() as app_server:
+        app_base = f"http://127.0.0.1:{app_server.server_port}"
+        with backend_ehr(sandbox2_url, "chartlight-b", key, set(SCOPES.split()), cds_base=app_base) as ehr_b:
+            settings = Settings(
+                database_url=f"sqlite:///{tmp_path}/jobs.db", cds_public_base_url=app_base,
+                cds_source_check_wait_s=60.0,
+                cds_trusted_ehrs=(TrustedEhr(iss=ehr_b.base, jwks_url=f"{ehr_b.base}/ehr/cds-jwks.json",
+                                             fhir_servers=(ehr_b.fhir_base,), name="ehr-b"),),
+                backend_services=(BackendService(fhir_server=ehr_b.fhir_base, client_id="chartlight-b",
+                                                 private_key_path=str(key), scopes=SCOPES, name="ehr-b"),))
+            app = create_app(settings)
+            app.extensions[PIPELINES_EXTENSION] = {"test-fixed": InstalledPipeline(
+                "test-fixed", "fixed test results", documents_of, fixed_pipeline())}
+            app_server.app = app
+            assert ehr_b.sandbox.cds is not None
+            calls = ehr_b.sandbox.cds.patient_view(patient, "Practitioner/sandbox-clinician")
+            assert calls and [c.problem for c in calls] == [None] * len(calls)
+            store = job_store_of(app)
+            [job] = store.list(limit=10)
+            assert (job.fhir_base_url, job.subject, job.session_id) == (
+                ehr_b.fhir_base, f"Patient/{patient}", "")
+            JobRunner(store, {"test-fixed": fixed_pipeline()}, service_client_for(settings)).run_until_idle()
+            assert store.get(job.id).state is JobState.SUCCEEDED, store.get(job.id).error
+            with ehr_b.sandbox.state.lock:
+                client_of = {t.access_token: t.client_id for t in ehr_b.sandbox.state.tokens.values()}
+            assert {client_of[b] for b in ehr_b.bearers} == {CDS_CLIENT_ID, "chartlight-b"}
+            assert ehr_b.tokens_issued() == 1
+    assert results(hapi_b, f"Patient/{patient}") == EXPECTED

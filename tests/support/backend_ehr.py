@@ -74,10 +74,11 @@ class BackendEhr:
 
 @contextmanager
 def backend_ehr(upstream: str, client_id: str, key: Path, system_scopes: set[str], *, kid: str | None = None,
-                **policy: Any) -> Iterator[BackendEhr]:
+                cds_base: str | None = None, **policy: Any) -> Iterator[BackendEhr]:
+    """`cds_base`: the EHR calls that CDS service's patient-view hooks (`ehr.sandbox.cds`)."""
     with _server() as server:
         base = f"http://127.0.0.1:{server.server_port}"
-        app = create_ehr_app(EhrConfig(base_url=base, fhir_upstream=upstream))
+        app = create_ehr_app(EhrConfig(base_url=base, fhir_upstream=upstream, cds_base=cds_base))
         sandbox = ehr_of(app)
         sandbox.register_client(backend_client(client_id, public_jwks(key, kid), system_scopes, **policy))
         ehr = BackendEhr(sandbox, base, client_id)
