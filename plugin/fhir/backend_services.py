@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.cookiejar
 import json
 import logging
 import secrets
@@ -136,6 +137,8 @@ class BackendTokens:
         self.refresh_ahead_s = refresh_ahead_s
         self.timeout_s = timeout_s
         self._session = session or requests.Session()
+        # Nothing one token exchange received (cookies) goes with the next.
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self._clock = clock
         self._tokens: dict[tuple[str, str], ServiceToken] = {}
         self._keys: dict[tuple[str, str], BackendKey] = {}

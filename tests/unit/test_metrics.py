@@ -14,7 +14,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, update
 
-from plugin.app import create_app
+from plugin.app import create_app, job_store_of
 from plugin.config import Settings
 from plugin.errors import ConfigError
 from plugin.jobs import JobRunner, JobState, JobStore
@@ -40,9 +40,9 @@ def _key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     return (name, tuple(sorted(labels.items())))
 
 
-def _filled_store(path: Path) -> JobStore:
+def _filled_store(url: str) -> JobStore:
     """Jobs on two servers in every state; the failures are the job runner's own."""
-    store = JobStore(f"sqlite:///{path}")
+    store = JobStore(url)
     ehr = FakeEhr(A)
     for n in range(3):
         ehr.add_source(f"d{n}", "Patient/p-secret-7")
@@ -69,9 +69,17 @@ def _filled_store(path: Path) -> JobStore:
     return store
 
 
-def test_metrics_report_queue_depth_age_finished_jobs_and_failures_per_server(tmp_path: Path) -> None:
-    store = _filled_store(tmp_path / "jobs.db")
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/jobs.db"))
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.sandbox)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.db"
+    from tests.support.postgres import new_database
+    return new_database(request.getfixturevalue("postgres_url"))
+
+
+def test_metrics_report_queue_depth_age_finished_jobs_and_failures_per_server(database_url: str) -> None:
+    store = _filled_store(database_url)
+    app = create_app(Settings(database_url=database_url))
     response = app.test_client().get("/metrics")
     assert response.status_code == 200 and response.content_type.startswith("text/plain")
     text = response.get_data(as_text=True)
@@ -92,6 +100,8 @@ def test_metrics_report_queue_depth_age_finished_jobs_and_failures_per_server(tm
                         fhir_server=A)] == 1
     assert samples[_key("chartlight_job_table_up")] == 1
     assert SECRET not in text and "p-secret-7" not in text and "d0" not in text
+    store.engine.dispose()
+    job_store_of(app).engine.dispose()
 
 
 def test_failure_reasons_name_the_error_kinds_the_service_records() -> None:
@@ -151,7 +161,7 @@ def _free_port(host: str) -> int:
 
 
 def test_a_worker_serves_the_same_metrics_on_its_own_port_and_host(tmp_path: Path) -> None:
-    _filled_store(tmp_path / "jobs.db")
+    _filled_store(f"sqlite:///{tmp_path}/jobs.db")
     token = "worker-metrics-token-1234"
     settings = Settings(database_url=f"sqlite:///{tmp_path}/jobs.db", metrics_worker_host="127.0.0.2",
                         metrics_token=token)
