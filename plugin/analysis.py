@@ -55,6 +55,12 @@ def service_client_for(settings: Settings) -> Callable[[Job], FhirClient]:
     static fhir_token (CLI, development) and any other server no token."""
     from plugin.fhir.backend_services import backend_client, tokens_for
     tokens = tokens_for(settings)
+    for ehr in settings.cds_trusted_ehrs:
+        for server in ehr.fhir_servers:
+            own = server.rstrip("/") == settings.fhir_base_url.rstrip("/")
+            if tokens.service_for(server) is None and not own:
+                log.warning("CDS hooks of EHR %s queue jobs for %s, which has no backend_services entry: "
+                            "those jobs will run without a token", ehr.label, server)
 
     def client_for(job: Job) -> FhirClient:
         if job.session_id:  # never the service's credentials for what a clinician started

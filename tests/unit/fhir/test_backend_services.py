@@ -199,6 +199,19 @@ def test_a_job_gets_its_own_servers_backend_client_and_the_static_token_stays_wi
     assert client_for(_job("https://other.example.org/fhir")).access_token is None
 
 
+def test_a_trusted_ehr_server_without_service_credentials_is_warned_about(
+        rsa_pem: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from plugin.config import TrustedEhr
+    service = BackendService("https://ehr-b.example.org/fhir", "svc-b", str(rsa_pem), "system/Patient.rs")
+    trusted = (TrustedEhr(iss="https://ehr-b.example.org", jwks_url="https://ehr-b.example.org/jwks",
+                          fhir_servers=("https://ehr-b.example.org/fhir/", "https://ehr-b.example.org/t2/fhir"),
+                          name="ehr-b"),)
+    service_client_for(Settings(backend_services=(service,), cds_trusted_ehrs=trusted))
+    assert [r.getMessage() for r in caplog.records if r.name == "plugin.analysis"] == [
+        "CDS hooks of EHR ehr-b queue jobs for https://ehr-b.example.org/t2/fhir, which has no "
+        "backend_services entry: those jobs will run without a token"]
+
+
 # ---- the sandbox EHR's token endpoint: as strict as a real EHR -----------------------------------
 
 
