@@ -60,8 +60,10 @@ def test_bad_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_secrets_are_not_in_repr() -> None:
-    settings = Settings(fhir_token="very-secret", secret_key="also-secret")
-    assert "very-secret" not in repr(settings) and "also-secret" not in repr(settings)
+    settings = Settings(fhir_token="very-secret", secret_key="also-secret",
+                        medgemma_remote_api_key="remote-secret", metrics_token="metrics-secret-0123456789")
+    printed = repr(settings)
+    assert not [s for s in ("very-secret", "also-secret", "remote-secret", "metrics-secret") if s in printed]
 
 
 def test_every_setting_is_documented() -> None:
