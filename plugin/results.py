@@ -118,6 +118,9 @@ class MeasuredValue:
     critical: bool = False
     evidence: tuple[Evidence, ...] = ()
     confidence: float | None = None
+    # Parts of a panel measured together (a blood pressure's systolic and diastolic): written as
+    # Observation.component, the value itself then left empty ("").
+    components: tuple[MeasuredValue, ...] = ()
 
 
 ChangeFromPrior = Literal["new", "improved", "stable", "worsened", "resolved"]
@@ -139,7 +142,7 @@ class Finding:
     confidence: float | None = None
 
 
-NarrativeKind = Literal["transcript", "report-draft", "summary"]
+NarrativeKind = Literal["transcript", "report-draft", "summary", "radiology-note", "clinic-note"]
 
 
 @dataclass(frozen=True)
