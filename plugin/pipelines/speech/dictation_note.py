@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fhir_mappers import TEST_WEIGHTS_DISPLAY, normalise_unit
 from fhir_mappers.systems import CS_DOCUMENT_KIND, LOINC, V3_OBSERVATION_VALUE
@@ -199,7 +199,7 @@ def note_result(words: tuple[TimedWord, ...], *, transcript: SourceRef, recordin
 
 def measured_value(value: vitals.SpokenValue) -> MeasuredValue:
     evidence = (AudioEvidence(value.start_s, value.end_s, value.quote),)
-    category = "exam" if value.kind == "measurement" else "vital-signs"
+    category: Literal["exam", "vital-signs"] = "exam" if value.kind == "measurement" else "vital-signs"
     key = f"vital/{value.kind}/{value.first_word}"
     if value.kind == "blood-pressure":
         parts = tuple(MeasuredValue(key=f"{key}/{code}", name=display, value=number, unit=value.unit,

@@ -69,7 +69,10 @@ def tokenize(words: Sequence[str]) -> list[Token]:
             continue
         for part in raw.replace("\u2013", "-").split("-"):
             text = _STRIP.sub("", part)
-            if text.endswith("%") and _DIGITS.match(text[:-1]):
+            ratio = text.split("/")
+            if len(ratio) == 2 and all(_DIGITS.match(p) for p in ratio):  # "128/82" as digits
+                tokens.extend([Token(ratio[0], i), Token("slash", i), Token(ratio[1], i)])
+            elif text.endswith("%") and _DIGITS.match(text[:-1]):
                 tokens.extend([Token(text[:-1], i), Token("percent", i)])
             elif text:
                 tokens.append(Token(text, i))

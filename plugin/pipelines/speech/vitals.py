@@ -246,11 +246,6 @@ def _read_value(tokens: Sequence[Token], words: Sequence[TimedWord], start: int,
 
 
 def _numbers_at(tokens: Sequence[Token], j: int, kind: Kind) -> tuple[SpokenNumber, ...] | None:
-    if j < len(tokens) and kind == "blood-pressure" and "/" in tokens[j].text:
-        parts = tokens[j].text.split("/")  # "128/82" as digits
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            return (SpokenNumber(Decimal(parts[0]), j, j + 1), SpokenNumber(Decimal(parts[1]), j, j + 1))
-        return None
     first = read_number(tokens, j)
     if first is None:
         return None
