@@ -4,6 +4,9 @@ with numbers the dictation never said, cut off; and the note without a model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from fhir_mappers import TEST_WEIGHTS_DISPLAY
 from plugin.pipelines.speech import note as notes
@@ -149,3 +152,12 @@ def test_test_weights_output_is_marked_in_the_note() -> None:
                          note=read(WELL_FORMED), type_texts=[])
     note = result.items[0]
     assert isinstance(note, Narrative) and note.text.startswith(f"> {TEST_WEIGHTS_DISPLAY}")
+
+
+def test_the_example_in_speech_md_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (Path(__file__).resolve().parents[4] / "docs" / "speech.md").read_text("utf-8")
+    section = doc.split("## Structured notes and spoken vital signs", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/speech.md", "exec"), {})  # noqa: S102 -- our own documentation
+    expected = [line[2:].split("     (")[0] for line in code.splitlines() if line.startswith("# ")]
+    assert capsys.readouterr().out.splitlines() == expected
