@@ -35,7 +35,7 @@ RADIOLOGY_WORDS = frozenset({"radiology", "imaging", "ct", "mri", "mr", "x-ray",
                              "impression", "findings", "contrast", "axial", "nodule", "18748-4"})
 CLINIC_WORDS = frozenset({"clinic", "progress", "consult", "consultation", "office", "visit",
                           "subjective", "complains", "presents", "history", "medications",
-                          "examination", "exam", "plan", "follow", "11506-3", "34109-9"})
+                          "examination", "exam", "plan", "follow", "11506-3"})
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 
 

@@ -97,6 +97,9 @@ UNITS: dict[Kind, dict[tuple[str, ...], str]] = {
                     ("mm",): "millimetres", ("centimeters",): "cm", ("centimetres",): "cm",
                     ("centimeter",): "cm", ("centimetre",): "cm", ("cm",): "cm"},
 }
+# The first words of every unit above: one of these after a number that is not a unit of the sign
+# named ("sat up at ninety degrees") means the number measures something else.
+UNIT_WORDS = frozenset(phrase[0] for units in UNITS.values() for phrase in units if phrase[0] != "per")
 # The one unit a sign is measured in, when the speaker need not say it.
 IMPLIED_UNIT: dict[Kind, str] = {"blood-pressure": "mmHg", "heart-rate": "/min",
                                  "respiratory-rate": "/min", "oxygen-saturation": "%"}
@@ -217,8 +220,11 @@ def _read_value(tokens: Sequence[Token], words: Sequence[TimedWord], start: int,
     end = numbers[-1].end
     refusal = _trap(tokens, end, kind)
     multiple = kind == "measurement" and _says(tokens, end, ("by",))
+    after_number = end
     unit, spoken, end = _unit(tokens, end, kind)
     multiple = multiple or kind == "measurement" and _says(tokens, end, ("by",))
+    if refusal is None and end == after_number and end < len(tokens) and tokens[end].text in UNIT_WORDS:
+        refusal = f"the number is followed by {tokens[end].text!r}, not a unit of {NAMES[kind].lower()}"
     values = tuple(n.value for n in numbers)
     if refusal is None and unit is None:
         refusal = "no unit was spoken, and this sign has more than one"

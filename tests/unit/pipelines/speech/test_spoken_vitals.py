@@ -129,6 +129,9 @@ UTTERANCES: list[tuple[str, list[tuple[str, tuple[str, ...], str]]]] = [
     ("weight two weeks ago", []),
     ("three tablets of paracetamol", []),
     ("in two thousand and twenty four", []),
+    ("the patient sat up at ninety degrees", []),  # "sat" the verb, degrees not a saturation unit
+    ("height is four millimetres", []),  # a length, but not a unit of body height
+    ("sat in the chair for twenty minutes", []),
 ]
 
 
