@@ -217,38 +217,41 @@ def _read_value(tokens: Sequence[Token], words: Sequence[TimedWord], start: int,
     numbers = _numbers_at(tokens, j, kind)
     if numbers is None:
         return None
-    end = numbers[-1].end
-    refusal = _trap(tokens, end, kind)
-    multiple = kind == "measurement" and _says(tokens, end, ("by",))
-    after_number = end
-    unit, spoken, end = _unit(tokens, end, kind)
-    multiple = multiple or kind == "measurement" and _says(tokens, end, ("by",))
-    if refusal is None and end == after_number and end < len(tokens) and tokens[end].text in UNIT_WORDS:
-        refusal = f"the number is followed by {tokens[end].text!r}, not a unit of {NAMES[kind].lower()}"
+    number_end = numbers[-1].end
+    unit, spoken, end = _unit(tokens, number_end, kind)
     values = tuple(n.value for n in numbers)
-    if refusal is None and unit is None:
-        refusal = "no unit was spoken, and this sign has more than one"
-    if refusal is None and kind == "temperature" and unit == "":
+    if kind == "temperature" and unit == "":
         unit = _scale_of(values[0])
-        refusal = None if unit else "no scale was spoken and the value fits neither Celsius nor Fahrenheit"
-    if multiple:
-        refusal = "more than one dimension was spoken; only single sizes are taken"
+    refusal = _why_refused(tokens, kind, values, unit, number_end, end)
     structure = _structure_before(tokens, start) if kind == "measurement" else None
     if structure is not None:  # the quote names what was measured
         start = structure[1]
     first_word, last_word = tokens[start].word, tokens[end - 1].word
     quote = " ".join(w.text for w in words[first_word:last_word + 1])
-    if refusal is None:
-        assert unit is not None
-        refusal = _out_of_range(kind, unit, values)
-    if refusal is not None:
-        return Refusal(first_word, last_word, quote, refusal)
-    assert unit is not None
+    if refusal is not None or unit is None:
+        return Refusal(first_word, last_word, quote, refusal or "no unit")
     name = f"{structure[0].capitalize()} size" if structure is not None else NAMES[kind]
     context = "room air" if kind == "oxygen-saturation" and _says(tokens, end, ("on", "room", "air")) \
         else ""
     return SpokenValue(kind, name, values, unit, spoken, first_word, last_word,
                        words[first_word].start_s, words[last_word].end_s, quote, context)
+
+
+def _why_refused(tokens: Sequence[Token], kind: Kind, values: tuple[Decimal, ...], unit: str | None,
+                 number_end: int, unit_end: int) -> str | None:
+    """Why the number(s) read for `kind` are not taken as its value, or None."""
+    following = tokens[number_end].text if number_end < len(tokens) else ""
+    if following in NOT_VITAL:
+        return f"the number is followed by {following!r}: a dose, time, count or date"
+    if kind == "measurement" and "by" in (following, *(t.text for t in tokens[unit_end:unit_end + 1])):
+        return "more than one dimension was spoken; only single sizes are taken"
+    if unit_end == number_end and following in UNIT_WORDS:
+        return f"the number is followed by {following!r}, not a unit of {NAMES[kind].lower()}"
+    if unit is None:
+        return "no unit was spoken, and this sign has more than one"
+    if unit == "":
+        return "no scale was spoken and the value fits neither Celsius nor Fahrenheit"
+    return _out_of_range(kind, unit, values)
 
 
 def _numbers_at(tokens: Sequence[Token], j: int, kind: Kind) -> tuple[SpokenNumber, ...] | None:
@@ -262,12 +265,6 @@ def _numbers_at(tokens: Sequence[Token], j: int, kind: Kind) -> tuple[SpokenNumb
         if second is not None:
             return (first, second)
     return None  # a blood pressure is two numbers; "pressure" followed by one is something else
-
-
-def _trap(tokens: Sequence[Token], end: int, kind: Kind) -> str | None:
-    if end < len(tokens) and tokens[end].text in NOT_VITAL:
-        return f"the number is followed by {tokens[end].text!r}: a dose, time, count or date"
-    return None
 
 
 def _unit(tokens: Sequence[Token], end: int, kind: Kind) -> tuple[str | None, bool, int]:
