@@ -82,7 +82,8 @@ def to_observation(
     carries no time of its own (e.g. the study date of an imaging finding). `device` is the
     reference of the model's Device: naming it ties each result to the model version."""
     extensions = evidence_extensions(item.evidence, item.confidence)
-    resource: JsonDict = {"resourceType": "Observation", "meta": ai_meta(model)}
+    dictated = isinstance(item, MeasuredValue) and item.dictated
+    resource: JsonDict = {"resourceType": "Observation", "meta": ai_meta(model, dictated=dictated)}
     if source.resource_type not in DERIVED_FROM_TYPES:
         extensions.append(derived_from_extension(source))
     if extensions:

@@ -121,6 +121,7 @@ class MeasuredValue:
     # Parts of a panel measured together (a blood pressure's systolic and diastolic): written as
     # Observation.component, the value itself then left empty ("").
     components: tuple[MeasuredValue, ...] = ()
+    dictated: bool = False  # read from a dictation: labelled DICTAST as well as AIAST
 
 
 ChangeFromPrior = Literal["new", "improved", "stable", "worsened", "resolved"]

@@ -144,6 +144,7 @@ def test_scripted_note_vitals_provenance_and_reruns(fhir: FhirClient, run_id: st
     assert [(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"], c["valueQuantity"]["code"])
             for c in bp["component"]] == [("8480-6", 128, "mm[Hg]"), ("8462-4", 82, "mm[Hg]")]
     assert bp["category"][0]["coding"][0]["code"] == "vital-signs"
+    assert {s["code"] for s in bp["meta"]["security"]} >= {"AIAST", "DICTAST"}
     assert len(ours(fhir, "Observation", subject)) == 2  # updated, not duplicated; no dose
     provenances = list(fhir.search("Provenance", {"target": f"DocumentReference/{note['id']}"}))
     latest = max(provenances, key=lambda p: p["recorded"] + p["id"])

@@ -207,14 +207,14 @@ def measured_value(value: vitals.SpokenValue) -> MeasuredValue:
                       for (code, display), number in zip(BP_PARTS, value.values, strict=True))
         return MeasuredValue(key=key, name=value.name, value="", code=Coding(LOINC, *CODES[value.kind]),
                              category=category, method=READER_METHOD, evidence=evidence,
-                             components=parts)
+                             components=parts, dictated=True)
     code = None
     if value.kind in CODES:
         arterial = value.kind == "oxygen-saturation" and any(
             w in value.quote.lower().split() for w in ("arterial", "sao2"))
         code = Coding(LOINC, *(ARTERIAL_SATURATION if arterial else CODES[value.kind]))
     return MeasuredValue(key=key, name=value.name, value=value.values[0], unit=value.unit, code=code,
-                         category=category, method=READER_METHOD, evidence=evidence)
+                         category=category, method=READER_METHOD, evidence=evidence, dictated=True)
 
 
 def note_markdown(note: notes.StructuredNote, found: tuple[vitals.SpokenValue, ...], *,

@@ -16,7 +16,7 @@ def test_a_blood_pressure_panel_has_coded_components_and_no_value_of_its_own() -
              MeasuredValue("bp/d", "Diastolic blood pressure", Decimal(82), "mmHg",
                            code=Coding(LOINC, "8462-4"), category="vital-signs"))
     panel = MeasuredValue("bp", "Blood pressure", "", code=Coding(LOINC, "85354-9", "Blood pressure panel"),
-                          category="vital-signs", components=parts)
+                          category="vital-signs", components=parts, dictated=True)
     resource = to_observation(panel, subject="Patient/1", source=SourceRef("DocumentReference", "2", "1"),
                               identifier={"system": "urn:x", "value": "1"},
                               model=ModelInfo("m", "1", ("Deterministic-AI",)))
@@ -25,3 +25,4 @@ def test_a_blood_pressure_panel_has_coded_components_and_no_value_of_its_own() -
     assert [(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"], c["valueQuantity"]["code"])
             for c in resource["component"]] == [("8480-6", 128, "mm[Hg]"), ("8462-4", 82, "mm[Hg]")]
     assert resource["component"][0]["code"]["coding"][0]["display"] == "Systolic blood pressure"
+    assert [s["code"] for s in resource["meta"]["security"]] == ["AIAST", "DICTAST"]
