@@ -44,6 +44,9 @@ READER = ModelInfo(name="chartlight/spoken-vitals", version=PIPELINE_VERSION,
                    kinds=("Deterministic-AI",), display="chartlight spoken vital-sign reader")
 READER_METHOD = "Read from the dictation transcript by chartlight's deterministic spoken-number reader"
 MAX_DETAILS_BYTES = 20 * 1024 * 1024
+# About two hours of speech, some 25,000 prompt tokens: well inside Gemma 3's 128k window. A longer
+# transcript is not sent to the model (its vital signs are still read).
+MAX_NOTE_WORDS = 15_000
 # LOINC for each sign; a measurement is coded by the observation mapper from its name.
 CODES: dict[str, tuple[str, str]] = {
     "blood-pressure": ("85354-9", "Blood pressure panel with all children optional"),
@@ -108,6 +111,9 @@ class DictationNotePipeline:
         audio = recording_of(context.client, source, where)
         type_texts = _type_texts(audio[1]) if audio[1] else []
         missing = self.engine_missing()
+        if not missing and len(words) > MAX_NOTE_WORDS:
+            missing = (f"the transcript has {len(words)} words, over the {MAX_NOTE_WORDS} a note is "
+                       "structured from")
         note = None
         model = READER
         if not missing:
