@@ -218,3 +218,7 @@ class PipelineResult:
     other_sources: tuple[SourceRef, ...] = field(default=())
     # DICOM SOP Instance UIDs whose pixels the model was shown (imaging), for the Provenance.
     instances_used: tuple[str, ...] = ()
+    # What the written resources' identifiers are derived from, when not `source` at its version:
+    # a note made from our own transcript is one note per transcript (the transcript's id alone),
+    # updated when the transcript changes and left alone when only its review status did.
+    identity: SourceRef | None = None

@@ -158,6 +158,14 @@ def test_scripted_note_vitals_provenance_and_reruns(fhir: FhirClient, run_id: st
                   subject)
     assert not summary["created"] and not summary["updated"] and summary["provenance"] is None
 
+    # A clinician signs the transcript (a new version, the same words): the note job for that
+    # version finds its note and Observations unchanged, and writes no second note.
+    transcript = fhir.update({**fhir.read("DocumentReference", transcript["id"]), "docStatus": "final"})
+    summary = run(store, fhir, DictationNotePipeline(engine=ScriptedEngine(ANSWER, "v1")), transcript,
+                  subject)
+    assert transcript["meta"]["versionId"] == "2"
+    assert not summary["created"] and not summary["updated"] and len(summary["unchanged"]) == 3
+
     # A clinician signs the note; a new model version leaves it as signed.
     fhir.update({**note_of(fhir, subject), "docStatus": "final"})
     signed = note_of(fhir, subject)

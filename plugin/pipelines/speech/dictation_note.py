@@ -200,7 +200,10 @@ def note_result(words: tuple[TimedWord, ...], *, transcript: SourceRef, recordin
     return PipelineResult(
         pipeline=PIPELINE, pipeline_version=PIPELINE_VERSION, source=transcript, model=model,
         items=(narrative, *values), problems=tuple(problems),
-        other_sources=(recording,) if recording is not None else ())
+        other_sources=(recording,) if recording is not None else (),
+        # One note per transcript: a clinician signing the transcript (a new version, the same
+        # words) must not make a second note, and new words update the note.
+        identity=SourceRef(transcript.resource_type, transcript.id, ""))
 
 
 def measured_value(value: vitals.SpokenValue) -> MeasuredValue:

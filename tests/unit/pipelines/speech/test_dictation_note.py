@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_mappers import TEST_WEIGHTS_DISPLAY
+from fhir_mappers import TEST_WEIGHTS_DISPLAY, item_identifier
 from plugin.pipelines.speech import note as notes
 from plugin.pipelines.speech.dictation_note import READER, note_result
 from plugin.pipelines.speech.transcript_words import TimedWord, segments_of
@@ -161,3 +161,12 @@ def test_the_example_in_speech_md_prints_what_it_says(capsys: pytest.CaptureFixt
     exec(compile(code, "docs/speech.md", "exec"), {})  # noqa: S102 -- our own documentation
     expected = [line[2:].split("     (")[0] for line in code.splitlines() if line.startswith("# ")]
     assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_a_transcript_version_that_only_a_review_made_keeps_the_same_note_identifiers() -> None:
+    first, signed = (note_result(WORDS, transcript=SourceRef("DocumentReference", "7", version, "abc"),
+                                 recording=None, model=MEDGEMMA, note=read(WELL_FORMED), type_texts=[])
+                     for version in ("1", "2"))
+    keys = [item.key for item in first.items]
+    assert [item_identifier(first, k) for k in keys] == [item_identifier(signed, k) for k in keys]
+    assert signed.source.versioned_reference == "DocumentReference/7/_history/2"  # Provenance's entity
