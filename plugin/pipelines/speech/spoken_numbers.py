@@ -64,7 +64,7 @@ def tokenize(words: Sequence[str]) -> list[Token]:
             if mapped is None:
                 tokens.append(Token(BOUNDARY, i))
             elif mapped != "-":  # a spoken hyphen joins its neighbours: no token of its own
-                tokens.append(Token(mapped, i))
+                tokens.append(Token(mapped, i + consumed - 1))  # "{ percent }" ends at its "}"
             i += consumed
             continue
         for part in raw.replace("\u2013", "-").split("-"):

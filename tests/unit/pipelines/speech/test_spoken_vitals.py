@@ -86,6 +86,8 @@ UTTERANCES: list[tuple[str, list[tuple[str, tuple[str, ...], str]]]] = [
     ("pulse ox ninety two percent", [("oxygen-saturation", ("92",), "%")]),
     ("o2 sats of eighty eight percent on two liters", [("oxygen-saturation", ("88",), "%")]),
     ("sats a hundred percent", [("oxygen-saturation", ("100",), "%")]),
+    ("sats ninety four { percent } on room air", [("oxygen-saturation", ("94",), "%")]),  # split braces
+    ("temp thirty eight {period", [("temperature", ("38",), "Cel")]),  # a brace lost
     # weight and height: the unit must be spoken
     ("weight seventy two kilograms", [("weight", ("72",), "kg")]),
     ("weighs one hundred sixty pounds", [("weight", ("160",), "[lb_av]")]),
@@ -182,3 +184,8 @@ def test_verify_refuses_a_value_whose_words_do_not_say_it(change: str) -> None:
         "range": SpokenValue(**{**value.__dict__, "last_word": 40}),
     }[change]
     assert not verify(forged, words)
+
+
+def test_a_command_spoken_as_a_unit_is_quoted_to_its_closing_brace() -> None:
+    value = extract(words_of("sats ninety four { percent } on room air")).values[0]
+    assert value.quote == "sats ninety four { percent }"
