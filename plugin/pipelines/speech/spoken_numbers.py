@@ -85,8 +85,10 @@ def tokenize(words: Sequence[str]) -> list[Token]:
 def _brace_command(words: Sequence[str], i: int) -> tuple[int, str]:
     """How many words from i make one brace command, and its name ("" when unknown)."""
     for length in (3, 2, 1):
+        if i + length > len(words):
+            continue
         name = " ".join(w.strip().lower() for w in words[i:i + length]).strip("{} ")
-        closed = "}" in words[min(i + length, len(words)) - 1]
+        closed = "}" in words[i + length - 1]
         if name in COMMANDS and (closed or length == 1):
             return length, name
     return 1, words[i].strip().lower().strip("{} ")
