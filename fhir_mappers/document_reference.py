@@ -21,15 +21,20 @@ from .systems import CS_DOCUMENT_KIND, LOINC, US_CORE_DOCUMENTREFERENCE_CATEGORY
 NOTE = ("34109-9", "Note")
 IMAGING_REPORT = ("18748-4", "Diagnostic imaging study")
 LAB_REPORT = ("11502-2", "Laboratory report")  # used by the structured-results document
+PROGRESS_NOTE = ("11506-3", "Progress note")
 NARRATIVE_TYPES: dict[NarrativeKind, tuple[str, str]] = {
     "transcript": NOTE,
     "report-draft": IMAGING_REPORT,
     "summary": NOTE,
+    "radiology-note": IMAGING_REPORT,
+    "clinic-note": PROGRESS_NOTE,
 }
 DOCUMENT_KIND_DISPLAYS = {
     "transcript": "Transcript of dictation",
     "report-draft": "Report draft",
     "summary": "Summary",
+    "radiology-note": "Structured radiology note from dictation",
+    "clinic-note": "Structured clinic note (SOAP) from dictation",
     "structured-results": "Structured results",
 }
 

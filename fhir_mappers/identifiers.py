@@ -40,17 +40,18 @@ def result_identifier(source: SourceRef, pipeline: str, item_key: str) -> JsonDi
 
 def item_identifier(result: PipelineResult, item_key: str) -> JsonDict:
     """An item's (Observation's or narrative DocumentReference's) identifier."""
-    return result_identifier(result.source, result.pipeline, item_key)
+    return result_identifier(result.identity or result.source, result.pipeline, item_key)
 
 
 def report_identifier(result: PipelineResult, group: ReportGroup) -> JsonDict:
     """A report group's (DiagnosticReport's) identifier; kept apart from item keys by a prefix."""
-    return result_identifier(result.source, result.pipeline, REPORT_KEY_PREFIX + group.key)
+    return result_identifier(result.identity or result.source, result.pipeline,
+                             REPORT_KEY_PREFIX + group.key)
 
 
 def structured_results_identifier(result: PipelineResult) -> JsonDict:
     """The identifier of the structured-results DocumentReference (the degraded write path)."""
-    return result_identifier(result.source, result.pipeline, STRUCTURED_RESULTS_KEY)
+    return result_identifier(result.identity or result.source, result.pipeline, STRUCTURED_RESULTS_KEY)
 
 
 def device_identifier(model: ModelInfo) -> JsonDict:

@@ -82,7 +82,8 @@ def to_observation(
     carries no time of its own (e.g. the study date of an imaging finding). `device` is the
     reference of the model's Device: naming it ties each result to the model version."""
     extensions = evidence_extensions(item.evidence, item.confidence)
-    resource: JsonDict = {"resourceType": "Observation", "meta": ai_meta(model)}
+    dictated = isinstance(item, MeasuredValue) and item.dictated
+    resource: JsonDict = {"resourceType": "Observation", "meta": ai_meta(model, dictated=dictated)}
     if source.resource_type not in DERIVED_FROM_TYPES:
         extensions.append(derived_from_extension(source))
     if extensions:
@@ -112,6 +113,8 @@ def _measured(
     if when is not None:
         resource["effectiveDateTime"] = fhir_datetime(when)
     resource.update(_value(item.value, item.unit))
+    if item.components:
+        resource["component"] = [_component(part) for part in item.components]
     interpretation = measured_interpretation(item)
     if interpretation:
         resource["interpretation"] = interpretation_concepts(interpretation)
@@ -139,6 +142,12 @@ def _finding(resource: JsonDict, item: Finding, subject: str, effective: datetim
         resource["bodySite"] = site
     if item.change is not None:
         resource["component"] = [change_component(item.change)]
+
+
+def _component(part: MeasuredValue) -> JsonDict:
+    """One part of a panel (a systolic pressure): its code and value."""
+    return {"code": lab_code(part, numeric=is_numeric_result(part.value)),
+            **_value(part.value, part.unit)}
 
 
 def is_numeric_result(value: Decimal | str) -> bool:

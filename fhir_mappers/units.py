@@ -120,6 +120,12 @@ _add("[in_i]", "in", "inch", "inches")
 _add("g", "g")
 _add("cm", "cm")
 _add("kg/m2", "kg/m2", "kg/m^2")
+# Lengths as dictation spells them; never the bare codes, which lower-cased are also mM and M
+# (millimolar, molar).
+for _spelling in ("millimetre", "millimetres", "millimeter", "millimeters"):
+    _TABLE[_key(_spelling)] = ("mm", "mm")
+for _spelling in ("metre", "metres", "meter", "meters"):
+    _TABLE[_key(_spelling)] = ("m", "m")
 
 
 def normalise_unit(printed: str) -> Unit:

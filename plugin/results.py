@@ -118,6 +118,10 @@ class MeasuredValue:
     critical: bool = False
     evidence: tuple[Evidence, ...] = ()
     confidence: float | None = None
+    # Parts of a panel measured together (a blood pressure's systolic and diastolic): written as
+    # Observation.component, the value itself then left empty ("").
+    components: tuple[MeasuredValue, ...] = ()
+    dictated: bool = False  # read from a dictation: labelled DICTAST as well as AIAST
 
 
 ChangeFromPrior = Literal["new", "improved", "stable", "worsened", "resolved"]
@@ -139,7 +143,7 @@ class Finding:
     confidence: float | None = None
 
 
-NarrativeKind = Literal["transcript", "report-draft", "summary"]
+NarrativeKind = Literal["transcript", "report-draft", "summary", "radiology-note", "clinic-note"]
 
 
 @dataclass(frozen=True)
@@ -214,3 +218,7 @@ class PipelineResult:
     other_sources: tuple[SourceRef, ...] = field(default=())
     # DICOM SOP Instance UIDs whose pixels the model was shown (imaging), for the Provenance.
     instances_used: tuple[str, ...] = ()
+    # What the written resources' identifiers are derived from, when not `source` at its version:
+    # a note made from our own transcript is one note per transcript (the transcript's id alone),
+    # updated when the transcript changes and left alone when only its review status did.
+    identity: SourceRef | None = None

@@ -37,6 +37,7 @@ from .views.context import (
     style_cache_of,
 )
 from .views.dictation import MAX_DICTATION_BYTES, dictation_source
+from .views.dictation_note import NOTE_KINDS, note_view
 from .views.evidence import audio_bytes, document_bytes, page_png
 from .views.imaging import frame_png, prior_study_reference
 from .views.inputs import KIND_TITLES, InputRow, Status, job_statuses, patient_inputs, statuses
@@ -336,11 +337,17 @@ def source_review(resource_type: str, resource_id: str) -> Any:
     words: tuple[Word, ...] = ()
     transcript = next((i for i in items if i.result.kind == "document" and i.result.value == "transcript"),
                       None)
+    note = None
     if transcript is not None:
         words = transcript_words(transcript.result.resource)
+        # The structured note is made from the transcript, so it names the transcript as source.
+        note = next((i for i in record.items if source_of(i) == transcript.reference
+                     and i.result.kind == "document" and i.result.value in NOTE_KINDS), None)
     return render_template(
         "app_source.html", smart=session, abilities=Abilities.of(session), row=rows[0], kind=kind,
-        items=items, words=words, transcript=transcript, state=_statuses(session, rows, record)[rows[0].key],
+        items=items, words=words, transcript=transcript, note=note,
+        note_view=note_view(note.result.resource) if note else None,
+        state=_statuses(session, rows, record)[rows[0].key],
         banner=banner_of(client, _patient(session)) if session.need_patient_banner else None)
 
 

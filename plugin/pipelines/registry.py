@@ -52,6 +52,7 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     # One MedGemma per process: imaging shares the documents' engine unless it uses the test model.
     imaging = imaging_pipeline(settings, engine=None if settings.test_models else doc_engine)
     guard = test_models.sandbox_only if settings.test_models else (lambda pipeline: pipeline)
+    note = dictation_note_pipeline(settings, doc_engine, guard)
     return {
         documents.PIPELINE: InstalledPipeline(
             documents.PIPELINE, "lab reports (PDF, scans, photos) -> lab Observations",
@@ -62,8 +63,30 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             unavailable_reason=speech_pipeline.unavailable_reason(),
             engine_note="the tiny random-weight test MedASR: TEST OUTPUT, not clinical"
             if settings.test_models else ""),
+        note.name: note,
         imaging.name: imaging,
     }
+
+
+def dictation_note_pipeline(settings: Settings, engine: VisionLanguageEngine,
+                            guard: Callable[[Pipeline], Pipeline]) -> InstalledPipeline:
+    """Transcripts -> a structured note (MedGemma: the test model with test_models) and the
+    vital signs spoken in them (always: a deterministic reader)."""
+    from plugin.pipelines.speech import dictation_note
+
+    if settings.test_models:
+        engine = medgemma_engine(settings)
+    pipeline = dictation_note.DictationNotePipeline(
+        dictation_note.NoteOptions(attachment_allowed_hosts=settings.attachment_allowed_hosts),
+        engine)
+    missing = pipeline.engine_missing()
+    note = ("the tiny random-weight test MedGemma structures the note: TEST OUTPUT, not clinical"
+            if settings.test_models else "MedGemma 1.5 structures the note; every sentence cites its audio"
+            if not missing else f"{missing}: the note is not structured, only the vital signs are read")
+    return InstalledPipeline(
+        dictation_note.PIPELINE,
+        "dictation transcripts -> structured note and vital-sign Observations (MedGemma)",
+        dictation_note.find_sources, guard(pipeline), engine_note=note)
 
 
 def medgemma_engine(settings: Settings) -> VisionLanguageEngine:

@@ -200,6 +200,32 @@ function initTranscript() {
   }));
 }
 
+// ---- structured note: a sentence plays the words it came from --------------------------------
+
+function initNoteSentences() {
+  const audio = document.querySelector('audio[data-testid="audio"]');
+  const sentences = Array.from(document.querySelectorAll(".note-sentence"));
+  if (!audio || !sentences.length) return;
+  let stopAt = null;
+  audio.addEventListener("timeupdate", () => {
+    if (stopAt !== null && audio.currentTime >= stopAt) {
+      audio.pause();
+      stopAt = null;
+    }
+  });
+  const play = (sentence) => {
+    audio.currentTime = parseFloat(sentence.dataset.start);
+    stopAt = parseFloat(sentence.dataset.end);
+    audio.play();
+  };
+  sentences.forEach((sentence) => {
+    sentence.addEventListener("click", () => play(sentence));
+    sentence.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); play(sentence); }
+    });
+  });
+}
+
 // ---- imaging: localisation boxes over the image -------------------------------------------------
 
 function initImageBoxes() {
@@ -319,6 +345,7 @@ document.addEventListener("DOMContentLoaded", () => {
   initEvidence();
   initReviewActions();
   initTranscript();
+  initNoteSentences();
   initImageBoxes();
   initDictation();
 });
