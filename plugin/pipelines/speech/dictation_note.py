@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from fhir_mappers import TEST_WEIGHTS_DISPLAY, normalise_unit
@@ -128,9 +129,10 @@ class DictationNotePipeline:
         context.report_progress(0.9, "reading vital signs")
         transcript = SourceRef("DocumentReference", source["id"], source["meta"]["versionId"],
                                hashlib.sha256(details).hexdigest())
-        return note_result(words, transcript=transcript, recording=audio[0], model=model,
-                           note=note, type_texts=type_texts,
-                           unstructured_reason=missing and f"{missing}: the note was not structured")
+        result = note_result(words, transcript=transcript, recording=audio[0], model=model,
+                             note=note, type_texts=type_texts,
+                             unstructured_reason=missing and f"{missing}: the note was not structured")
+        return with_recorded_time(result, recorded_at(audio[1]) if audio[1] else None)
 
     def _details(self, context: JobContext, source: dict[str, Any], where: str) -> bytes:
         for content in source.get("content", []):
@@ -204,6 +206,35 @@ def note_result(words: tuple[TimedWord, ...], *, transcript: SourceRef, recordin
         # One note per transcript: a clinician signing the transcript (a new version, the same
         # words) must not make a second note, and new words update the note.
         identity=SourceRef(transcript.resource_type, transcript.id, ""))
+
+
+def recorded_at(recording: dict[str, Any]) -> datetime | None:
+    """When the dictation was recorded, as the recording itself says (Media.createdDateTime, the
+    attachment's creation, DocumentReference.date): the time its vital signs are charted at.
+    None when it says nothing usable; the Observations then carry no time rather than a guess."""
+    if recording.get("resourceType") == "Media":
+        attachments = [recording.get("content") or {}]
+    else:
+        attachments = [c.get("attachment") or {} for c in recording.get("content") or []]
+    candidates = [recording.get("createdDateTime"), *(a.get("creation") for a in attachments),
+                  recording.get("date")]
+    for value in candidates:
+        if isinstance(value, str) and "T" in value:  # a full date-time, not a bare date
+            try:
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if when.tzinfo is not None:
+                return when
+    return None
+
+
+def with_recorded_time(result: PipelineResult, when: datetime | None) -> PipelineResult:
+    if when is None:
+        return result
+    items = tuple(replace(item, effective=when) if isinstance(item, MeasuredValue) else item
+                  for item in result.items)
+    return replace(result, items=items)
 
 
 def measured_value(value: vitals.SpokenValue) -> MeasuredValue:

@@ -17,8 +17,8 @@ import requests
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobContext, JobState
-from plugin.pipelines.speech.dictation_note import MAX_NOTE_WORDS, DictationNotePipeline
-from plugin.results import ModelInfo, Narrative
+from plugin.pipelines.speech.dictation_note import MAX_NOTE_WORDS, DictationNotePipeline, recorded_at
+from plugin.results import MeasuredValue, ModelInfo, Narrative
 from tests.support.fake_transport import Reply, ScriptedAdapter, session_with
 
 BASE = "https://ehr.example/fhir"
@@ -27,7 +27,7 @@ SECURITY = [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValu
             for code in ("AIAST", "DICTAST")]
 KIND = {"coding": [{"system": "https://chartlight.dev/fhir/CodeSystem/document-kind", "code": "transcript"}]}
 MEDIA = {"resourceType": "Media", "id": "m1", "meta": {"versionId": "2"}, "status": "completed",
-         "subject": {"reference": "Patient/p1"},
+         "subject": {"reference": "Patient/p1"}, "createdDateTime": "2026-11-30T09:15:00+01:00",
          "type": {"coding": [{"system": "http://loinc.org", "code": "18748-4"}], "text": "CT chest"}}
 
 
@@ -110,3 +110,24 @@ def test_what_is_not_a_transcript_is_refused() -> None:
     source = {**transcript(["x"]), "meta": {"versionId": "1"}}  # no AI labels: a clinician's document
     with pytest.raises(InputError, match="is not a chartlight dictation transcript"):
         DictationNotePipeline(engine=Answers())(context(source))
+
+
+def test_vital_signs_are_charted_at_the_time_the_recording_says_it_was_made() -> None:
+    result = DictationNotePipeline(engine=Answers())(context(transcript(
+        ["heart", "rate", "seventy", "two"])))
+    values = [i for i in result.items if isinstance(i, MeasuredValue)]
+    assert [v.effective for v in values] == [datetime.fromisoformat("2026-11-30T09:15:00+01:00")]
+
+
+@pytest.mark.parametrize(("recording", "expected"), [
+    ({"resourceType": "Media", "content": {"creation": "2026-11-29T08:00:00Z"}}, "2026-11-29T08:00:00+00:00"),
+    ({"resourceType": "DocumentReference", "date": "2026-11-28T07:00:00Z",
+      "content": [{"attachment": {"contentType": "audio/wav"}}]}, "2026-11-28T07:00:00+00:00"),
+    ({"resourceType": "Media", "createdDateTime": "2026-11-30"}, None),  # a day: no time to chart at
+    ({"resourceType": "Media", "createdDateTime": "2026-11-30T09:15:00"}, None),  # no zone: ambiguous
+    ({"resourceType": "DocumentReference"}, None),
+])
+def test_the_recording_time_is_taken_only_as_a_full_zoned_date_time(recording: dict[str, Any],
+                                                                    expected: str | None) -> None:
+    when = recorded_at(recording)
+    assert (when.isoformat() if when else None) == expected
