@@ -44,3 +44,33 @@ def uid(*parts: object) -> str:
 def as_stored(values: np.ndarray, ds: Dataset) -> np.ndarray:
     """`values` in the stored pixel type of `ds`."""
     return values.astype(ds.pixel_array.dtype)
+
+
+def with_modality_lut(ds: Dataset, *, first: int = 0) -> Dataset:
+    """`ds` with a non-linear Modality LUT Sequence (a square-root curve, 16-bit output) that
+    replaces its slope and intercept (PS3.3 C.11.1)."""
+    stored = ds.pixel_array
+    entries = int(stored.max()) - first + 1
+    curve = np.sqrt(np.arange(entries, dtype=np.float64) / max(entries - 1, 1)) * 4000.0
+    item = Dataset()
+    item.LUTDescriptor = [entries, first, 16]
+    item.ModalityLUTType = "HU" if ds.Modality == "CT" else "US"
+    item.LUTData = [int(v) for v in np.round(curve)]
+    item["LUTData"].VR = "US"
+    ds.ModalityLUTSequence = [item]
+    for name in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+        if name in ds:
+            delattr(ds, name)
+    return ds
+
+
+def with_voi_lut(ds: Dataset, *, first: int, entries: int, bits: int = 12) -> Dataset:
+    """`ds` with a VOI LUT Sequence (a cubic curve) whose input range is the modality values
+    `first`..`first + entries - 1` (PS3.3 C.11.2)."""
+    curve = (np.linspace(0.0, 1.0, entries) ** 3) * (2**bits - 1)
+    item = Dataset()
+    item.LUTDescriptor = [entries, first, bits]
+    item.LUTData = [int(v) for v in np.round(curve)]
+    item["LUTData"].VR = "US"
+    ds.VOILUTSequence = [item]
+    return ds

@@ -179,28 +179,28 @@ class _Preparation:
         if kind == "ct-volume":
             slices = []
             for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
-                slope, intercept = _slope_intercept(ds_instance.dataset)
-                itemsize = np.dtype(preprocessing.hu_dtype(frame, slope, intercept)).itemsize
+                itemsize = np.dtype(preprocessing.modality_work_dtype(frame, ds_instance.dataset)).itemsize
                 # The HU copy and up to two temporaries of its size.
                 with self._holding(frame.size * itemsize * 3, "windowing a CT slice"):
-                    hu = preprocessing.rescale_hu(frame, slope, intercept)
+                    hu = preprocessing.modality_values(frame, ds_instance.dataset, compact=True)
                     self.budget.charge(frame.size * 3, "a windowed CT slice")
                     slices.append(preprocessing.ct_rgb(hu))
                     del hu
                 self.report(0.8 + 0.2 * (index + 1) / total, f"slices prepared {index + 1}/{total}")
             choices["windows_hu"] = {name: [low, high] for name, low, high in preprocessing.CT_WINDOWS}
-            choices["units"] = "HU (RescaleSlope/RescaleIntercept)"
+            choices["units"] = ("HU (Modality LUT Sequence)" if "ModalityLUTSequence" in decoded[0].dataset
+                                else "HU (RescaleSlope/RescaleIntercept)")
         else:
             # The volume's range from each slice's stored extremes: the rescale is linear, so
             # no float copy of the whole volume is kept (85 float64 slices were, before).
-            ranges = [preprocessing.rescaled_range(f, *_slope_intercept(d.dataset))
+            ranges = [preprocessing.modality_range(f, d.dataset)
                       for f, d in zip(stacks, decoded, strict=True)]
             low = min(r[0] for r in ranges)
             high = max(r[1] for r in ranges)
             slices = []
             for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
                 with self._holding(_float_work_bytes(frame), "normalising an MR slice"):
-                    value = preprocessing.rescale(frame, *_slope_intercept(ds_instance.dataset))
+                    value = preprocessing.modality_values(frame, ds_instance.dataset)
                     self.budget.charge(frame.size * 3, "a normalised MR slice")
                     slices.append(preprocessing.mr_gray(value, low, high))
                     del value
@@ -322,10 +322,6 @@ def _check_identity(decoded: DecodedInstance, header: InstanceHeader) -> None:
         raise InputError(where, f"the file fetched is instance {ds.get('SOPInstanceUID', '?')}")
     if (int(ds.Rows), int(ds.Columns)) != (header.rows, header.columns):
         raise InputError(where, "the file fetched does not match its metadata (rows/columns)")
-
-
-def _slope_intercept(ds: Any) -> tuple[float, float]:
-    return float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
 
 
 def _float_work_bytes(frame: np.ndarray) -> int:
