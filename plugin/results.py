@@ -214,3 +214,6 @@ class PipelineResult:
     other_sources: tuple[SourceRef, ...] = field(default=())
     # DICOM SOP Instance UIDs whose pixels the model was shown (imaging), for the Provenance.
     instances_used: tuple[str, ...] = ()
+    # What was done to the inputs that a reader of the Provenance should know (e.g. an imaging
+    # study's slices flipped to the standard display orientation): one sentence each.
+    preparation: tuple[str, ...] = ()

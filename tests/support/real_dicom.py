@@ -74,3 +74,51 @@ def with_voi_lut(ds: Dataset, *, first: int, entries: int, bits: int = 12) -> Da
     item["LUTData"].VR = "US"
     ds.VOILUTSequence = [item]
     return ds
+
+
+def reoriented_pixels(standard: np.ndarray, row_direction: tuple[int, int],
+                      column_direction: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The stored pixels of a frame whose rows run along `row_direction` and columns along
+    `column_direction` ((dx, dy) unit steps in the standard frame's columns and rows), showing the
+    same anatomy as `standard`. Made from the geometry alone: each stored pixel (i, j) lies at
+    j x row + i x column from the stored origin, the origin placed so all land on the frame.
+    Returns the stored pixels and the (column, row) of the standard frame its first pixel shows."""
+    rows, cols = standard.shape[:2]
+    row_step, column_step = np.array(row_direction), np.array(column_direction)
+    along_x = row_step[0] != 0
+    shape = (rows, cols) if along_x else (cols, rows)
+    i, j = np.indices(shape)
+    dx = j * row_step[0] + i * column_step[0]
+    dy = j * row_step[1] + i * column_step[1]
+    return standard[dy - dy.min(), dx - dx.min()], (int(-dx.min()), int(-dy.min()))
+
+
+def ct_series(*, study_uid: str, series_uid: str, row: tuple[float, float, float] = (1, 0, 0),
+              column: tuple[float, float, float] = (0, 1, 0), count: int = 6,
+              spacing: float = 5.0) -> tuple[list[bytes], list[np.ndarray]]:
+    """`count` axial CT slices made from CT_small.dcm with ImageOrientationPatient (row, column)
+    (axis-aligned in the axial plane), pixels rewritten to match; slice k is CT_small shifted
+    k pixels right, so each slice differs. Returns the files and each slice's standard-display
+    pixels (stored values), head first."""
+    template = bundled("CT_small.dcm")
+    origin = np.array([float(v) for v in template.ImagePositionPatient])
+    pixel_mm = float(template.PixelSpacing[0])
+    files, standards = [], []
+    for k in range(count):
+        standard = np.roll(template.pixel_array, k, axis=1)
+        stored, (x0, y0) = reoriented_pixels(standard, (int(row[0]), int(row[1])),
+                                             (int(column[0]), int(column[1])))
+        ds = bundled("CT_small.dcm")
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = uid(series_uid, k)
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = [float(v) for v in (*row, *column)]
+        position = origin + np.array([x0 * pixel_mm, y0 * pixel_mm, -spacing * k])
+        ds.ImagePositionPatient = [round(float(v), 4) for v in position]
+        ds.SliceLocation = round(float(position[2]), 4)
+        ds.Rows, ds.Columns = stored.shape
+        ds.PixelData = np.ascontiguousarray(stored).astype(template.pixel_array.dtype).tobytes()
+        files.append(part10(ds))
+        standards.append(standard)
+    return files, standards

@@ -178,7 +178,8 @@ class ImagingPipeline:
             pipeline=PIPELINE, pipeline_version=f"{PIPELINE_VERSION}+prompt.{PROMPT_VERSION}",
             source=study.source, model=model, items=(*findings, narrative), reports=reports,
             problems=tuple(problems), other_sources=(prior.source,) if prior is not None else (),
-            instances_used=tuple(dict.fromkeys(used)))
+            instances_used=tuple(dict.fromkeys(used)),
+            preparation=tuple(_preparation_notes(study, prior)))
 
     def _findings(self, reading: Reading, study: PreparedStudy
                   ) -> tuple[list[Finding], list[InputProblem]]:
@@ -242,6 +243,16 @@ def _image_evidence(study: PreparedStudy, image: PreparedImage, *, box: Box | No
                     ) -> ImageEvidence:
     return ImageEvidence(study.study_uid, image.series_uid, image.instance_uid, frame=image.frame,
                          slice_index=image.slice_index, box=box)
+
+
+def _preparation_notes(study: PreparedStudy, prior: PreparedStudy | None) -> list[str]:
+    """The orientation of each study's images as shown to the model, for the Provenance."""
+    notes = []
+    for name, prepared in (("study", study), ("prior study", prior)):
+        text = ((prepared.choices.get("orientation") or {}).get("text") if prepared else None)
+        if text:
+            notes.append(f"{name} images: {text}")
+    return notes
 
 
 def _conclusion(reading: Reading | None, findings: list[Finding]) -> str:

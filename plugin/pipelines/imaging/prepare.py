@@ -22,7 +22,7 @@ from plugin.budget import DEFAULT_JOB_MEMORY_BYTES, MemoryBudget
 from plugin.config import Settings
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
-from plugin.pipelines.imaging import preprocessing
+from plugin.pipelines.imaging import orientation, preprocessing
 from plugin.pipelines.imaging.instance_headers import InstanceHeader
 from plugin.pipelines.imaging.pixels import DecodedInstance, decode_instance
 from plugin.pipelines.imaging.prepared import PreparedImage, PreparedStudy, StudyKind
@@ -57,6 +57,9 @@ class ImagingOptions:
     max_study_bytes: int = 1024 * MB  # everything read for one study
     max_pixels: int = 100_000_000  # rows x columns x frames x samples of one instance
     max_volume_side: int = 512
+    # The side MedGemma's image processor resizes every image to (REFERENCE.md): a larger
+    # radiograph is resized to it here, before the engine encodes it, so no more is sent.
+    model_image_side: int = preprocessing.MODEL_IMAGE_SIDE
     fetch_workers: int = 4
     # What one study's preparation may hold in memory: fetched files, inflated data sets, decoded
     # pixels and their float copies (setting job_memory_bytes).
@@ -64,8 +67,10 @@ class ImagingOptions:
     session: requests.Session | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if min(self.max_slices, self.fetch_workers, self.max_volume_side, self.memory_bytes) < 1:
-            raise ValueError("max_slices, fetch_workers, max_volume_side and memory_bytes must be positive")
+        if min(self.max_slices, self.fetch_workers, self.max_volume_side, self.memory_bytes,
+               self.model_image_side) < 1:
+            raise ValueError("max_slices, fetch_workers, max_volume_side, model_image_side and "
+                             "memory_bytes must be positive")
 
 
 def imaging_options(settings: Settings) -> ImagingOptions:
@@ -172,9 +177,13 @@ class _Preparation:
 
     def _volume(self, plan: VolumePlan, kind: StudyKind) -> tuple[list[PreparedImage], dict[str, Any]]:
         chosen = [plan.ordered[i] for i in plan.sampled]
+        try:
+            reorientation = orientation.from_image_orientation(plan.ordered[0].orientation or ())
+        except orientation.ObliqueError as exc:
+            raise InputError(f"{self.where} series {plan.series_uid}", str(exc)) from None
         decoded = self._fetch_and_decode(chosen)
         stacks = [self._single_frame(d, h) for d, h in zip(decoded, chosen, strict=True)]
-        choices: dict[str, Any] = {"kind": kind, **plan.choices}
+        choices: dict[str, Any] = {"kind": kind, **plan.choices, "orientation": reorientation.record()}
         total = len(chosen)
         if kind == "ct-volume":
             slices = []
@@ -209,12 +218,13 @@ class _Preparation:
         images = []
         for number, (pixels, header, ordered_index) in enumerate(
                 zip(slices, chosen, plan.sampled, strict=True), start=1):
-            image = preprocessing.fit_within(preprocessing.to_rgb_image(pixels), self.options.max_volume_side)
+            shown = preprocessing.to_rgb_image(reorientation.apply(pixels))
+            image = preprocessing.fit_within(shown, self.options.max_volume_side)
             images.append(PreparedImage(image=image, series_uid=header.series_uid,
                                         instance_uid=header.instance_uid, frame=1, label=f"SLICE {number}",
                                         original_size=(header.columns, header.rows),
-                                        slice_index=ordered_index))
-        if images and images[0].image.size != images[0].original_size:
+                                        slice_index=ordered_index, reorientation=reorientation))
+        if images and images[0].image.size != reorientation.display_size(images[0].original_size):
             choices["resized_to"] = list(images[0].image.size)
         return images, choices
 
@@ -233,23 +243,32 @@ class _Preparation:
             raise InputError(where, f"a {columns}x{rows} radiograph is {ratio:.0f} times longer than "
                                     f"wide (more than {preprocessing.MAX_ASPECT_RATIO}): not a "
                                     "radiograph the model can read once padded to a square")
-        # The square, its RGB array and the RGB image, charged before any is made.
+        # The square, its RGB array, the RGB image and its resized copy, charged before any is made.
         side = max(rows, columns)
-        self.budget.charge(side * side * 7, f"padding a {columns}x{rows} radiograph to {side}x{side}")
+        resized = min(side, self.options.model_image_side)
+        self.budget.charge(side * side * 7 + resized * resized * 3,
+                           f"padding a {columns}x{rows} radiograph to {side}x{side}")
         try:
             with self._holding(_float_work_bytes(frame), "scaling the radiograph for display"):
                 gray, display = preprocessing.projection_gray(frame, decoded.dataset)
         except ValueError as exc:
             raise InputError(where, str(exc)) from None
-        square, padding = preprocessing.pad_to_square(gray)
+        reorientation = orientation.from_patient_orientation(decoded.dataset.get("PatientOrientation"))
+        square, padding = preprocessing.pad_to_square(reorientation.apply(gray))
+        padded = preprocessing.to_rgb_image(square)
+        shown = preprocessing.to_model_side(padded, self.options.model_image_side)
         self.report(1.0, "slices prepared 1/1")
-        image = PreparedImage(image=preprocessing.to_rgb_image(square), series_uid=header.series_uid,
+        image = PreparedImage(image=shown, series_uid=header.series_uid,
                               instance_uid=header.instance_uid, frame=1, label="",
-                              original_size=(frame.shape[1], frame.shape[0]), padding=padding)
+                              original_size=(frame.shape[1], frame.shape[0]), padding=padding,
+                              reorientation=reorientation)
         choices = {"kind": "projection", **plan.choices, "voi": display.voi,
                    "window": list(display.window) if display.window else None,
-                   "inverted": display.inverted, "padding": list(padding),
-                   "padded_size": list(image.image.size), "frames_in_instance": decoded.frame_count}
+                   "inverted": display.inverted, "orientation": reorientation.record(),
+                   "padding": list(padding), "padded_size": list(padded.size),
+                   "frames_in_instance": decoded.frame_count}
+        if shown.size != padded.size:
+            choices["resized_to"] = list(shown.size)
         return [image], choices
 
     # ---- fetching --------------------------------------------------------------------------

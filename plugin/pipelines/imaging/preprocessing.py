@@ -28,6 +28,10 @@ CT_WINDOWS: tuple[tuple[str, float, float], ...] = (
     ("B", 0.0, 80.0),
 )
 MAX_VOLUME_SIDE = 512
+# Gemma 3's image processor resizes every image to 896x896, bilinear (REFERENCE.md; transformers'
+# Gemma3ImageProcessor). A larger padded radiograph is resized to it before encoding, with the
+# same filter, so the processor's own resize is then a no-op and the model sees the same pixels.
+MODEL_IMAGE_SIDE = 896
 # Long-leg and whole-spine radiographs are about 1:3; a strip beyond this is not a radiograph.
 MAX_ASPECT_RATIO = 10
 
@@ -219,6 +223,16 @@ def fit_within(image: Image.Image, max_side: int = MAX_VOLUME_SIDE) -> Image.Ima
     scale = max_side / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def to_model_side(square: Image.Image, side: int = MODEL_IMAGE_SIDE) -> Image.Image:
+    """A padded square larger than `side` resized to `side` x `side` (bilinear, as the model's
+    processor does); never upscaled (the processor does that itself, and the request stays small)."""
+    if square.width != square.height:
+        raise ValueError(f"expected a square image, got {square.width}x{square.height}")
+    if square.width <= side:
+        return square
+    return square.resize((side, side), Image.Resampling.BILINEAR)
 
 
 def _first(value: object) -> float:

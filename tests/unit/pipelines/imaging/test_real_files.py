@@ -3,18 +3,36 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
 import numpy as np
 import pytest
+import requests
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import ExplicitVRLittleEndian
 
+from plugin.engines.test_models.tiny_gemma import tiny_processor
 from plugin.errors import InputError
-from plugin.pipelines.imaging import preprocessing
+from plugin.fhir import FhirClient
+from plugin.pipelines.imaging import orientation, preprocessing
+from plugin.pipelines.imaging.boxes import to_pixel_box
 from plugin.pipelines.imaging.pixels import decode_instance
-from tests.support.real_dicom import bundled, damaged_codestream, with_modality_lut, with_voi_lut
+from plugin.pipelines.imaging.prepare import ImagingOptions, prepare_study
+from plugin.pipelines.imaging.prepared import PreparedStudy
+from plugin.sandbox.synthetic.dicom_file import part10_bytes
+from tests.support.dicom_builders import radiograph_dataset
+from tests.support.fake_transport import Reply, ScriptedAdapter, session_with
+from tests.support.real_dicom import (
+    bundled,
+    ct_series,
+    damaged_codestream,
+    reoriented_pixels,
+    with_modality_lut,
+    with_voi_lut,
+)
 
 
 @pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "MR_small_RLE.dcm"])
@@ -86,3 +104,115 @@ def test_the_headers_window_function_is_used(function: str) -> None:
     assert (low, high) == (-32768 - 1024, 32767 - 1024)  # signed 16-bit stored range, rescaled
     assert (gray == _pydicom_display(ds, low, high)).all()
     assert display.voi == ("window C/W" if function == "LINEAR" else f"window C/W ({function})")
+
+
+# ---- in-plane orientation -------------------------------------------------------------------
+
+AXIAL_DIRECTIONS = [((1, 0), (0, 1)), ((1, 0), (0, -1)), ((-1, 0), (0, 1)), ((-1, 0), (0, -1)),
+                    ((0, 1), (1, 0)), ((0, 1), (-1, 0)), ((0, -1), (1, 0)), ((0, -1), (-1, 0))]
+
+
+@pytest.mark.parametrize(("row", "column"), AXIAL_DIRECTIONS)
+def test_every_axis_aligned_axial_slice_is_shown_in_standard_orientation(
+        row: tuple[int, int], column: tuple[int, int]) -> None:
+    standard = bundled("CT_small.dcm").pixel_array
+    stored, _ = reoriented_pixels(standard, row, column)
+    turn = orientation.from_image_orientation((*row, 0, *column, 0))
+    assert turn.plane == "axial" and turn.oblique_degrees == 0
+    assert (turn.apply(stored) == standard).all()
+    assert turn.changes_pixels == ((row, column) != ((1, 0), (0, 1)))
+
+
+def test_coronal_and_sagittal_standards() -> None:
+    coronal = orientation.from_image_orientation((1, 0, 0, 0, 0, -1))
+    sagittal = orientation.from_image_orientation((0, 1, 0, 0, 0, -1))
+    assert (coronal.plane, coronal.changes_pixels) == ("coronal", False)
+    assert (sagittal.plane, sagittal.changes_pixels) == ("sagittal", False)
+    upside_down_sagittal = orientation.from_image_orientation((0, 1, 0, 0, 0, 1))
+    assert upside_down_sagittal.flip_rows and not upside_down_sagittal.flip_columns
+
+
+def _rotated_axial(degrees: float) -> tuple[float, ...]:
+    a = np.radians(degrees)
+    return (np.cos(a), np.sin(a), 0.0, -np.sin(a), np.cos(a), 0.0)
+
+
+def test_an_oblique_plane_is_shown_as_the_nearest_standard_up_to_30_degrees() -> None:
+    turn = orientation.from_image_orientation(_rotated_axial(20))
+    assert turn.plane == "axial" and not turn.changes_pixels
+    assert round(turn.oblique_degrees, 6) == 20
+    assert "oblique, 20 degrees from the nearest standard orientation" in turn.describe()
+    with pytest.raises(orientation.ObliqueError, match="lie 40 degrees from the nearest patient axis"):
+        orientation.from_image_orientation(_rotated_axial(40))
+
+
+def prepare_files(files: list[bytes], **options: object) -> PreparedStudy:
+    """prepare_study on DICOM files attached to a study (the Binary route, scripted FHIR)."""
+    def answer(request: requests.PreparedRequest) -> Reply:
+        url = request.url or ""
+        if "/DocumentReference" in url:
+            return Reply(body=json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": [
+                {"resource": {"resourceType": "DocumentReference", "id": str(i), "status": "current",
+                              "content": [{"attachment": {"contentType": "application/dicom",
+                                                          "url": f"Binary/{i}"}}]}}
+                for i in range(len(files))]}).encode())
+        return Reply(body=files[int(url.rsplit("/", 1)[1])], headers={"Content-Type": "application/dicom"})
+
+    client = FhirClient("https://ehr.example.org/fhir", session=session_with(ScriptedAdapter(answer)))
+    study = {"resourceType": "ImagingStudy", "id": "s1", "meta": {"versionId": "1"},
+             "status": "available", "subject": {"reference": "Patient/1"}}
+    return prepare_study(client, study, ImagingOptions(fetch_workers=1, **options))  # type: ignore[arg-type]
+
+
+def test_an_upside_down_ct_reaches_the_model_the_right_way_up() -> None:
+    # The issue's case: ImageOrientationPatient column direction (0, -1, 0).
+    upright, standards = ct_series(study_uid="2.25.1", series_uid="2.25.11")
+    flipped, _ = ct_series(study_uid="2.25.2", series_uid="2.25.21", column=(0, -1, 0))
+    expected = prepare_files(upright)
+    got = prepare_files(flipped)
+    assert got.choices["orientation"]["text"] == \
+        "axial: flipped upside down to the standard display orientation"
+    assert expected.choices["orientation"]["text"] == "axial: already in the standard display orientation"
+    for a, b in zip(expected.images, got.images, strict=True):
+        assert (np.asarray(a.image) == np.asarray(b.image)).all()
+    # Head first, and each image is its standard slice, windowed.
+    hu = standards[0].astype(np.float64) + float(bundled("CT_small.dcm").RescaleIntercept)
+    assert (np.asarray(got.images[0].image) == preprocessing.ct_rgb(hu)).all()
+
+
+def test_a_transposed_radiograph_is_turned_and_its_boxes_map_back_exactly() -> None:
+    # A 1955 x 1300 coronal radiograph made from CT_small, stored with its rows running to the
+    # feet and its columns to the patient's left (PatientOrientation F\L: transposed).
+    base = bundled("CT_small.dcm").pixel_array.astype(np.int32) + 2000
+    standard = np.kron(base, np.ones((11, 16), dtype=np.int32))[:1300, :1955].astype(np.uint16)
+    standard[400:520, 300:700] = 4095  # the thing to find, in display coordinates
+    stored, _ = reoriented_pixels(standard, (0, 1), (1, 0))  # rows to F, columns to L
+    ds = radiograph_dataset(stored)
+    ds.PatientOrientation = ["F", "L"]
+    prepared = prepare_files([part10_bytes(ds, ExplicitVRLittleEndian)])
+    (image,) = prepared.images
+    assert prepared.choices["orientation"]["transposed"] is True
+    assert prepared.choices["padded_size"] == [1955, 1955] and prepared.choices["resized_to"] == [896, 896]
+    assert image.image.size == (896, 896) and image.padding == (0, 327)
+    # The box the model would give for the marked region, from the display geometry alone.
+    side, top = 1955, 327
+    box_2d = [(400 + top) / side * 1000, 300 / side * 1000, (520 + top) / side * 1000, 700 / side * 1000]
+    box = to_pixel_box(box_2d, image)
+    ys, xs = np.nonzero(stored == 4095)
+    assert (box.x0, box.y0, box.x1, box.y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    # And the model's image shows it where the box says.
+    shown = np.asarray(image.image)[..., 0]
+    centre = (round((400 + 520) / 2 + top) * 896 // side, round(500 * 896 / side))
+    assert shown[centre] == 255
+
+
+def test_the_resized_radiograph_is_what_the_models_processor_makes_of_the_full_one() -> None:
+    pixels = np.kron(bundled("CT_small.dcm").pixel_array, np.ones((3, 3), dtype=np.int16))
+    full = preprocessing.to_rgb_image(((pixels - pixels.min()) * 255 // np.ptp(pixels)).astype(np.uint8))
+    processor = tiny_processor()
+    side = processor.image_processor.size["height"]
+    small = preprocessing.to_model_side(full, side)
+    assert small.size == (side, side)
+    as_full = processor.image_processor(images=[full], return_tensors="np")["pixel_values"]
+    as_small = processor.image_processor(images=[small], return_tensors="np")["pixel_values"]
+    assert (as_full == as_small).all()
