@@ -122,3 +122,22 @@ def ct_series(*, study_uid: str, series_uid: str, row: tuple[float, float, float
         files.append(part10(ds))
         standards.append(standard)
     return files, standards
+
+
+def enhanced_ct(classic: list[bytes], *, series_uid: str, instance_uid: str,
+                syntax: str = "1.2.840.10008.1.2.1") -> bytes:
+    """A classic CT series made one Enhanced CT instance by highdicom's legacy conversion (the
+    functional groups a scanner writes: plane position and orientation, pixel measures, pixel
+    value transformation, frame VOI LUT), its SOP class set to Enhanced CT Image Storage, and its
+    frames compressed to `syntax` when that is a compressed one."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    slices = [dcmread(io.BytesIO(f)) for f in classic]
+    converted = LegacyConvertedEnhancedCTImage(slices, series_instance_uid=series_uid, series_number=90,
+                                               sop_instance_uid=instance_uid, instance_number=1)
+    ds = dcmread(io.BytesIO(part10(converted)))
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if syntax != "1.2.840.10008.1.2.1":
+        ds.compress(syntax, encoding_plugin="pylibjpeg", generate_instance_uid=False)
+    return part10(ds)

@@ -79,6 +79,12 @@ def decode_instance(data: bytes, *, source: str, max_pixels: int, budget: Memory
         budget.release(read_bytes)
 
 
+def decode_dataset(ds: Dataset, *, source: str, max_pixels: int, budget: MemoryBudget) -> DecodedInstance:
+    """Decode a data set already in memory (a frame fetched on its own: frames.frame_dataset),
+    with the same checks as a file; the decoded frames stay charged to `budget`."""
+    return _decode(ds, source=source, max_pixels=max_pixels, budget=budget, first_frame_only=False)
+
+
 def _decode(ds: Dataset, *, source: str, max_pixels: int, budget: MemoryBudget,
             first_frame_only: bool) -> DecodedInstance:
     transfer_syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))

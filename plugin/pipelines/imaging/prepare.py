@@ -23,8 +23,9 @@ from plugin.config import Settings
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
 from plugin.pipelines.imaging import orientation, preprocessing
+from plugin.pipelines.imaging.frames import frame_dataset
 from plugin.pipelines.imaging.instance_headers import InstanceHeader
-from plugin.pipelines.imaging.pixels import DecodedInstance, decode_instance
+from plugin.pipelines.imaging.pixels import DecodedInstance, decode_dataset, decode_instance
 from plugin.pipelines.imaging.prepared import PreparedImage, PreparedStudy, StudyKind
 from plugin.pipelines.imaging.series_selection import (
     ProjectionPlan,
@@ -221,7 +222,8 @@ class _Preparation:
             shown = preprocessing.to_rgb_image(reorientation.apply(pixels))
             image = preprocessing.fit_within(shown, self.options.max_volume_side)
             images.append(PreparedImage(image=image, series_uid=header.series_uid,
-                                        instance_uid=header.instance_uid, frame=1, label=f"SLICE {number}",
+                                        instance_uid=header.instance_uid, frame=header.frame or 1,
+                                        label=f"SLICE {number}",
                                         original_size=(header.columns, header.rows),
                                         slice_index=ordered_index, reorientation=reorientation))
         if images and images[0].image.size != reorientation.display_size(images[0].original_size):
@@ -281,7 +283,7 @@ class _Preparation:
         source, total, done = self.source, len(headers), 0
         claimed = 0
         for header in headers:
-            pixels = header.rows * header.columns * max(header.frames, 1)
+            pixels = header.rows * header.columns * (1 if header.frame else max(header.frames, 1))
             if pixels > self.options.max_pixels:
                 raise InputError(f"instance {header.instance_uid}", f"{header.rows}x{header.columns}x"
                                  f"{header.frames} pixels exceed the {self.options.max_pixels}-pixel limit")
@@ -290,8 +292,10 @@ class _Preparation:
 
         def work(header: InstanceHeader) -> tuple[bytes, DecodedInstance]:
             self._check_budget()  # the study limit, before this download
-            data = source.fetch(header)
             where = f"instance {header.instance_uid}"
+            if header.frame is not None:
+                return self._fetch_frame(header, where)
+            data = source.fetch(header)
             return data, decode_instance(data, source=where, max_pixels=self.options.max_pixels,
                                          budget=self.budget, first_frame_only=True)
 
@@ -310,6 +314,24 @@ class _Preparation:
             # A bad instance stops the study: the fetches not started yet are not made.
             pool.shutdown(wait=True, cancel_futures=True)
         return results
+
+    def _fetch_frame(self, header: InstanceHeader, where: str) -> tuple[bytes, DecodedInstance]:
+        """One frame of an enhanced instance by WADO-RS frame retrieval. Its byte budget: twice
+        the native frame (a compressed frame is smaller; a little larger at worst) plus 64 KiB."""
+        assert self.source is not None and header.frame is not None
+        where = f"{where} frame {header.frame}"
+        attributes = dict(header.frame_attributes)
+        native = header.rows * header.columns * int(attributes.get("SamplesPerPixel") or 1) * \
+            max(int(attributes.get("BitsAllocated") or 16) // 8, 1)
+        data, syntax = self.source.fetch_frame(header, 2 * native + 64 * 1024)
+        self.budget.charge(len(data), "holding a fetched frame")
+        try:
+            dataset = frame_dataset(header, data, syntax)
+            decoded = decode_dataset(dataset, source=where, max_pixels=self.options.max_pixels,
+                                     budget=self.budget)
+        finally:
+            self.budget.release(len(data))
+        return data, decoded
 
     @contextmanager
     def _holding(self, nbytes: int, what: str) -> Iterator[None]:

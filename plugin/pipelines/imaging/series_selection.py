@@ -128,9 +128,11 @@ def order_slices(headers: Sequence[InstanceHeader], *, source: str) -> tuple[lis
     if not headers:
         raise InputError(source, "the series has no images")
     for header in headers:
-        if header.frames != 1:
+        if header.frames != 1 and header.frame is None:
             raise InputError(f"{source} instance {header.instance_uid}",
-                             f"multi-frame volume instances ({header.frames} frames) are not supported")
+                             f"a multi-frame instance ({header.frames} frames) is read frame by frame "
+                             "from its per-frame functional groups through DICOMweb; this one has "
+                             "none, or came as a DICOM attachment")
         if header.position is None or header.orientation is None:
             raise InputError(f"{source} instance {header.instance_uid}",
                              "ImagePositionPatient or ImageOrientationPatient is missing")

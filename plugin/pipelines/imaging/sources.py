@@ -22,6 +22,7 @@ from plugin.fhir import FhirClient
 from plugin.fhir.attachments import resolve_attachment
 from plugin.fhir.urls import UnsafeUrl, is_under, normalise_url
 from plugin.pipelines.imaging.dicomweb import DicomWebClient
+from plugin.pipelines.imaging.frames import frame_headers, has_functional_groups
 from plugin.pipelines.imaging.instance_headers import (
     InstanceHeader,
     header_from_json,
@@ -46,6 +47,8 @@ class InstanceSource(Protocol):
     def series_headers(self) -> dict[str, list[InstanceHeader]]: ...
 
     def fetch(self, header: InstanceHeader) -> bytes: ...
+
+    def fetch_frame(self, header: InstanceHeader, max_bytes: int) -> tuple[bytes, str]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -94,11 +97,23 @@ class DicomWebSource:
                 raise InputError(where, f"the study's series metadata passes the {self.max_study_bytes}"
                                         "-byte study limit")
             items = self.client.series_metadata(self.study_uid, series_uid)
-            found[series_uid] = [header_from_json(item, source=where) for item in items]
+            headers: list[InstanceHeader] = []
+            for item in items:
+                header = header_from_json(item, source=where)
+                if header.frames > 1 and has_functional_groups(item):
+                    headers += frame_headers(header, item, source=f"{where} instance {header.instance_uid}")
+                else:
+                    headers.append(header)
+            found[series_uid] = headers
         return found
 
     def fetch(self, header: InstanceHeader) -> bytes:
         return self.client.instance(header.study_uid, header.series_uid, header.instance_uid)
+
+    def fetch_frame(self, header: InstanceHeader, max_bytes: int) -> tuple[bytes, str]:
+        assert header.frame is not None
+        return self.client.frame(header.study_uid, header.series_uid, header.instance_uid, header.frame,
+                                 max_bytes=max_bytes)
 
     def describe(self) -> dict[str, Any]:
         return {"route": self.route, "endpoint": self.client.base_url,
@@ -165,6 +180,10 @@ class BinarySource:
     def fetch(self, header: InstanceHeader) -> bytes:
         with self._lock:
             return self._files[header.instance_uid]
+
+    def fetch_frame(self, header: InstanceHeader, max_bytes: int) -> tuple[bytes, str]:
+        # Attachments are not expanded into frames (series_headers): nothing asks for one.
+        raise InputError(f"instance {header.instance_uid}", "frames are fetched from DICOMweb only")
 
     def describe(self) -> dict[str, Any]:
         return {"route": self.route, "attachments": len(self.attachments), "token_sent": False}

@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 import requests
+from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -19,6 +21,8 @@ from plugin.errors import InputError
 from plugin.fhir import FhirClient
 from plugin.pipelines.imaging import orientation, preprocessing
 from plugin.pipelines.imaging.boxes import to_pixel_box
+from plugin.pipelines.imaging.frames import frame_headers
+from plugin.pipelines.imaging.instance_headers import header_from_json
 from plugin.pipelines.imaging.pixels import decode_instance
 from plugin.pipelines.imaging.prepare import ImagingOptions, prepare_study
 from plugin.pipelines.imaging.prepared import PreparedStudy
@@ -29,6 +33,7 @@ from tests.support.real_dicom import (
     bundled,
     ct_series,
     damaged_codestream,
+    enhanced_ct,
     reoriented_pixels,
     with_modality_lut,
     with_voi_lut,
@@ -216,3 +221,27 @@ def test_the_resized_radiograph_is_what_the_models_processor_makes_of_the_full_o
     as_full = processor.image_processor(images=[full], return_tensors="np")["pixel_values"]
     as_small = processor.image_processor(images=[small], return_tensors="np")["pixel_values"]
     assert (as_full == as_small).all()
+
+
+# ---- enhanced multi-frame: functional groups -------------------------------------------------
+
+def test_each_frame_takes_its_own_groups_before_the_shared_ones() -> None:
+    classic, _ = ct_series(study_uid="2.25.3", series_uid="2.25.31", column=(0, -1, 0))
+    enhanced = dcmread(DicomBytesIO(enhanced_ct(classic, series_uid="2.25.32", instance_uid="2.25.321")))
+    # Frame 2 gets a rescale of its own (Pixel Value Transformation in its per-frame item).
+    own = Dataset()
+    own.RescaleSlope, own.RescaleIntercept, own.RescaleType = 2, -2048, "HU"
+    enhanced.PerFrameFunctionalGroupsSequence[1].PixelValueTransformationSequence = [own]
+    item = enhanced.to_json_dict(bulk_data_threshold=10**9, bulk_data_element_handler=lambda _: "")
+    header = header_from_json(item, source="t")
+    frames = frame_headers(header, item, source="t")
+    assert [f.frame for f in frames] == [1, 2, 3, 4, 5, 6] and header.frames == 6
+    positions = sorted(tuple(float(v) for v in dcmread(DicomBytesIO(f)).ImagePositionPatient)
+                       for f in classic)
+    assert sorted(f.position for f in frames) == positions  # type: ignore[type-var]
+    assert {f.orientation for f in frames} == {(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)}
+    attributes = [dict(f.frame_attributes) for f in frames]
+    assert (attributes[0]["RescaleSlope"], attributes[0]["RescaleIntercept"]) == (1, -1024)
+    assert (attributes[1]["RescaleSlope"], attributes[1]["RescaleIntercept"]) == (2, -2048)
+    assert attributes[0]["PixelSpacing"] == [0.661468, 0.661468]
+    assert attributes[0]["BitsAllocated"] == 16 and attributes[0]["PixelRepresentation"] == 1
