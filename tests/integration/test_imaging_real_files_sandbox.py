@@ -2,7 +2,8 @@
 the real Orthanc by STOW-RS and prepared through HAPI FHIR + DICOMweb: slices stored in any in-plane
 orientation reach the model the same way up; an Enhanced CT is read frame by frame by WADO-RS
 frame retrieval (native, RLE and JPEG 2000 frames) and gives the classic series' images; a damaged
-codestream fails in one sentence."""
+codestream fails in one sentence; geometry Orthanc's metadata loses (ISO 2022 IR 13 + IR 87) is
+read from the instances, and the PACS named."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import JPEG2000Lossless, RLELossless
@@ -19,7 +21,7 @@ from plugin.fhir import FhirClient
 from plugin.pipelines.imaging.dicomweb import store_instances
 from plugin.pipelines.imaging.prepare import ImagingOptions, prepare_study
 from plugin.pipelines.imaging.prepared import PreparedStudy
-from tests.support.real_dicom import bundled, ct_series, damaged_codestream, enhanced_ct, part10
+from tests.support.real_dicom import bundled, ct_series, damaged_codestream, enhanced_ct, japanese, part10
 
 pytestmark = pytest.mark.sandbox
 
@@ -106,9 +108,9 @@ def test_a_damaged_codestream_in_the_pacs_fails_in_one_sentence(
     # Five MR slices from MR_small_jp2klossless.dcm, the first one's codestream damaged.
     damaged = dcmread(DicomBytesIO(damaged_codestream("MR_small_jp2klossless.dcm")))
     good = bundled("MR_small_jp2klossless.dcm")
-    files = []
+    files, base = [], str(damaged.SOPInstanceUID)
     for k, ds in enumerate([damaged, good, good, good, good]):
-        ds.SOPInstanceUID = f"{damaged.SOPInstanceUID}.{k}"
+        ds.SOPInstanceUID = f"{base}.{k}"
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         x, y, z = (float(v) for v in damaged.ImagePositionPatient)
         ds.ImagePositionPatient = [x, y, z + 5 * k]
@@ -118,7 +120,31 @@ def test_a_damaged_codestream_in_the_pacs_fails_in_one_sentence(
     with pytest.raises(InputError) as caught:
         prepare_study(client, study, ImagingOptions(allowed_endpoints=(pacs_url,), fetch_workers=1))
     assert str(caught.value) == (
-        f"ImagingStudy/{study['id']} instance {damaged.SOPInstanceUID}.0: the JPEG 2000 Image Compression "
+        f"ImagingStudy/{study['id']} instance {base}.0: the JPEG 2000 Image Compression "
         "(Lossless Only) pixel data cannot be decoded (a damaged codestream, or not what the transfer "
         "syntax says)")
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_geometry_the_pacs_metadata_lost_is_read_from_the_instances_and_the_pacs_named(
+        client: FhirClient, pacs_url: str, run_id: str) -> None:
+    study_uid, series_uid, plain_study, plain_series = uids(run_id, 4)
+    files, _ = ct_series(study_uid=study_uid, series_uid=series_uid)
+    store_instances(pacs_url, japanese(files))
+    # What Orthanc 1.10 does with such a study: the multi-valued DS values are empty.
+    metadata = requests.get(f"{pacs_url}/studies/{study_uid}/series/{series_uid}/metadata",
+                            headers={"Accept": "application/dicom+json"}, timeout=30).json()
+    assert all(not item["00200032"].get("Value") for item in metadata)
+    plain, _ = ct_series(study_uid=plain_study, series_uid=plain_series)
+    store_instances(pacs_url, plain)
+    options = ImagingOptions(allowed_endpoints=(pacs_url,))
+    prepared = prepare_study(client, study_at(client, pacs_url, study_uid, series_uid), options)
+    expected = prepare_study(client, study_at(client, pacs_url, plain_study, plain_series), options)
+    for a, b in zip(arrays(expected), arrays(prepared), strict=True):
+        assert (a == b).all()
+    fallback = prepared.choices["metadata_fallback"]
+    assert fallback["instances"] == 6 and fallback["character_set"] == ["ISO 2022 IR 13", "ISO 2022 IR 87"]
+    assert fallback["attributes"] == ["ImagePositionPatient", "ImageOrientationPatient"]
+    assert fallback["cause"].startswith(f"the PACS at {pacs_url} sent series metadata with "
+                                        "ImagePositionPatient and ImageOrientationPatient empty")
+    assert "metadata_fallback" not in expected.choices

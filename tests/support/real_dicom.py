@@ -141,3 +141,16 @@ def enhanced_ct(classic: list[bytes], *, series_uid: str, instance_uid: str,
     if syntax != "1.2.840.10008.1.2.1":
         ds.compress(syntax, encoding_plugin="pylibjpeg", generate_instance_uid=False)
     return part10(ds)
+
+
+def japanese(files: list[bytes]) -> list[bytes]:
+    """The files as a Japanese site writes them: Specific Character Set ISO 2022 IR 13 (JIS X 0201,
+    where the byte of DICOM's value separator "\\" is the yen sign) with ISO 2022 IR 87 (kanji),
+    and the patient's name in three forms."""
+    out = []
+    for data in files:
+        ds = dcmread(io.BytesIO(data))
+        ds.SpecificCharacterSet = ["ISO 2022 IR 13", "ISO 2022 IR 87"]
+        ds.PatientName = "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"
+        out.append(part10(ds))
+    return out

@@ -246,12 +246,18 @@ def _image_evidence(study: PreparedStudy, image: PreparedImage, *, box: Box | No
 
 
 def _preparation_notes(study: PreparedStudy, prior: PreparedStudy | None) -> list[str]:
-    """The orientation of each study's images as shown to the model, for the Provenance."""
+    """The orientation of each study's images as shown to the model, and geometry the PACS's
+    metadata lost and the instances' own headers gave, for the Provenance."""
     notes = []
     for name, prepared in (("study", study), ("prior study", prior)):
-        text = ((prepared.choices.get("orientation") or {}).get("text") if prepared else None)
+        if prepared is None:
+            continue
+        text = (prepared.choices.get("orientation") or {}).get("text")
         if text:
             notes.append(f"{name} images: {text}")
+        fallback = (prepared.choices.get("metadata_fallback") or {}).get("cause")
+        if fallback:
+            notes.append(f"{name}: {fallback}")
     return notes
 
 
