@@ -131,7 +131,8 @@ def test_seeded_chest_xrays_are_windowed_inverted_and_square(
         (image,) = prepared.images
         # 1024 x 1024, resized to the model's 896 px before it is encoded.
         assert image.image.size == (896, 896) and image.padding == (0, 0)
-        assert prepared.choices["padded_size"] == [1024, 1024] and prepared.choices["resized_to"] == [896, 896]
+        assert prepared.choices["padded_size"] == [1024, 1024]
+        assert prepared.choices["resized_to"] == [896, 896]
         assert image.original_size == (1024, 1024) and prepared.choices["voi"] == "window C/W"
     assert current.choices["inverted"] is True and prior.choices["inverted"] is False
     # The MONOCHROME1 current image, inverted, matches the same radiograph stored as MONOCHROME2.
