@@ -154,3 +154,21 @@ def japanese(files: list[bytes]) -> list[bytes]:
         ds.PatientName = "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"
         out.append(part10(ds))
     return out
+
+
+def sagittal_mr_series(*, study_uid: str, series_uid: str, count: int = 6,
+                       spacing: float = 4.0) -> list[bytes]:
+    """`count` sagittal MR slices made from MR_small.dcm (rows run posterior, columns to the
+    feet: the standard sagittal display), `spacing` mm apart from the patient's left to right."""
+    files = []
+    for k in range(count):
+        ds = bundled("MR_small.dcm")
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = uid(series_uid, k)
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
+        ds.ImagePositionPatient = [40.0 - spacing * k, -20.0, 30.0]
+        ds.PixelData = np.roll(ds.pixel_array, k, axis=0).astype(ds.pixel_array.dtype).tobytes()
+        files.append(part10(ds))
+    return files

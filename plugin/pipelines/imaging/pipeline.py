@@ -109,6 +109,10 @@ class ImagingPipeline:
         prior = None
         if prior_resource is not None:
             prior = self._prepare_study(context, prior_resource, 0.45, 0.58)
+            if prior.kind == study.kind and prior.choices.get("plane") != study.choices.get("plane"):
+                raise InputError(name, f"the prior study ImagingStudy/{prior_resource.get('id')} was "
+                                       f"shown in the {prior.choices.get('plane')} plane, this one in "
+                                       f"the {study.choices.get('plane')} plane: not comparable")
             if prior.kind != study.kind:
                 raise InputError(name, f"the prior study ImagingStudy/{prior_resource.get('id')} was "
                                        f"prepared as a {prior.kind}, this one as a {study.kind}: not "

@@ -26,6 +26,8 @@ from plugin.pipelines.imaging.instance_headers import header_from_json
 from plugin.pipelines.imaging.pixels import decode_instance
 from plugin.pipelines.imaging.prepare import ImagingOptions, prepare_study
 from plugin.pipelines.imaging.prepared import PreparedStudy
+from plugin.pipelines.imaging.prompts import task_parts
+from plugin.pipelines.imaging.tasks import ImagingTask
 from plugin.sandbox.synthetic.dicom_file import part10_bytes
 from tests.support.dicom_builders import radiograph_dataset
 from tests.support.fake_transport import Reply, ScriptedAdapter, session_with
@@ -35,6 +37,7 @@ from tests.support.real_dicom import (
     damaged_codestream,
     enhanced_ct,
     reoriented_pixels,
+    sagittal_mr_series,
     with_modality_lut,
     with_voi_lut,
 )
@@ -245,3 +248,18 @@ def test_each_frame_takes_its_own_groups_before_the_shared_ones() -> None:
     assert (attributes[1]["RescaleSlope"], attributes[1]["RescaleIntercept"]) == (2, -2048)
     assert attributes[0]["PixelSpacing"] == [0.661468, 0.661468]
     assert attributes[0]["BitsAllocated"] == 16 and attributes[0]["PixelRepresentation"] == 1
+
+
+# ---- non-axial acquisitions: the acquired plane, said in the prompt ---------------------------
+
+def test_a_sagittal_mr_is_shown_in_its_plane_and_the_prompt_says_so() -> None:
+    files = sagittal_mr_series(study_uid="2.25.4", series_uid="2.25.41")
+    prepared = prepare_files(files)
+    assert prepared.kind == "mr-volume" and prepared.choices["plane"] == "sagittal"
+    assert prepared.choices["orientation"]["text"] == "sagittal: already in the standard display orientation"
+    # Right first: the last file written (x = 20 mm) is the patient's rightmost slice.
+    assert prepared.images[0].instance_uid == str(dcmread(DicomBytesIO(files[-1])).SOPInstanceUID)
+    intro = task_parts(ImagingTask(), prepared)[0]
+    assert intro == ("You are shown an MRI study of the body: 6 slices in order, each image followed by "
+                     "its label. The slices are sagittal, in the plane they were acquired in, ordered "
+                     "from the patient's right to left.")
