@@ -41,11 +41,6 @@ def uid(*parts: object) -> str:
     return generate_uid(entropy_srcs=[str(p) for p in parts])
 
 
-def as_stored(values: np.ndarray, ds: Dataset) -> np.ndarray:
-    """`values` in the stored pixel type of `ds`."""
-    return values.astype(ds.pixel_array.dtype)
-
-
 def with_modality_lut(ds: Dataset, *, first: int = 0) -> Dataset:
     """`ds` with a non-linear Modality LUT Sequence (a square-root curve, 16-bit output) that
     replaces its slope and intercept (PS3.3 C.11.1)."""
