@@ -312,3 +312,11 @@ def test_the_provenance_says_how_the_images_were_turned() -> None:
     assert provenance["activity"]["text"] == (
         f"chartlight imaging pipeline 1+prompt.{PROMPT_VERSION}; study images: axial: flipped upside "
         "down to the standard display orientation")
+
+
+def test_the_provenance_names_the_pacs_when_its_metadata_lost_the_geometry() -> None:
+    cause = ("the PACS at http://pacs/dicom-web sent series metadata with ImagePositionPatient empty; "
+             "the instances' own headers have them, so they were read from the instances")
+    fake = FakePacs({"ct": replace(ct_volume(), choices={"metadata_fallback": {"cause": cause}})}, [CT])
+    result = run(ScriptedEngine('{"findings": [], "impression": "Normal."}'), CT, fake=fake)
+    assert result.preparation == (f"study: {cause}",)
