@@ -222,3 +222,6 @@ class PipelineResult:
     # a note made from our own transcript is one note per transcript (the transcript's id alone),
     # updated when the transcript changes and left alone when only its review status did.
     identity: SourceRef | None = None
+    # What was done to the inputs that a reader of the Provenance should know (e.g. an imaging
+    # study's slices flipped to the standard display orientation): one sentence each.
+    preparation: tuple[str, ...] = ()

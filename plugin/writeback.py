@@ -293,7 +293,8 @@ def build_transaction(
     provenance = to_provenance(
         targets=targets, device=refs[DEVICE_KEY], sources=[result.source, *result.other_sources],
         instances=list(result.instances_used), recorded=now, on_behalf_of=on_behalf_of,
-        activity_text=f"chartlight {result.pipeline} pipeline {result.pipeline_version}",
+        activity_text="; ".join((f"chartlight {result.pipeline} pipeline {result.pipeline_version}",
+                                 *result.preparation)),
     )
     entries.append(_entry(_urn("provenance", now.isoformat(), *targets), provenance, "POST",
                           "Provenance"))

@@ -129,7 +129,10 @@ def test_seeded_chest_xrays_are_windowed_inverted_and_square(
     for prepared in (current, prior):
         assert prepared.kind == "projection" and prepared.modality == "DX"
         (image,) = prepared.images
-        assert image.image.size == (1024, 1024) and image.padding == (0, 0)
+        # 1024 x 1024, resized to the model's 896 px before it is encoded.
+        assert image.image.size == (896, 896) and image.padding == (0, 0)
+        assert prepared.choices["padded_size"] == [1024, 1024]
+        assert prepared.choices["resized_to"] == [896, 896]
         assert image.original_size == (1024, 1024) and prepared.choices["voi"] == "window C/W"
     assert current.choices["inverted"] is True and prior.choices["inverted"] is False
     # The MONOCHROME1 current image, inverted, matches the same radiograph stored as MONOCHROME2.
@@ -138,8 +141,9 @@ def test_seeded_chest_xrays_are_windowed_inverted_and_square(
                                     acquired=when, finding_size_mm=size_mm, photometric="MONOCHROME2")
     ds = dcmread(DicomBytesIO(as_mono2))
     expected, _ = preprocessing.projection_gray(ds.pixel_array, ds)
+    shown = np.asarray(preprocessing.to_model_side(preprocessing.to_rgb_image(expected), 896))[..., 0]
     got = np.asarray(current.images[0].image)[..., 0].astype(int)
-    assert np.abs(got - expected.astype(int)).max() <= 1
+    assert np.abs(got - shown.astype(int)).max() <= 1
 
 
 def test_the_binary_route_gives_the_same_images(

@@ -1,9 +1,12 @@
 """Boxes the model gives back to pixels of the original image.
 
 MedGemma answers localisation with `box_2d` = [y0, x0, y1, x1], each 0..1000 of the padded square
-it was shown (top-left, then bottom-right). Back in the DICOM frame's pixels: coord / 1000 x the
-padded side, minus the padding on that axis, clipped to the frame. A box that is not four numbers
-in range, is upside down, or lies wholly in the padding is refused with a reason, never repaired.
+it was shown (top-left, then bottom-right). Back in the displayed frame's pixels: coord / 1000 x the
+padded side (the square's side before any resize: resizing a square is uniform, so the thousandths
+are the same), minus the padding on that axis, clipped to the frame; then back through the
+reorientation (flips and quarter turns, plugin.pipelines.imaging.orientation) to the DICOM frame
+as stored. A box that is not four numbers in range, is upside down, or lies wholly in the padding
+is refused with a reason, never repaired.
 """
 
 from __future__ import annotations
@@ -38,19 +41,22 @@ def padded_side(original_size: tuple[int, int], padding: tuple[int, int]) -> int
 def to_pixel_box(box_2d: Any, image: PreparedImage) -> Box:
     """The box in pixel coordinates of `image`'s original frame (x0,y0 top-left)."""
     y0, x0, y1, x1 = _coordinates(box_2d)
-    side = padded_side(image.original_size, image.padding)
-    width, height = image.original_size
+    displayed = image.reorientation.display_size(image.original_size)
+    side = padded_side(displayed, image.padding)
+    width, height = displayed
     left, top = image.padding
-    pixel = Box(x0=_back(x0, side, left, width), y0=_back(y0, side, top, height),
-                x1=_back(x1, side, left, width), y1=_back(y1, side, top, height))
-    if pixel.x1 <= pixel.x0 or pixel.y1 <= pixel.y0:
+    corners = [(_back(x0, side, left, width), _back(y0, side, top, height)),
+               (_back(x1, side, left, width), _back(y1, side, top, height))]
+    if corners[1][0] <= corners[0][0] or corners[1][1] <= corners[0][1]:
         raise BoxError(f"box_2d {list(box_2d)} lies in the padding, outside the image")
-    return pixel
+    stored = [image.reorientation.to_source(x, y, image.original_size) for x, y in corners]
+    xs, ys = sorted(x for x, _ in stored), sorted(y for _, y in stored)
+    return Box(x0=round(xs[0], 2), y0=round(ys[0], 2), x1=round(xs[1], 2), y1=round(ys[1], 2))
 
 
 def _back(coordinate: float, side: int, offset: int, limit: int) -> float:
     value = coordinate / SCALE * side - offset
-    return round(min(max(value, 0.0), float(limit)), 2)
+    return min(max(value, 0.0), float(limit))
 
 
 def _coordinates(box_2d: Any) -> tuple[float, float, float, float]:

@@ -24,6 +24,10 @@ DICOM_JSON = "application/dicom+json"
 # transfer-syntax=* asks for the instance exactly as stored: no transcoding on the server (Orthanc
 # cannot transcode JPEG 2000 without its GDCM plugin) and the bytes hashed are the PACS's own.
 INSTANCE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+# A frame as stored, too: Orthanc 1.10 cannot transcode a JPEG 2000 frame to native (HTTP 500),
+# and names the syntax it sends in the Content-Type's `type` parameter.
+FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+NATIVE_SYNTAX = "1.2.840.10008.1.2.1"
 _CHUNK = 64 * 1024
 
 DicomJson = dict[str, Any]
@@ -76,6 +80,18 @@ class DicomWebClient:
         if len(parts) != 1:
             raise InputError(path, f"expected one DICOM part in the answer, got {len(parts)}")
         return parts[0]
+
+    def frame(self, study_uid: str, series_uid: str, instance_uid: str, number: int, *,
+              max_bytes: int) -> tuple[bytes, str]:
+        """WADO-RS frame retrieval: frame `number` (1-based) of an instance, as stored, and its
+        transfer syntax UID. At most `max_bytes` are read (the frame's budget)."""
+        path = (f"studies/{_uid(study_uid)}/series/{_uid(series_uid)}/instances/"
+                f"{_uid(instance_uid)}/frames/{int(number)}")
+        body, content_type = self._get(path, FRAME_ACCEPT, min(max_bytes, self.max_instance_bytes))
+        parts = multipart_parts(body, content_type, where=path)
+        if len(parts) != 1:
+            raise InputError(path, f"expected one frame in the answer, got {len(parts)}")
+        return parts[0], frame_transfer_syntax(content_type)
 
     def _json_list(self, path: str) -> list[DicomJson]:
         body, _ = self._get(path, DICOM_JSON, self.max_metadata_bytes)
@@ -154,6 +170,18 @@ def multipart_parts(body: bytes, content_type: str, *, where: str) -> list[bytes
     else:
         raise InputError(where, "the multipart answer ends without its closing delimiter")
     return parts
+
+
+def frame_transfer_syntax(content_type: str) -> str:
+    """The transfer syntax a frame answer names (`transfer-syntax=` in the Content-Type or its
+    quoted `type`); application/octet-stream without one is native Explicit VR Little Endian
+    (PS3.18 8.7.3.5)."""
+    text = content_type.replace('"', ";")
+    for param in text.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "transfer-syntax" and value.strip():
+            return value.strip()
+    return NATIVE_SYNTAX
 
 
 def _boundary(content_type: str) -> str | None:

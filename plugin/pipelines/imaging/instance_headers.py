@@ -43,6 +43,11 @@ class InstanceHeader:
     series_number: int | None = None
     body_part: str = ""
     view_position: str = ""
+    # One frame of an enhanced multi-frame instance (1-based; plugin.pipelines.imaging.frames),
+    # None for the instance as a whole. A frame's header carries the frame's own position and
+    # orientation, and in `frame_attributes` the keywords and values decoding it needs.
+    frame: int | None = None
+    frame_attributes: tuple[tuple[str, Any], ...] = ()
 
     @property
     def is_localizer(self) -> bool:

@@ -109,6 +109,10 @@ class ImagingPipeline:
         prior = None
         if prior_resource is not None:
             prior = self._prepare_study(context, prior_resource, 0.45, 0.58)
+            if prior.kind == study.kind and prior.choices.get("plane") != study.choices.get("plane"):
+                raise InputError(name, f"the prior study ImagingStudy/{prior_resource.get('id')} was "
+                                       f"shown in the {prior.choices.get('plane')} plane, this one in "
+                                       f"the {study.choices.get('plane')} plane: not comparable")
             if prior.kind != study.kind:
                 raise InputError(name, f"the prior study ImagingStudy/{prior_resource.get('id')} was "
                                        f"prepared as a {prior.kind}, this one as a {study.kind}: not "
@@ -178,7 +182,8 @@ class ImagingPipeline:
             pipeline=PIPELINE, pipeline_version=f"{PIPELINE_VERSION}+prompt.{PROMPT_VERSION}",
             source=study.source, model=model, items=(*findings, narrative), reports=reports,
             problems=tuple(problems), other_sources=(prior.source,) if prior is not None else (),
-            instances_used=tuple(dict.fromkeys(used)))
+            instances_used=tuple(dict.fromkeys(used)),
+            preparation=tuple(_preparation_notes(study, prior)))
 
     def _findings(self, reading: Reading, study: PreparedStudy
                   ) -> tuple[list[Finding], list[InputProblem]]:
@@ -242,6 +247,22 @@ def _image_evidence(study: PreparedStudy, image: PreparedImage, *, box: Box | No
                     ) -> ImageEvidence:
     return ImageEvidence(study.study_uid, image.series_uid, image.instance_uid, frame=image.frame,
                          slice_index=image.slice_index, box=box)
+
+
+def _preparation_notes(study: PreparedStudy, prior: PreparedStudy | None) -> list[str]:
+    """The orientation of each study's images as shown to the model, and geometry the PACS's
+    metadata lost and the instances' own headers gave, for the Provenance."""
+    notes = []
+    for name, prepared in (("study", study), ("prior study", prior)):
+        if prepared is None:
+            continue
+        text = (prepared.choices.get("orientation") or {}).get("text")
+        if text:
+            notes.append(f"{name} images: {text}")
+        fallback = (prepared.choices.get("metadata_fallback") or {}).get("cause")
+        if fallback:
+            notes.append(f"{name}: {fallback}")
+    return notes
 
 
 def _conclusion(reading: Reading | None, findings: list[Finding]) -> str:

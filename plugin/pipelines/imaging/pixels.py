@@ -5,10 +5,18 @@ JPEG-LS, JPEG 2000 and RLE; GDCM as fallback). Size is checked from the header b
 is decompressed, so a decompression bomb fails before it allocates: the pixel count against
 `max_pixels`, and the bytes the decoded array will take against the job's memory budget.
 Deflated files are inflated within the budget before pydicom reads them (deflated.py).
+A codestream no decoder can read fails in one sentence naming the instance and the transfer
+syntax; what each decoder said (pydicom logs a traceback per decoder, and may warn) goes to this
+module's logger at DEBUG, never to stderr.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +29,8 @@ from plugin.errors import InputError
 from plugin.pipelines.imaging.codestreams import declared_size
 from plugin.pipelines.imaging.deflated import native_pixel_bytes
 from plugin.pipelines.imaging.instance_headers import read_part10
+
+log = logging.getLogger(__name__)
 
 # Transfer syntaxes whose pixel data we decode (native + the compressed ones PACS actually store).
 SUPPORTED_TRANSFER_SYNTAXES = frozenset({
@@ -69,6 +79,12 @@ def decode_instance(data: bytes, *, source: str, max_pixels: int, budget: Memory
         budget.release(read_bytes)
 
 
+def decode_dataset(ds: Dataset, *, source: str, max_pixels: int, budget: MemoryBudget) -> DecodedInstance:
+    """Decode a data set already in memory (a frame fetched on its own: frames.frame_dataset),
+    with the same checks as a file; the decoded frames stay charged to `budget`."""
+    return _decode(ds, source=source, max_pixels=max_pixels, budget=budget, first_frame_only=False)
+
+
 def _decode(ds: Dataset, *, source: str, max_pixels: int, budget: MemoryBudget,
             first_frame_only: bool) -> DecodedInstance:
     transfer_syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
@@ -107,11 +123,14 @@ def _decode(ds: Dataset, *, source: str, max_pixels: int, budget: MemoryBudget,
     working = array_bytes if compressed or samples == 3 else 0
     budget.charge(array_bytes + working, f"decoding {rows}x{columns}x{decoded_frames} pixels")
     try:
-        array = pixel_array(ds, index=0 if first_frame_only and frames > 1 else None)
+        with _decoder_messages_at_debug(source):
+            array = pixel_array(ds, index=0 if first_frame_only and frames > 1 else None)
     except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError,
             IndexError) as exc:
         budget.release(array_bytes + working)
-        raise InputError(source, f"pixel data cannot be decoded ({type(exc).__name__}: {exc})") from None
+        log.debug("%s: decoders' messages: %s: %s", source, type(exc).__name__, exc)
+        raise InputError(source, f"the {UID(transfer_syntax).name} pixel data cannot be decoded "
+                                 "(a damaged codestream, or not what the transfer syntax says)") from None
     budget.release(working)
     del ds.PixelData
     array = np.asarray(array)
@@ -120,3 +139,40 @@ def _decode(ds: Dataset, *, source: str, max_pixels: int, budget: MemoryBudget,
     if array.shape[1:3] != (rows, columns):
         raise InputError(source, f"decoded pixels are {array.shape}, the header says {rows}x{columns}")
     return DecodedInstance(dataset=ds, frames=array, frame_count=frames)
+
+
+# pydicom logs each failing decoder with a traceback on its own logger and may also warn; while
+# this thread decodes, both are redirected to our DEBUG log. The warnings machinery is
+# process-global, so decoding holds a lock (fetches still overlap; decoding is CPU-bound).
+_DECODING = threading.local()
+_WARNINGS_LOCK = threading.Lock()
+
+
+class _ToDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        source = getattr(_DECODING, "source", None)
+        if source is None:
+            return True
+        log.debug("%s: pydicom: %s", source, record.getMessage(), exc_info=record.exc_info)
+        return False
+
+
+# A logger's filters see only the records made on it, not its children's: each logger pydicom's
+# decoding path writes to gets the filter.
+for _name in ("pydicom", "pydicom.pixels.decoders.base", "pydicom.pixels.utils"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _ToDebug) for f in _logger.filters):
+        _logger.addFilter(_ToDebug())
+
+
+@contextmanager
+def _decoder_messages_at_debug(source: str) -> Iterator[None]:
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _DECODING.source = source
+        try:
+            yield
+        finally:
+            _DECODING.source = None
+            for warning in caught:
+                log.debug("%s: pydicom warned: %s", source, warning.message)

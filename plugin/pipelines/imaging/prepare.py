@@ -22,9 +22,10 @@ from plugin.budget import DEFAULT_JOB_MEMORY_BYTES, MemoryBudget
 from plugin.config import Settings
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
-from plugin.pipelines.imaging import preprocessing
+from plugin.pipelines.imaging import orientation, preprocessing
+from plugin.pipelines.imaging.frames import frame_dataset
 from plugin.pipelines.imaging.instance_headers import InstanceHeader
-from plugin.pipelines.imaging.pixels import DecodedInstance, decode_instance
+from plugin.pipelines.imaging.pixels import DecodedInstance, decode_dataset, decode_instance
 from plugin.pipelines.imaging.prepared import PreparedImage, PreparedStudy, StudyKind
 from plugin.pipelines.imaging.series_selection import (
     ProjectionPlan,
@@ -57,6 +58,9 @@ class ImagingOptions:
     max_study_bytes: int = 1024 * MB  # everything read for one study
     max_pixels: int = 100_000_000  # rows x columns x frames x samples of one instance
     max_volume_side: int = 512
+    # The side MedGemma's image processor resizes every image to (REFERENCE.md): a larger
+    # radiograph is resized to it here, before the engine encodes it, so no more is sent.
+    model_image_side: int = preprocessing.MODEL_IMAGE_SIDE
     fetch_workers: int = 4
     # What one study's preparation may hold in memory: fetched files, inflated data sets, decoded
     # pixels and their float copies (setting job_memory_bytes).
@@ -64,8 +68,10 @@ class ImagingOptions:
     session: requests.Session | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if min(self.max_slices, self.fetch_workers, self.max_volume_side, self.memory_bytes) < 1:
-            raise ValueError("max_slices, fetch_workers, max_volume_side and memory_bytes must be positive")
+        if min(self.max_slices, self.fetch_workers, self.max_volume_side, self.memory_bytes,
+               self.model_image_side) < 1:
+            raise ValueError("max_slices, fetch_workers, max_volume_side, model_image_side and "
+                             "memory_bytes must be positive")
 
 
 def imaging_options(settings: Settings) -> ImagingOptions:
@@ -172,35 +178,39 @@ class _Preparation:
 
     def _volume(self, plan: VolumePlan, kind: StudyKind) -> tuple[list[PreparedImage], dict[str, Any]]:
         chosen = [plan.ordered[i] for i in plan.sampled]
+        try:
+            reorientation = orientation.from_image_orientation(plan.ordered[0].orientation or ())
+        except orientation.ObliqueError as exc:
+            raise InputError(f"{self.where} series {plan.series_uid}", str(exc)) from None
         decoded = self._fetch_and_decode(chosen)
         stacks = [self._single_frame(d, h) for d, h in zip(decoded, chosen, strict=True)]
-        choices: dict[str, Any] = {"kind": kind, **plan.choices}
+        choices: dict[str, Any] = {"kind": kind, **plan.choices, "orientation": reorientation.record()}
         total = len(chosen)
         if kind == "ct-volume":
             slices = []
             for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
-                slope, intercept = _slope_intercept(ds_instance.dataset)
-                itemsize = np.dtype(preprocessing.hu_dtype(frame, slope, intercept)).itemsize
+                itemsize = np.dtype(preprocessing.modality_work_dtype(frame, ds_instance.dataset)).itemsize
                 # The HU copy and up to two temporaries of its size.
                 with self._holding(frame.size * itemsize * 3, "windowing a CT slice"):
-                    hu = preprocessing.rescale_hu(frame, slope, intercept)
+                    hu = preprocessing.modality_values(frame, ds_instance.dataset, compact=True)
                     self.budget.charge(frame.size * 3, "a windowed CT slice")
                     slices.append(preprocessing.ct_rgb(hu))
                     del hu
                 self.report(0.8 + 0.2 * (index + 1) / total, f"slices prepared {index + 1}/{total}")
             choices["windows_hu"] = {name: [low, high] for name, low, high in preprocessing.CT_WINDOWS}
-            choices["units"] = "HU (RescaleSlope/RescaleIntercept)"
+            choices["units"] = ("HU (Modality LUT Sequence)" if "ModalityLUTSequence" in decoded[0].dataset
+                                else "HU (RescaleSlope/RescaleIntercept)")
         else:
             # The volume's range from each slice's stored extremes: the rescale is linear, so
             # no float copy of the whole volume is kept (85 float64 slices were, before).
-            ranges = [preprocessing.rescaled_range(f, *_slope_intercept(d.dataset))
+            ranges = [preprocessing.modality_range(f, d.dataset)
                       for f, d in zip(stacks, decoded, strict=True)]
             low = min(r[0] for r in ranges)
             high = max(r[1] for r in ranges)
             slices = []
             for index, (frame, ds_instance) in enumerate(zip(stacks, decoded, strict=True)):
                 with self._holding(_float_work_bytes(frame), "normalising an MR slice"):
-                    value = preprocessing.rescale(frame, *_slope_intercept(ds_instance.dataset))
+                    value = preprocessing.modality_values(frame, ds_instance.dataset)
                     self.budget.charge(frame.size * 3, "a normalised MR slice")
                     slices.append(preprocessing.mr_gray(value, low, high))
                     del value
@@ -209,12 +219,14 @@ class _Preparation:
         images = []
         for number, (pixels, header, ordered_index) in enumerate(
                 zip(slices, chosen, plan.sampled, strict=True), start=1):
-            image = preprocessing.fit_within(preprocessing.to_rgb_image(pixels), self.options.max_volume_side)
+            shown = preprocessing.to_rgb_image(reorientation.apply(pixels))
+            image = preprocessing.fit_within(shown, self.options.max_volume_side)
             images.append(PreparedImage(image=image, series_uid=header.series_uid,
-                                        instance_uid=header.instance_uid, frame=1, label=f"SLICE {number}",
+                                        instance_uid=header.instance_uid, frame=header.frame or 1,
+                                        label=f"SLICE {number}",
                                         original_size=(header.columns, header.rows),
-                                        slice_index=ordered_index))
-        if images and images[0].image.size != images[0].original_size:
+                                        slice_index=ordered_index, reorientation=reorientation))
+        if images and images[0].image.size != reorientation.display_size(images[0].original_size):
             choices["resized_to"] = list(images[0].image.size)
         return images, choices
 
@@ -233,23 +245,32 @@ class _Preparation:
             raise InputError(where, f"a {columns}x{rows} radiograph is {ratio:.0f} times longer than "
                                     f"wide (more than {preprocessing.MAX_ASPECT_RATIO}): not a "
                                     "radiograph the model can read once padded to a square")
-        # The square, its RGB array and the RGB image, charged before any is made.
+        # The square, its RGB array, the RGB image and its resized copy, charged before any is made.
         side = max(rows, columns)
-        self.budget.charge(side * side * 7, f"padding a {columns}x{rows} radiograph to {side}x{side}")
+        resized = min(side, self.options.model_image_side)
+        self.budget.charge(side * side * 7 + resized * resized * 3,
+                           f"padding a {columns}x{rows} radiograph to {side}x{side}")
         try:
             with self._holding(_float_work_bytes(frame), "scaling the radiograph for display"):
                 gray, display = preprocessing.projection_gray(frame, decoded.dataset)
         except ValueError as exc:
             raise InputError(where, str(exc)) from None
-        square, padding = preprocessing.pad_to_square(gray)
+        reorientation = orientation.from_patient_orientation(decoded.dataset.get("PatientOrientation"))
+        square, padding = preprocessing.pad_to_square(reorientation.apply(gray))
+        padded = preprocessing.to_rgb_image(square)
+        shown = preprocessing.to_model_side(padded, self.options.model_image_side)
         self.report(1.0, "slices prepared 1/1")
-        image = PreparedImage(image=preprocessing.to_rgb_image(square), series_uid=header.series_uid,
+        image = PreparedImage(image=shown, series_uid=header.series_uid,
                               instance_uid=header.instance_uid, frame=1, label="",
-                              original_size=(frame.shape[1], frame.shape[0]), padding=padding)
+                              original_size=(frame.shape[1], frame.shape[0]), padding=padding,
+                              reorientation=reorientation)
         choices = {"kind": "projection", **plan.choices, "voi": display.voi,
                    "window": list(display.window) if display.window else None,
-                   "inverted": display.inverted, "padding": list(padding),
-                   "padded_size": list(image.image.size), "frames_in_instance": decoded.frame_count}
+                   "inverted": display.inverted, "orientation": reorientation.record(),
+                   "padding": list(padding), "padded_size": list(padded.size),
+                   "frames_in_instance": decoded.frame_count}
+        if shown.size != padded.size:
+            choices["resized_to"] = list(shown.size)
         return [image], choices
 
     # ---- fetching --------------------------------------------------------------------------
@@ -262,7 +283,7 @@ class _Preparation:
         source, total, done = self.source, len(headers), 0
         claimed = 0
         for header in headers:
-            pixels = header.rows * header.columns * max(header.frames, 1)
+            pixels = header.rows * header.columns * (1 if header.frame else max(header.frames, 1))
             if pixels > self.options.max_pixels:
                 raise InputError(f"instance {header.instance_uid}", f"{header.rows}x{header.columns}x"
                                  f"{header.frames} pixels exceed the {self.options.max_pixels}-pixel limit")
@@ -271,8 +292,10 @@ class _Preparation:
 
         def work(header: InstanceHeader) -> tuple[bytes, DecodedInstance]:
             self._check_budget()  # the study limit, before this download
-            data = source.fetch(header)
             where = f"instance {header.instance_uid}"
+            if header.frame is not None:
+                return self._fetch_frame(header, where)
+            data = source.fetch(header)
             return data, decode_instance(data, source=where, max_pixels=self.options.max_pixels,
                                          budget=self.budget, first_frame_only=True)
 
@@ -291,6 +314,24 @@ class _Preparation:
             # A bad instance stops the study: the fetches not started yet are not made.
             pool.shutdown(wait=True, cancel_futures=True)
         return results
+
+    def _fetch_frame(self, header: InstanceHeader, where: str) -> tuple[bytes, DecodedInstance]:
+        """One frame of an enhanced instance by WADO-RS frame retrieval. Its byte budget: twice
+        the native frame (a compressed frame is smaller; a little larger at worst) plus 64 KiB."""
+        assert self.source is not None and header.frame is not None
+        where = f"{where} frame {header.frame}"
+        attributes = dict(header.frame_attributes)
+        native = header.rows * header.columns * int(attributes.get("SamplesPerPixel") or 1) * \
+            max(int(attributes.get("BitsAllocated") or 16) // 8, 1)
+        data, syntax = self.source.fetch_frame(header, 2 * native + 64 * 1024)
+        self.budget.charge(len(data), "holding a fetched frame")
+        try:
+            dataset = frame_dataset(header, data, syntax)
+            decoded = decode_dataset(dataset, source=where, max_pixels=self.options.max_pixels,
+                                     budget=self.budget)
+        finally:
+            self.budget.release(len(data))
+        return data, decoded
 
     @contextmanager
     def _holding(self, nbytes: int, what: str) -> Iterator[None]:
@@ -322,10 +363,6 @@ def _check_identity(decoded: DecodedInstance, header: InstanceHeader) -> None:
         raise InputError(where, f"the file fetched is instance {ds.get('SOPInstanceUID', '?')}")
     if (int(ds.Rows), int(ds.Columns)) != (header.rows, header.columns):
         raise InputError(where, "the file fetched does not match its metadata (rows/columns)")
-
-
-def _slope_intercept(ds: Any) -> tuple[float, float]:
-    return float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
 
 
 def _float_work_bytes(frame: np.ndarray) -> int:

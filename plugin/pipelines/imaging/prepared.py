@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from plugin.pipelines.imaging.orientation import AS_STORED, Reorientation
 from plugin.results import SourceRef
 
 if TYPE_CHECKING:
@@ -20,9 +21,11 @@ StudyKind = Literal["ct-volume", "mr-volume", "projection"]
 class PreparedImage:
     """One image for the model (RGB), and where its pixels came from.
 
-    `original_size` is (width, height) of the DICOM frame; `padding` is (left, top) pixels added to
-    make it square before any resize; `model_size` is (width, height) of `image`. A box the model
-    gives in 0..1000 of the padded square maps back with these (plugin.pipelines.imaging.boxes).
+    `original_size` is (width, height) of the DICOM frame as stored; `reorientation` the flips
+    and quarter turns that made it the displayed frame; `padding` is (left, top) pixels added to
+    the displayed frame to make it square before any resize (the resize of a square is uniform).
+    A box the model gives in 0..1000 of the padded square maps back to the stored frame's pixels
+    with these (plugin.pipelines.imaging.boxes).
     """
 
     image: Image
@@ -33,6 +36,7 @@ class PreparedImage:
     original_size: tuple[int, int]
     padding: tuple[int, int] = (0, 0)
     slice_index: int | None = None  # position in the ordered series (0-based), volumes only
+    reorientation: Reorientation = AS_STORED
 
 
 @dataclass(frozen=True)

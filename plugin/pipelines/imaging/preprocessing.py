@@ -3,9 +3,12 @@
 CT: stored values -> Hounsfield units (modality rescale) -> three windows packed into RGB:
 R = -1024..1024 HU, G = -135..215 HU, B = 0..80 HU, each clipped and scaled to 0..255.
 MR: one min-max over the whole volume to 0..255, the same value in R, G and B.
-Projection radiographs: modality rescale, the VOI LUT or the first window (DICOM's linear
-function), MONOCHROME1 inverted so bone is bright, scaled to 0..255, then padded to a square with
-zeros split evenly on both sides. Volume slices larger than 512x512 are downscaled, keeping aspect.
+The modality LUT is pydicom's `apply_modality_lut`: the Modality LUT Sequence when there is one,
+else RescaleSlope/RescaleIntercept. Projection radiographs: the modality LUT, then pydicom's
+`apply_voi_lut` on the modality values (the VOI LUT Sequence, else the header's first window with
+its VOILUTFunction: LINEAR, LINEAR_EXACT or SIGMOID), scaled from that function's output range to
+0..255, MONOCHROME1 inverted so bone is bright, then padded to a square with zeros split evenly on
+both sides. Volume slices larger than 512x512 are downscaled, keeping aspect.
 Scaling rounds half up: value 127.5 becomes 128. A radiograph more than MAX_ASPECT_RATIO times
 longer than wide is refused before padding (a 1x30000 strip would pad to a 30000x30000 square).
 """
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_voi_lut
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 CT_WINDOWS: tuple[tuple[str, float, float], ...] = (
     ("R", -1024.0, 1024.0),
@@ -25,6 +28,10 @@ CT_WINDOWS: tuple[tuple[str, float, float], ...] = (
     ("B", 0.0, 80.0),
 )
 MAX_VOLUME_SIDE = 512
+# Gemma 3's image processor resizes every image to 896x896, bilinear (REFERENCE.md; transformers'
+# Gemma3ImageProcessor). A larger padded radiograph is resized to it before encoding, with the
+# same filter, so the processor's own resize is then a no-op and the model sees the same pixels.
+MODEL_IMAGE_SIDE = 896
 # Long-leg and whole-spine radiographs are about 1:3; a strip beyond this is not a radiograph.
 MAX_ASPECT_RATIO = 10
 
@@ -80,6 +87,35 @@ def ct_rgb(hu: np.ndarray) -> np.ndarray:
     return np.stack([window_to_byte(hu, low, high) for _, low, high in CT_WINDOWS], axis=-1)
 
 
+def slope_intercept(ds: Dataset) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept, 1 and 0 when absent or empty."""
+    return float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+
+
+def modality_values(stored: np.ndarray, ds: Dataset, *, compact: bool = False) -> np.ndarray:
+    """Stored values -> modality values (HU for CT) as pydicom's `apply_modality_lut` gives them:
+    the Modality LUT Sequence when present, else the linear rescale (`compact`: in `hu_dtype`)."""
+    if "ModalityLUTSequence" in ds:
+        return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    slope, intercept = slope_intercept(ds)
+    return rescale_hu(stored, slope, intercept) if compact else rescale(stored, slope, intercept)
+
+
+def modality_work_dtype(stored: np.ndarray, ds: Dataset) -> type[np.floating]:
+    """The float type `modality_values(..., compact=True)` computes in."""
+    if "ModalityLUTSequence" in ds:
+        return np.float64
+    return hu_dtype(stored, *slope_intercept(ds))
+
+
+def modality_range(stored: np.ndarray, ds: Dataset) -> tuple[float, float]:
+    """min and max of the modality values; without a float copy for the (monotonic) rescale."""
+    if "ModalityLUTSequence" in ds:
+        values = apply_modality_lut(stored, ds)
+        return float(np.min(values)), float(np.max(values))
+    return rescaled_range(stored, *slope_intercept(ds))
+
+
 def volume_min_max(volume: np.ndarray) -> tuple[float, float]:
     return float(np.min(volume)), float(np.max(volume))
 
@@ -114,18 +150,27 @@ def projection_gray(stored: np.ndarray, ds: Dataset) -> tuple[np.ndarray, Projec
     """A monochrome radiograph's stored values -> display values 0..255 (bright = dense)."""
     if ds.get("PhotometricInterpretation", "MONOCHROME2") not in ("MONOCHROME1", "MONOCHROME2"):
         raise ValueError(f"photometric interpretation {ds.PhotometricInterpretation} is not monochrome")
-    values = rescale(stored, float(ds.get("RescaleSlope", 1) or 1),
-                     float(ds.get("RescaleIntercept", 0) or 0))
+    values = modality_values(stored, ds)
     window: tuple[float, float] | None = None
     if "VOILUTSequence" in ds:
-        lut = ds.VOILUTSequence[0]
-        bits = int(lut.LUTDescriptor[2])
-        unit = np.clip(apply_voi_lut(stored, ds, index=0).astype(np.float64) / (2**bits - 1), 0.0, 1.0)
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        # A LUT is indexed by integers: the modality values are (integer stored values through an
+        # integer LUT, or a rescale that is integral in practice); rounding keeps pydicom quiet.
+        output = np.asarray(apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0), dtype=np.float64)
+        unit = np.clip(output / (2**bits - 1), 0.0, 1.0)
         voi = "VOI LUT"
     elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
-        unit = linear_window(values, center, width)
-        window, voi = (center, width), "window C/W"
+        function = str(ds.get("VOILUTFunction", "") or "LINEAR").upper()
+        if function == "LINEAR" and width < 1:
+            raise ValueError(f"window width {width} is below 1")
+        if width <= 0:
+            raise ValueError(f"window width {width} is not positive")
+        low, high = window_output_range(ds)
+        output = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=False), dtype=np.float64)
+        unit = np.clip((output - low) / (high - low), 0.0, 1.0)
+        window = (center, width)
+        voi = "window C/W" if function == "LINEAR" else f"window C/W ({function})"
     else:
         low, high = float(values.min()), float(values.max())
         unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
@@ -134,6 +179,23 @@ def projection_gray(stored: np.ndarray, ds: Dataset) -> tuple[np.ndarray, Projec
     if inverted:
         unit = 1.0 - unit
     return _to_byte(unit * 255.0), ProjectionDisplay(voi=voi, window=window, inverted=inverted)
+
+
+def window_output_range(ds: Dataset) -> tuple[float, float]:
+    """The range a window maps onto, as pydicom's `apply_windowing` chooses it (PS3.3
+    C.11.2.1.2): the Modality LUT's output bits, else the stored range, rescaled when the header
+    has a slope and intercept."""
+    bits = int(ds.get("BitsStored") or ds.BitsAllocated)
+    if ds.get("ModalityLUTSequence"):
+        low, high = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(ds.get("PixelRepresentation") or 0) == 0:
+        low, high = 0.0, float(2**bits - 1)
+    else:
+        low, high = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    if ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        low, high = low * slope + intercept, high * slope + intercept
+    return min(low, high), max(low, high)
 
 
 def pad_to_square(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -161,6 +223,16 @@ def fit_within(image: Image.Image, max_side: int = MAX_VOLUME_SIDE) -> Image.Ima
     scale = max_side / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def to_model_side(square: Image.Image, side: int = MODEL_IMAGE_SIDE) -> Image.Image:
+    """A padded square larger than `side` resized to `side` x `side` (bilinear, as the model's
+    processor does); never upscaled (the processor does that itself, and the request stays small)."""
+    if square.width != square.height:
+        raise ValueError(f"expected a square image, got {square.width}x{square.height}")
+    if square.width <= side:
+        return square
+    return square.resize((side, side), Image.Resampling.BILINEAR)
 
 
 def _first(value: object) -> float:

@@ -1,8 +1,9 @@
 """The user turn each imaging task sends: images and texts in the order MedGemma was trained on.
 
-Volumes (CT, MRI): the instruction first, then each slice followed by its label ("SLICE i"), the
-question last. One projection: the image, then the question. A comparison of projections: the
-prior image, then the current one, then the question. Localisation: the padded image, then the
+Volumes (CT, MRI): the instruction first (naming the plane and slice order when the volume is
+not axial), then each slice followed by its label ("SLICE i"), the question last. One
+projection: the image, then the question. A comparison of projections: the prior image, then the
+current one, then the question. Localisation: the padded image, then the
 request for `box_2d` boxes (0..1000 of the padded square). Gemma 3 has no system role: all of it
 is the user's turn.
 """
@@ -14,12 +15,13 @@ import json
 from typing import TYPE_CHECKING
 
 from .prepared import PreparedStudy
+from .series_selection import SLICE_ORDER
 from .tasks import CHANGES, ImagingTask
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-_CT = ("You are shown a CT study of the {site}: {count} axial slices in order, each image followed "
+_CT = ("You are shown a CT study of the {site}: {count} {plane} slices in order, each image followed "
        "by its label. Each slice packs three windows into its colour channels: red -1024 to 1024 "
        "HU, green -135 to 215 HU (soft tissue), blue 0 to 80 HU (brain).")
 _MR = ("You are shown an MRI study of the {site}: {count} slices in order, each image followed by "
@@ -30,6 +32,9 @@ _COMPARE_PROJECTIONS = ("The first image above is the prior X-ray of the {site};
 _COMPARE_VOLUMES = ("You are shown two {modality} studies of the {site}: first the prior study's "
                     "slices (labels start PRIOR), then the current study's (labels start CURRENT), "
                     "each image followed by its label.")
+# A volume without an axial series is shown in the plane it was acquired in; the model is told.
+_ACQUIRED_PLANE = (" The slices are {plane}, in the plane they were acquired in, ordered from the "
+                   "patient's {first} to {last}.")
 
 FINDINGS = """List the findings of this study, normal and abnormal.
 Answer with JSON only, in this form:
@@ -62,8 +67,8 @@ QUESTION = "{question}"
 
 # Identifies the prompts and the answer readers: a change updates results, it does not duplicate.
 PROMPT_VERSION = hashlib.sha256("|".join(
-    (_CT, _MR, _PROJECTION, _COMPARE_PROJECTIONS, _COMPARE_VOLUMES, FINDINGS, _SLICES, _SLICE_RULE,
-     COMPARE, LOCALIZE, QUESTION, "reader-1")).encode()).hexdigest()[:8]
+    (_CT, _MR, _PROJECTION, _COMPARE_PROJECTIONS, _COMPARE_VOLUMES, _ACQUIRED_PLANE, FINDINGS,
+     _SLICES, _SLICE_RULE, COMPARE, LOCALIZE, QUESTION, "reader-1")).encode()).hexdigest()[:8]
 
 
 def task_parts(task: ImagingTask, study: PreparedStudy,
@@ -114,4 +119,9 @@ def slice_label(label: str, number: int) -> str:
 def _describe(template: str, study: PreparedStudy) -> str:
     site = study.body_part.strip().lower() or "body"
     modality = {"MR": "MRI"}.get(study.modality, study.modality)
-    return template.format(site=site, count=len(study.images), modality=modality)
+    plane = str(study.choices.get("plane") or "axial")
+    text = template.format(site=site, count=len(study.images), modality=modality, plane=plane)
+    if study.kind != "projection" and plane != "axial":
+        first, last = SLICE_ORDER[plane][1]
+        text += _ACQUIRED_PLANE.format(plane=plane, first=first, last=last)
+    return text

@@ -22,6 +22,7 @@ from plugin.fhir import FhirClient
 from plugin.fhir.attachments import resolve_attachment
 from plugin.fhir.urls import UnsafeUrl, is_under, normalise_url
 from plugin.pipelines.imaging.dicomweb import DicomWebClient
+from plugin.pipelines.imaging.frames import frame_headers, has_functional_groups
 from plugin.pipelines.imaging.instance_headers import (
     InstanceHeader,
     header_from_json,
@@ -29,6 +30,8 @@ from plugin.pipelines.imaging.instance_headers import (
 )
 
 WADO_RS = "dicom-wado-rs"
+GEOMETRY_TAGS = {"ImagePositionPatient": "00200032", "ImageOrientationPatient": "00200037"}
+CHARACTER_SET_TAG = "00080005"
 DICOM_CONTENT_TYPE = "application/dicom"
 SERIES_UID_TAG = "0020000E"
 
@@ -46,6 +49,8 @@ class InstanceSource(Protocol):
     def series_headers(self) -> dict[str, list[InstanceHeader]]: ...
 
     def fetch(self, header: InstanceHeader) -> bytes: ...
+
+    def fetch_frame(self, header: InstanceHeader, max_bytes: int) -> tuple[bytes, str]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -79,6 +84,8 @@ class DicomWebSource:
                  max_study_bytes: int = 1024 * 1024 * 1024) -> None:
         self.client, self.study_uid, self.series_uids = client, study_uid, tuple(series_uids)
         self.max_study_bytes = max_study_bytes
+        # Set when the PACS's metadata lacked what the instances' own headers have.
+        self.metadata_fallback: dict[str, Any] = {}
 
     @property
     def bytes_read(self) -> int:
@@ -94,15 +101,54 @@ class DicomWebSource:
                 raise InputError(where, f"the study's series metadata passes the {self.max_study_bytes}"
                                         "-byte study limit")
             items = self.client.series_metadata(self.study_uid, series_uid)
-            found[series_uid] = [header_from_json(item, source=where) for item in items]
+            headers: list[InstanceHeader] = []
+            for item in items:
+                header = header_from_json(item, source=where)
+                if header.frames > 1 and has_functional_groups(item):
+                    headers += frame_headers(header, item, source=f"{where} instance {header.instance_uid}")
+                elif emptied_geometry(item, header):
+                    headers.append(self._own_header(header, item, where))
+                else:
+                    headers.append(header)
+            found[series_uid] = headers
         return found
+
+    def _own_header(self, header: InstanceHeader, item: dict[str, Any], where: str) -> InstanceHeader:
+        """The instance's own header, fetched, when the metadata has its geometry emptied (Orthanc
+        1.10 empties multi-valued DS values of ISO 2022 IR 13 + IR 87 studies: in JIS X 0201 the
+        value separator's byte is the yen sign). Within the study's byte limit; the instance is
+        fetched again later if it is chosen (its bytes are not kept)."""
+        if self.client.bytes_read >= self.max_study_bytes:
+            raise InputError(where, f"reading the instances' own headers passes the {self.max_study_bytes}"
+                                    "-byte study limit")
+        data = self.client.instance(header.study_uid, header.series_uid, header.instance_uid)
+        own = header_from_part10(data, source=f"{where} instance {header.instance_uid}")
+        if own.position is None or own.orientation is None:
+            return header  # the file lacks them too: not the PACS's doing
+        emptied = [name for name, tag in GEOMETRY_TAGS.items() if _is_emptied(item, tag)]
+        record = self.metadata_fallback.setdefault("instances", 0)
+        self.metadata_fallback.update({
+            "instances": record + 1, "attributes": emptied,
+            "character_set": [str(v) for v in (item.get(CHARACTER_SET_TAG) or {}).get("Value") or []],
+            "cause": f"the PACS at {self.client.base_url} sent series metadata with "
+                     f"{' and '.join(emptied)} empty; the instances' own headers have them, so "
+                     "they were read from the instances"})
+        return own
 
     def fetch(self, header: InstanceHeader) -> bytes:
         return self.client.instance(header.study_uid, header.series_uid, header.instance_uid)
 
+    def fetch_frame(self, header: InstanceHeader, max_bytes: int) -> tuple[bytes, str]:
+        assert header.frame is not None
+        return self.client.frame(header.study_uid, header.series_uid, header.instance_uid, header.frame,
+                                 max_bytes=max_bytes)
+
     def describe(self) -> dict[str, Any]:
-        return {"route": self.route, "endpoint": self.client.base_url,
-                "token_sent": self.client.sends_token, "requests": self.client.requests_made}
+        described = {"route": self.route, "endpoint": self.client.base_url,
+                     "token_sent": self.client.sends_token, "requests": self.client.requests_made}
+        if self.metadata_fallback:
+            described["metadata_fallback"] = dict(self.metadata_fallback)
+        return described
 
     def close(self) -> None:
         self.client.close()
@@ -166,6 +212,10 @@ class BinarySource:
         with self._lock:
             return self._files[header.instance_uid]
 
+    def fetch_frame(self, header: InstanceHeader, max_bytes: int) -> tuple[bytes, str]:
+        # Attachments are not expanded into frames (series_headers): nothing asks for one.
+        raise InputError(f"instance {header.instance_uid}", "frames are fetched from DICOMweb only")
+
     def describe(self) -> dict[str, Any]:
         return {"route": self.route, "attachments": len(self.attachments), "token_sent": False}
 
@@ -211,6 +261,18 @@ def open_source(client: FhirClient, study: Resource, limits: SourceLimits, *, wh
                             max_study_bytes=limits.max_study_bytes, budget=limits.budget)
     detail = f" (endpoints skipped: {'; '.join(skipped)})" if skipped else ""
     raise InputError(where, f"no active {WADO_RS} Endpoint and no DICOM attachments{detail}")
+
+
+def emptied_geometry(item: dict[str, Any], header: InstanceHeader) -> bool:
+    """Whether a CT/MR instance's metadata names its position or orientation with no value: the
+    PACS had the attribute and lost its value (a file without it has no element at all)."""
+    return header.modality in ("CT", "MR") and header.frames == 1 and any(
+        _is_emptied(item, tag) for tag in GEOMETRY_TAGS.values())
+
+
+def _is_emptied(item: dict[str, Any], tag: str) -> bool:
+    element = item.get(tag)
+    return isinstance(element, dict) and not element.get("Value")
 
 
 def study_instance_uid(study: Resource) -> str | None:

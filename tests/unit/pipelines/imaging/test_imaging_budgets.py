@@ -190,8 +190,9 @@ def test_padding_is_charged_before_it_happens() -> None:
     data = part10_bytes(radiograph_dataset(np.zeros((100, 1000), dtype=np.uint16)), ExplicitVRLittleEndian)
     with pytest.raises(BudgetExceeded, match="padding a 1000x100 radiograph to 1000x1000"):
         prepare([data], memory_bytes=5 * MIB)
-    prepared, _ = prepare([data], memory_bytes=10 * MIB)
-    assert prepared.images[0].image.size == (1000, 1000)
+    prepared, _ = prepare([data], memory_bytes=12 * MIB)
+    assert prepared.choices["padded_size"] == [1000, 1000]
+    assert prepared.images[0].image.size == (896, 896)  # then resized to the model's side
 
 
 def test_a_deflate_bomb_attached_to_a_study_fails_the_study_naming_it() -> None:

@@ -5,6 +5,7 @@ answers reported and never turned into findings, and the resources the mappers m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -296,3 +297,26 @@ def test_each_task_runs_on_the_studies_it_applies_to() -> None:
     assert task_sources(ImagingTask(), studies) == studies
     assert task_sources(ImagingTask("compare"), studies) == [CXR_NOW]  # the only one with a prior
     assert task_sources(ImagingTask("localize", find=("heart",)), studies) == [CXR_NOW, CXR_BEFORE]
+
+
+def test_the_provenance_says_how_the_images_were_turned() -> None:
+    turned = replace(ct_volume(), choices={"orientation": {
+        "text": "axial: flipped upside down to the standard display orientation"}})
+    fake = FakePacs({"ct": turned}, [CT])
+    result = run(ScriptedEngine('{"findings": [], "impression": "Normal."}'), CT, fake=fake)
+    planned = plan_resources(result, subject="Patient/p1")
+    bundle = build_transaction(result, planned, {}, WriteOutcome(path="observations"),
+                               base_url="http://fhir.invalid/fhir", now=NOW)
+    assert bundle is not None
+    (provenance,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    assert provenance["activity"]["text"] == (
+        f"chartlight imaging pipeline 1+prompt.{PROMPT_VERSION}; study images: axial: flipped upside "
+        "down to the standard display orientation")
+
+
+def test_the_provenance_names_the_pacs_when_its_metadata_lost_the_geometry() -> None:
+    cause = ("the PACS at http://pacs/dicom-web sent series metadata with ImagePositionPatient empty; "
+             "the instances' own headers have them, so they were read from the instances")
+    fake = FakePacs({"ct": replace(ct_volume(), choices={"metadata_fallback": {"cause": cause}})}, [CT])
+    result = run(ScriptedEngine('{"findings": [], "impression": "Normal."}'), CT, fake=fake)
+    assert result.preparation == (f"study: {cause}",)

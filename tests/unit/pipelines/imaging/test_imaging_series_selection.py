@@ -84,10 +84,22 @@ def test_the_axial_series_is_chosen_over_a_sagittal_one_and_sampled() -> None:
     assert "not axial" in plan.choices["series_rejected"]["1.2.3.8"]
 
 
-def test_no_axial_series_is_an_input_error() -> None:
+def test_without_an_axial_series_a_sagittal_one_is_used_in_its_plane_right_first() -> None:
+    # SAGITTAL's normal is -x: z = i places slice i at x = -i, so the highest i is rightmost.
     sagittal = [SliceSpec(z=float(i), instance_number=i + 1, orientation=SAGITTAL) for i in range(6)]
-    with pytest.raises(InputError, match="no axial CT series"):
-        plan_volume({"1.2.3.8": headers(sagittal)}, "CT", max_slices=85, source="ImagingStudy/7")
+    plan = plan_volume({"1.2.3.8": headers(sagittal)}, "CT", max_slices=85, source="ImagingStudy/7")
+    assert plan.plane == "sagittal" and plan.choices["plane"] == "sagittal"
+    assert [h.instance_number for h in plan.ordered] == [6, 5, 4, 3, 2, 1]
+    assert [h.position[0] for h in plan.ordered] == [-5.0, -4.0, -3.0, -2.0, -1.0, 0.0]  # type: ignore[index]
+    assert plan.choices["ordered_by"] == "ImagePositionPatient along the slice normal, right first"
+    assert plan.choices["series_reason"].startswith("no axial series: sagittal in its acquired plane")
+
+
+def test_an_oblique_series_is_an_input_error() -> None:
+    tilted = (1.0, 0.0, 0.0, 0.0, 0.6, -0.8)  # normal 53 degrees from z, 37 from y
+    specs = [SliceSpec(z=float(i), instance_number=i + 1, orientation=tilted) for i in range(6)]
+    with pytest.raises(InputError, match="no CT series in an axial, sagittal or coronal plane .*oblique"):
+        plan_volume({"1.2.3.8": headers(specs)}, "CT", max_slices=85, source="ImagingStudy/7")
 
 
 def test_uniform_sampling_keeps_ends_and_spreads_evenly() -> None:
