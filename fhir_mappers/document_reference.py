@@ -21,16 +21,21 @@ from .systems import CS_DOCUMENT_KIND, LOINC, US_CORE_DOCUMENTREFERENCE_CATEGORY
 NOTE = ("34109-9", "Note")
 IMAGING_REPORT = ("18748-4", "Diagnostic imaging study")
 LAB_REPORT = ("11502-2", "Laboratory report")  # used by the structured-results document
+PATIENT_SUMMARY = ("60591-5", "Patient summary Document")
 NARRATIVE_TYPES: dict[NarrativeKind, tuple[str, str]] = {
     "transcript": NOTE,
     "report-draft": IMAGING_REPORT,
     "summary": NOTE,
+    "patient-summary": PATIENT_SUMMARY,
+    "chart-answer": NOTE,
 }
 DOCUMENT_KIND_DISPLAYS = {
     "transcript": "Transcript of dictation",
     "report-draft": "Report draft",
     "summary": "Summary",
     "structured-results": "Structured results",
+    "patient-summary": "Patient summary (cited)",
+    "chart-answer": "Answer to a question about the chart",
 }
 
 

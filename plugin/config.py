@@ -267,6 +267,13 @@ class Settings:
     medgemma_dtype: str = ""
     medgemma_attention: str = ""
     medgemma_max_new_tokens: int = 8192
+    # Chart summary and "ask the chart" (docs/chart-summary.md): the digest's token budget, the
+    # longest answer asked of MedGemma, the time limit of one summary job, and the tokenizer the
+    # budget is measured with ("" = medgemma_model's, when its files are on this machine).
+    summary_token_budget: int = 6000
+    summary_max_new_tokens: int = 1024
+    job_timeout_summary_s: float = 900.0
+    summary_tokenizer: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -287,6 +294,9 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        for name in ("summary_token_budget", "summary_max_new_tokens", "job_timeout_summary_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
 
     def _check_engines(self) -> None:
         for name in ("medasr_batch_size", "medasr_chunk_s", "medgemma_max_new_tokens"):

@@ -139,7 +139,7 @@ class Finding:
     confidence: float | None = None
 
 
-NarrativeKind = Literal["transcript", "report-draft", "summary"]
+NarrativeKind = Literal["transcript", "report-draft", "summary", "patient-summary", "chart-answer"]
 
 
 @dataclass(frozen=True)

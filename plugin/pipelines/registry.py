@@ -63,7 +63,32 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             engine_note="the tiny random-weight test MedASR: TEST OUTPUT, not clinical"
             if settings.test_models else ""),
         imaging.name: imaging,
+        SUMMARY: summary_pipeline(settings),
     }
+
+
+SUMMARY = "summary"
+
+
+def summary_pipeline(settings: Settings) -> InstalledPipeline:
+    """The cited patient summary (plugin.pipelines.summary): one job per Patient version."""
+    from plugin.pipelines import summary
+
+    engine = medgemma_engine(settings)
+    tokenizer = settings.summary_tokenizer or (
+        str(test_models.ensure_test_models(_test_models_dir(settings)).medgemma)
+        if settings.test_models else settings.medgemma_model)
+    pipeline = summary.SummaryPipeline(
+        summary.SummaryOptions(token_budget=settings.summary_token_budget,
+                               max_new_tokens=settings.summary_max_new_tokens),
+        engine, summary.token_counter(tokenizer))
+    run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
+    return InstalledPipeline(
+        SUMMARY, "the patient's chart -> a cited patient summary DocumentReference (MedGemma 1.5)",
+        lambda client, patient_id: [client.read("Patient", patient_id)], run,
+        unavailable_reason=pipeline.unavailable_reason(),
+        engine_note="the tiny random-weight test model: TEST OUTPUT, not clinical"
+        if settings.test_models else f"MedGemma 1.5; digest measured with {pipeline.count_tokens.name}")
 
 
 def medgemma_engine(settings: Settings) -> VisionLanguageEngine:
