@@ -28,6 +28,9 @@ class InstalledPipeline:
     unavailable_reason: str = ""
     # Which engine it will use, for people to read (e.g. a fallback taken for lack of weights).
     engine_note: str = ""
+    # For a pipeline over the whole chart: queue its job again when the chart changed since it
+    # ran (store, client, patient id) -> jobs queued. Called by the CDS analysis scan.
+    refresh: Callable[[Any, FhirClient, str], int] | None = None
 
 
 def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
@@ -88,7 +91,8 @@ def summary_pipeline(settings: Settings) -> InstalledPipeline:
         lambda client, patient_id: [client.read("Patient", patient_id)], run,
         unavailable_reason=pipeline.unavailable_reason(),
         engine_note="the tiny random-weight test model: TEST OUTPUT, not clinical"
-        if settings.test_models else f"MedGemma 1.5; digest measured with {pipeline.count_tokens.name}")
+        if settings.test_models else f"MedGemma 1.5; digest measured with {pipeline.count_tokens.name}",
+        refresh=summary.refresh_if_changed)
 
 
 def medgemma_engine(settings: Settings) -> VisionLanguageEngine:

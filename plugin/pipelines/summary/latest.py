@@ -89,3 +89,13 @@ def queue_summary(store: JobStore, client: FhirClient, patient_id: str, *, refre
     if refresh and job.state in (JobState.SUCCEEDED, JobState.FAILED):
         job = store.retry(job.id)
     return job
+
+
+def refresh_if_changed(store: JobStore, client: FhirClient, patient_id: str) -> int:
+    """Queue the summary again when the chart changed since the latest summary was made;
+    returns 1 when it did (a patient without a summary gets one through the usual intake)."""
+    latest = latest_summary(client, patient_id)
+    if latest is None or not latest.stale:
+        return 0
+    job = queue_summary(store, client, patient_id, refresh=True)
+    return 1 if job.state is JobState.QUEUED else 0
