@@ -41,6 +41,9 @@ SMART_DEFAULT_SCOPES = (
     "openid fhirUser online_access patient/Patient.r patient/Encounter.rs patient/DocumentReference.crus "
     "patient/DiagnosticReport.crus patient/Media.rs patient/ImagingStudy.rs patient/Observation.crus "
     "patient/Provenance.crs user/Endpoint.r user/Binary.r user/Device.crus"
+    # The chart the summary and "ask the chart" read (docs/chart-summary.md).
+    " patient/Condition.rs patient/AllergyIntolerance.rs patient/MedicationRequest.rs"
+    " patient/MedicationStatement.rs"
 )
 
 

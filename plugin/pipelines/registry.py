@@ -16,6 +16,7 @@ from plugin.jobs import Pipeline
 if TYPE_CHECKING:
     from plugin.pipelines.imaging import ImagingTask
     from plugin.pipelines.speech import SpeechOptions
+    from plugin.pipelines.summary import SummaryPipeline
 
 
 @dataclass(frozen=True)
@@ -73,18 +74,25 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
 SUMMARY = "summary"
 
 
+def chart_reader(settings: Settings) -> SummaryPipeline:
+    """The summary pipeline object the settings choose (its engine, budget and tokenizer): the
+    summary jobs run it, and the app's "ask the chart" asks its engine."""
+    from plugin.pipelines import summary
+
+    tokenizer = settings.summary_tokenizer or (
+        str(test_models.ensure_test_models(_test_models_dir(settings)).medgemma)
+        if settings.test_models else settings.medgemma_model)
+    return summary.SummaryPipeline(
+        summary.SummaryOptions(token_budget=settings.summary_token_budget,
+                               max_new_tokens=settings.summary_max_new_tokens),
+        medgemma_engine(settings), summary.token_counter(tokenizer))
+
+
 def summary_pipeline(settings: Settings) -> InstalledPipeline:
     """The cited patient summary (plugin.pipelines.summary): one job per Patient version."""
     from plugin.pipelines import summary
 
-    engine = medgemma_engine(settings)
-    tokenizer = settings.summary_tokenizer or (
-        str(test_models.ensure_test_models(_test_models_dir(settings)).medgemma)
-        if settings.test_models else settings.medgemma_model)
-    pipeline = summary.SummaryPipeline(
-        summary.SummaryOptions(token_budget=settings.summary_token_budget,
-                               max_new_tokens=settings.summary_max_new_tokens),
-        engine, summary.token_counter(tokenizer))
+    pipeline = chart_reader(settings)
     run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
     return InstalledPipeline(
         SUMMARY, "the patient's chart -> a cited patient summary DocumentReference (MedGemma 1.5)",
