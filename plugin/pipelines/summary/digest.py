@@ -98,7 +98,10 @@ def last_updated(resources: Iterable[Resource]) -> str:
 
 
 def is_excluded(resource: Resource) -> bool:
-    codings = (resource.get("type") or {}).get("coding") or []
+    if resource.get("resourceType") != "DocumentReference":
+        return False  # only our own documents are left out (Encounter.type, for one, is a list)
+    concept = resource.get("type")
+    codings = concept.get("coding") or [] if isinstance(concept, dict) else []
     return any(c.get("system") == OWN_KIND_SYSTEM and c.get("code") in EXCLUDED_KINDS for c in codings)
 
 

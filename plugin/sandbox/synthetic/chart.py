@@ -101,15 +101,39 @@ def chart_resources(patient_id: str, *, end: date = CHART_END) -> list[tuple[str
     return out
 
 
+# Further analytes of the benchmark's large chart: (LOINC, display, unit, typical value, reference high)
+BENCH_ANALYTES = (
+    ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", 126, 99),
+    ("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", 139, 145),
+    ("2075-0", "Chloride [Moles/volume] in Serum or Plasma", "mmol/L", 102, 107),
+    ("2028-9", "Carbon dioxide, total [Moles/volume] in Serum or Plasma", "mmol/L", 25, 29),
+    ("3094-0", "Urea nitrogen [Mass/volume] in Serum or Plasma", "mg/dL", 22, 20),
+    ("17861-6", "Calcium [Mass/volume] in Serum or Plasma", "mg/dL", 9.4, 10.2),
+    ("1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/dL", 4.1, 5.0),
+    ("1920-8", "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 24, 40),
+    ("1742-6", "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 31, 45),
+    ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 12.9, 15.5),
+    ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", 7.2, 11.0),
+    ("777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL", 241, 400),
+    ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", 182, 200),
+    ("2085-9", "Cholesterol in HDL [Mass/volume] in Serum or Plasma", "mg/dL", 46, 90),
+    ("2571-8", "Triglyceride [Mass/volume] in Serum or Plasma", "mg/dL", 168, 150),
+    ("3016-3", "Thyrotropin [Units/volume] in Serum or Plasma", "m[IU]/L", 2.1, 4.5),
+)
+
+
 def scaled_observations(patient_id: str, count: int, *, end: date = CHART_END) -> list[Resource]:
-    """`count` extra lab Observations (the benchmark's large chart): the LABS series repeated
-    back in time, weekly, with ids so they can be served from memory without a server."""
+    """`count` extra lab Observations (the benchmark's large chart): the LABS and BENCH_ANALYTES
+    series repeated back in time, weekly, with ids so they can be served from memory without a
+    server. Values vary by a fixed pattern around each analyte's typical value."""
     subject = {"reference": f"Patient/{patient_id}"}
+    analytes = [(code, display, unit, values[-1], high) for code, display, unit, values, high in LABS]
+    analytes += list(BENCH_ANALYTES)
     out = []
     for n in range(count):
-        code, display, unit, values, high = LABS[n % len(LABS)]
-        when = end - timedelta(days=7 * (n // len(LABS)))
-        value = values[n % len(values)]
+        code, display, unit, typical, high = analytes[n % len(analytes)]
+        when = end - timedelta(days=7 * (n // len(analytes)))
+        value = round(typical * (1 + ((n * 7) % 11 - 5) / 100), 2)
         resource = _observation(subject, "laboratory", code, display, value, unit, when,
                                 interpretation="H" if value > high else "N", high=high)
         out.append({**resource, "id": f"bench-{n}", "meta": {"versionId": "1",

@@ -81,6 +81,8 @@ def test_our_own_summaries_are_not_chart_content() -> None:
                "type": {"coding": [{"system": "https://chartlight.dev/fhir/CodeSystem/document-kind",
                                     "code": "patient-summary"}]}}
     assert digest_lines([summary]) == []
+    # Types the digest does not show are skipped, whatever their shape (Encounter.type is a list).
+    assert digest_lines([{"resourceType": "Encounter", "id": "e", "type": [{"text": "visit"}]}]) == []
 
 
 def test_trimming_keeps_problems_first_then_flagged_then_recent_and_numbers_in_section_order() -> None:
