@@ -99,7 +99,7 @@ def summary_pipeline(settings: Settings) -> InstalledPipeline:
         lambda client, patient_id: [client.read("Patient", patient_id)], run,
         unavailable_reason=pipeline.unavailable_reason(),
         engine_note="the tiny random-weight test model: TEST OUTPUT, not clinical"
-        if settings.test_models else f"MedGemma 1.5; digest measured with {pipeline.count_tokens.name}",
+        if settings.test_models else "MedGemma 1.5 over the chart digest",
         refresh=summary.refresh_if_changed)
 
 

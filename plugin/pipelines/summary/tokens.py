@@ -10,6 +10,7 @@ digest is recorded with it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -45,15 +46,33 @@ class TokenizerCounter:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def token_counter(model: str) -> TokenCounter:
+class ModelTokenCounter:
     """The tokenizer of `model` (an HF id in the local cache or a folder), loaded without any
-    download; the estimate when it is not here or cannot be loaded."""
-    try:
-        from transformers import AutoTokenizer
+    download on first use — building the pipelines stays cheap — and the estimate when it is
+    not here or cannot be loaded."""
 
-        tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    except Exception as exc:  # absent, gated, or a folder without tokenizer files
-        log.info("no tokenizer for %s on this machine (%s); estimating token counts", model,
-                 type(exc).__name__)
-        return EstimatedCounter()
-    return TokenizerCounter(tokenizer, f"{type(tokenizer).__name__} of {model}")
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    @functools.cached_property
+    def _counter(self) -> TokenCounter:
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
+        except Exception as exc:  # absent, gated, or a folder without tokenizer files
+            log.info("no tokenizer for %s on this machine (%s); estimating token counts", self.model,
+                     type(exc).__name__)
+            return EstimatedCounter()
+        return TokenizerCounter(tokenizer, f"{type(tokenizer).__name__} of {self.model}")
+
+    @property
+    def name(self) -> str:
+        return self._counter.name
+
+    def __call__(self, text: str) -> int:
+        return self._counter(text)
+
+
+def token_counter(model: str) -> TokenCounter:
+    return ModelTokenCounter(model)
