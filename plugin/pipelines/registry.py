@@ -36,7 +36,7 @@ class InstalledPipeline:
 
 def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     """The pipelines by name. Models load lazily, on a pipeline's first job."""
-    from plugin.pipelines import documents, speech
+    from plugin.pipelines import documents, speech, summary
 
     # Every setting a pipeline honours reaches it here (tests/unit/pipelines/test_registry.py).
     doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model,
@@ -67,11 +67,8 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             engine_note="the tiny random-weight test MedASR: TEST OUTPUT, not clinical"
             if settings.test_models else ""),
         imaging.name: imaging,
-        SUMMARY: summary_pipeline(settings),
+        summary.PIPELINE: summary_pipeline(settings),
     }
-
-
-SUMMARY = "summary"
 
 
 def chart_reader(settings: Settings) -> SummaryPipeline:
@@ -95,7 +92,7 @@ def summary_pipeline(settings: Settings) -> InstalledPipeline:
     pipeline = chart_reader(settings)
     run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
     return InstalledPipeline(
-        SUMMARY, "the patient's chart -> a cited patient summary DocumentReference (MedGemma 1.5)",
+        summary.PIPELINE, "the patient's chart -> a cited patient summary DocumentReference (MedGemma 1.5)",
         lambda client, patient_id: [client.read("Patient", patient_id)], run,
         unavailable_reason=pipeline.unavailable_reason(),
         engine_note="the tiny random-weight test model: TEST OUTPUT, not clinical"

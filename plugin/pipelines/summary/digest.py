@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from fhir_mappers.systems import CS_DOCUMENT_KIND, V3_OBSERVATION_VALUE
+
 Resource = dict[str, Any]
-AIAST_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+AIAST_SYSTEM = V3_OBSERVATION_VALUE
 # Our own written kinds that are never chart content: a summary does not summarise summaries.
-OWN_KIND_SYSTEM = "https://chartlight.dev/fhir/CodeSystem/document-kind"
 EXCLUDED_KINDS = frozenset({"patient-summary", "chart-answer"})
 # Sections in the order a problem-oriented reader wants them, with how strongly each is kept.
 SECTIONS = ("problem", "allergy", "medication", "vital", "lab", "report", "document")
@@ -102,7 +103,7 @@ def is_excluded(resource: Resource) -> bool:
         return False  # only our own documents are left out (Encounter.type, for one, is a list)
     concept = resource.get("type")
     codings = concept.get("coding") or [] if isinstance(concept, dict) else []
-    return any(c.get("system") == OWN_KIND_SYSTEM and c.get("code") in EXCLUDED_KINDS for c in codings)
+    return any(c.get("system") == CS_DOCUMENT_KIND and c.get("code") in EXCLUDED_KINDS for c in codings)
 
 
 def digest_lines(resources: Iterable[Resource]) -> list[DigestLine]:

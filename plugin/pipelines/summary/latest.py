@@ -15,9 +15,9 @@ from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobState, JobStore
 from plugin.pipelines.summary.chart import SEARCHES
 from plugin.pipelines.summary.digest import is_excluded
+from plugin.pipelines.summary.pipeline import PIPELINE
 
 Resource = dict[str, Any]
-PIPELINE = "summary"
 
 
 @dataclass(frozen=True)

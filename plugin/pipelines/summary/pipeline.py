@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from plugin.engines.answers import AnswerFormatError
+from plugin.engines.test_models import TEST_OUTPUT
 from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.errors import ChartlightError
 from plugin.jobs import JobContext
@@ -27,7 +28,6 @@ from plugin.results import InputProblem, ModelInfo, Narrative, PipelineResult, S
 PIPELINE = "summary"
 PIPELINE_VERSION = f"chartlight-summary-1/{SUMMARY_PROMPT_VERSION}"
 SUMMARY_KEY = "patient-summary"
-TEST_OUTPUT = "TEST OUTPUT, not clinical"
 
 
 class SummaryNotWritten(ChartlightError):
