@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,21 @@ def test_the_tiny_random_weight_gemma_runs_the_whole_path_and_is_refused(
     assert done.state is JobState.FAILED and "nothing was written" in done.error
     assert "could not be read" in done.error or "none of the model" in done.error
     assert latest_summary(fhir, patient) is None
+
+
+def test_the_tiny_gemma_answers_a_question_streamed_and_marked_as_test_output(
+        fhir: FhirClient, patient: str, tmp_path: Path) -> None:
+    from plugin.pipelines.registry import chart_reader
+    from plugin.pipelines.summary.ask import ChartAnswer, ask, saved_answer_bundle
+
+    settings = Settings(fhir_base_url=fhir.base_url, test_models=True,
+                        test_models_dir=str(tmp_path / "models"), summary_max_new_tokens=16,
+                        summary_token_budget=800)
+    parts = list(ask(chart_reader(settings), fhir, patient, "How is the blood pressure?"))
+    *chunks, answer = parts
+    assert chunks and all(isinstance(c, str) for c in chunks)  # streamed from the model's thread
+    assert isinstance(answer, ChartAnswer) and answer.model.test_weights
+    # Noise from random weights: nothing survives the checks, so there is nothing to save.
+    assert answer.checked.kept == () and (answer.unreadable or answer.checked.withheld)
+    assert saved_answer_bundle(answer, clinician="Practitioner/1", now=datetime.now(UTC),
+                               base_url=fhir.base_url) is None
