@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fhir_mappers.provenance import AGENT_TYPE_DISPLAYS
@@ -20,9 +20,7 @@ from fhir_mappers.systems import PROVENANCE_PARTICIPANT_TYPE
 from plugin.engines.answers import AnswerFormatError
 from plugin.errors import ChartlightError
 from plugin.fhir import FhirClient
-from plugin.pipelines.summary.chart import read_chart
 from plugin.pipelines.summary.citations import CheckedAnswer, check_answer
-from plugin.pipelines.summary.digest import build_digest
 from plugin.pipelines.summary.pipeline import SummaryPipeline
 from plugin.pipelines.summary.prompts import ANSWER_PROMPT_VERSION, question_prompt
 from plugin.results import ModelInfo, Narrative, PipelineResult, SourceRef
@@ -65,10 +63,7 @@ def ask(pipeline: SummaryPipeline, client: FhirClient, patient_id: str, question
     """Text chunks as the model writes them, then the checked ChartAnswer (always last).
     `readable` says which resource types the user's grant may read."""
     patient = client.read("Patient", patient_id)
-    chart = read_chart(client, patient_id, readable=readable)
-    digest = build_digest(list(chart.resources), budget=pipeline.options.token_budget,
-                          count_tokens=pipeline.count_tokens, counter=pipeline.count_tokens.name,
-                          today=datetime.now(UTC).date())
+    digest, _ = pipeline.digest(client, patient_id, readable=readable)
     prompt = question_prompt(digest, question)
     limit = pipeline.options.max_new_tokens
     stream = getattr(pipeline.engine, "stream", None)

@@ -10,6 +10,7 @@ model's answer cannot be read or no sentence survives the check: the job fails w
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from plugin.engines.answers import AnswerFormatError
 from plugin.engines.test_models import TEST_OUTPUT
 from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.errors import ChartlightError
+from plugin.fhir import FhirClient
 from plugin.jobs import JobContext
 from plugin.pipelines.summary.chart import read_chart
 from plugin.pipelines.summary.citations import CheckedAnswer, check_answer
@@ -51,8 +53,10 @@ class SummaryPipeline:
         why = getattr(self.engine, "why_unavailable", lambda: "the engine is not available")()
         return f"MedGemma cannot run here ({why or 'not available'})"
 
-    def digest(self, context: JobContext) -> tuple[Digest, tuple[str, ...]]:
-        chart = read_chart(context.client, context.job.source_id)
+    def digest(self, client: FhirClient, patient_id: str, *, readable: Callable[[str], bool] = lambda t: True
+               ) -> tuple[Digest, tuple[str, ...]]:
+        """The patient's chart digest within the budget, and what could not be read."""
+        chart = read_chart(client, patient_id, readable=readable)
         digest = build_digest(list(chart.resources), budget=self.options.token_budget,
                               count_tokens=self.count_tokens, counter=self.count_tokens.name,
                               today=datetime.now(UTC).date())
@@ -64,7 +68,7 @@ class SummaryPipeline:
             raise ChartlightError(f"the summary pipeline summarises a Patient, not "
                                   f"{patient.get('resourceType')}")
         context.report_progress(0.1, "reading the chart")
-        digest, capped = self.digest(context)
+        digest, capped = self.digest(context.client, context.job.source_id)
         if not digest.lines:
             raise SummaryNotWritten("the chart holds nothing to summarise within the token budget "
                                     f"({digest.total_lines} line(s), summary_token_budget "
