@@ -123,6 +123,14 @@ def _queue_new_inputs(store: JobStore, pipelines: Mapping[str, Any], client: Fhi
         intake = queue_sources(store, name, sources, subject=f"Patient/{patient_id}",
                                fhir_base_url=client.base_url)
         created += sum(job.created_at >= started for job in intake.jobs)
+        # A pipeline over the whole chart (the summary) is queued again when the chart changed.
+        refresh = getattr(pipeline, "refresh", None)
+        if refresh is not None:
+            try:
+                created += refresh(store, client, patient_id)
+            except ChartlightError as exc:
+                log.warning("pipeline %s: could not check Patient/%s for changes: %s", name, patient_id,
+                            type(exc).__name__)
     if created:
         log.info("queued %d analysis job(s) for Patient/%s", created, patient_id)
     return created

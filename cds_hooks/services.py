@@ -2,8 +2,8 @@
 templates) and how each turns a validated call into cards. The handlers are pure; the blueprint
 does the I/O (prefetch, analysis status) before calling them.
 
-- chartlight-patient-results (patient-view): the patient's AI results awaiting review, and the
-  analyses pending for them.
+- chartlight-patient-results (patient-view): the patient's latest AI summary, the AI results
+  awaiting review, and the analyses pending for them.
 - chartlight-imaging-order-select / -order-sign: for imaging orders (e.g. a repeat chest X-ray
   ServiceRequest), the AI comparison of the patient's last two studies and its localised
   findings, or a plain statement that there is none.
@@ -30,6 +30,7 @@ from cds_hooks.models import (
     ServiceDescription,
 )
 from cds_hooks.prefetch import resources
+from cds_hooks.summary_card import is_summary, newest_summary, summary_card
 from fhir_mappers.systems import SID_DEVICE, SID_RESULT, V2_0074
 
 Resource = dict[str, Any]
@@ -95,9 +96,13 @@ def patient_results(call: HookCall) -> list[Card]:
                                  ("chartlightReports", "DiagnosticReport"),
                                  ("chartlightDocuments", "DocumentReference"))
              for r in resources(call.data.get(key), kind)]
+    # The patient summary is its own card, first; it is not a result of one input.
+    summary = newest_summary(found)
+    found = [r for r in found if not is_summary(r)]
     models = read_models(resources(call.data.get("chartlightDevices"), "Device"))
     results = read_results(found, patient, fhir_base=call.cards.fhir_server)
-    return patient_view_cards(results, models, call.status, call.cards)
+    cards = patient_view_cards(results, models, call.status, call.cards)
+    return ([summary_card(summary, call.cards)] if summary is not None else []) + cards
 
 
 def imaging_orders(call: HookCall) -> list[Card]:

@@ -22,12 +22,15 @@ NOTE = ("34109-9", "Note")
 IMAGING_REPORT = ("18748-4", "Diagnostic imaging study")
 LAB_REPORT = ("11502-2", "Laboratory report")  # used by the structured-results document
 PROGRESS_NOTE = ("11506-3", "Progress note")
+PATIENT_SUMMARY = ("60591-5", "Patient summary Document")
 NARRATIVE_TYPES: dict[NarrativeKind, tuple[str, str]] = {
     "transcript": NOTE,
     "report-draft": IMAGING_REPORT,
     "summary": NOTE,
     "radiology-note": IMAGING_REPORT,
     "clinic-note": PROGRESS_NOTE,
+    "patient-summary": PATIENT_SUMMARY,
+    "chart-answer": NOTE,
 }
 DOCUMENT_KIND_DISPLAYS = {
     "transcript": "Transcript of dictation",
@@ -36,6 +39,8 @@ DOCUMENT_KIND_DISPLAYS = {
     "radiology-note": "Structured radiology note from dictation",
     "clinic-note": "Structured clinic note (SOAP) from dictation",
     "structured-results": "Structured results",
+    "patient-summary": "Patient summary (cited)",
+    "chart-answer": "Answer to a question about the chart",
 }
 
 

@@ -41,6 +41,9 @@ SMART_DEFAULT_SCOPES = (
     "openid fhirUser online_access patient/Patient.r patient/Encounter.rs patient/DocumentReference.crus "
     "patient/DiagnosticReport.crus patient/Media.rs patient/ImagingStudy.rs patient/Observation.crus "
     "patient/Provenance.crs user/Endpoint.r user/Binary.r user/Device.crus"
+    # The chart the summary and "ask the chart" read (docs/chart-summary.md).
+    " patient/Condition.rs patient/AllergyIntolerance.rs patient/MedicationRequest.rs"
+    " patient/MedicationStatement.rs"
 )
 
 
@@ -306,6 +309,13 @@ class Settings:
     # SMART sessions (docs/smart-app.md): how long one process may hold a session's refresh
     # lease (the other processes wait for its new token); a crashed holder's lease ends after it.
     smart_refresh_lease_s: float = 30.0
+    # Chart summary and "ask the chart" (docs/chart-summary.md): the digest's token budget, the
+    # longest answer asked of MedGemma, the time limit of one summary job, and the tokenizer the
+    # budget is measured with ("" = medgemma_model's, when its files are on this machine).
+    summary_token_budget: int = 6000
+    summary_max_new_tokens: int = 1024
+    job_timeout_summary_s: float = 900.0
+    summary_tokenizer: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -326,6 +336,9 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        for name in ("summary_token_budget", "summary_max_new_tokens", "job_timeout_summary_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         self._check_backend_services()
         self._check_metrics()
         if self.smart_refresh_lease_s <= self.smart_http_timeout_s:

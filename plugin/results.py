@@ -143,7 +143,8 @@ class Finding:
     confidence: float | None = None
 
 
-NarrativeKind = Literal["transcript", "report-draft", "summary", "radiology-note", "clinic-note"]
+NarrativeKind = Literal["transcript", "report-draft", "summary", "radiology-note", "clinic-note",
+                        "patient-summary", "chart-answer"]
 
 
 @dataclass(frozen=True)

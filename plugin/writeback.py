@@ -169,7 +169,8 @@ def check_source_subject(source: Resource, *, subject: str, base_url: str) -> No
     """Raise WrongPatient unless `source.subject` is `subject` on the server at `base_url` (a
     relative reference, or an absolute one on that server; a version suffix is ignored). Pure."""
     where = f"{source.get('resourceType', '?')}/{source.get('id', '?')}"
-    named = subject_of(source, base_url=base_url)
+    # A Patient is its own subject (the summary pipeline's source is the patient's record).
+    named = where if source.get("resourceType") == "Patient" else subject_of(source, base_url=base_url)
     if named != subject:
         raise WrongPatient(f"{where} names {named or 'no patient on this server'} as its subject, "
                            f"not {subject}: nothing was written for it")

@@ -76,6 +76,9 @@ def register_pages(bp: Blueprint) -> None:
     ]
     for rule, endpoint, view, methods in routes:
         bp.add_url_rule(rule, endpoint, login_required(view), methods=methods)
+    from smart_launch.chart_pages import register_chart_pages  # the summary and ask-the-chart pages
+
+    register_chart_pages(bp)
     bp.register_error_handler(FhirError, _fhir_error)
     bp.register_error_handler(SQLAlchemyError, _store_error)
 

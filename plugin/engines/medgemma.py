@@ -12,7 +12,7 @@ import hashlib
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,21 +108,11 @@ class MedGemmaEngine:
     def generate(self, parts: Sequence[Image | str], *, max_new_tokens: int = 1024) -> str:
         """One user turn (images and texts in the order given) answered with greedy decoding.
         The answer keeps any thought block; callers strip it (plugin.engines.answers)."""
-        reason = self.why_unavailable()
-        if reason is not None:
-            raise ConfigError(f"MedGemma engine unavailable: {reason}")
-        loaded = self._loaded()
+        loaded, max_new_tokens = self._ready(max_new_tokens)
         import torch
 
-        if self.max_new_tokens is not None:
-            max_new_tokens = min(max_new_tokens, self.max_new_tokens)
-        # Gemma 3 has no system role: the whole instruction is the user's turn.
-        messages = [{"role": "user", "content": user_content(parts)}]
         with loaded.lock:
-            inputs = loaded.processor.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=True,
-                return_tensors="pt")
-            inputs = inputs.to(loaded.model.device, dtype=loaded.model.dtype)
+            inputs = _chat_inputs(loaded, parts)
             with torch.inference_mode():
                 output = loaded.model.generate(**inputs, max_new_tokens=max_new_tokens,
                                                do_sample=False, top_p=None, top_k=None)
@@ -131,6 +121,48 @@ class MedGemmaEngine:
         for marker in _END_MARKERS:
             text = text.split(marker, 1)[0]
         return text.replace("<pad>", "").strip()
+
+    def stream(self, parts: Sequence[Image | str], *, max_new_tokens: int = 1024) -> Iterator[str]:
+        """`generate`, yielding the answer's text as it is decoded (transformers'
+        TextIteratorStreamer; generation runs on a helper thread). Joined, the chunks are what
+        `generate` returns, up to the end-of-turn marker."""
+        loaded, max_new_tokens = self._ready(max_new_tokens)
+        import torch
+        from transformers import TextIteratorStreamer
+
+        with loaded.lock:
+            inputs = _chat_inputs(loaded, parts)
+            streamer = TextIteratorStreamer(loaded.processor.tokenizer, skip_prompt=True,
+                                            skip_special_tokens=False, timeout=600)
+
+            def run() -> None:
+                with torch.inference_mode():
+                    loaded.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                          top_p=None, top_k=None, streamer=streamer)
+
+            worker = threading.Thread(target=run, name="medgemma-stream", daemon=True)
+            worker.start()
+            try:
+                ended = False
+                for piece in streamer:
+                    if ended:
+                        continue  # drain: the generating thread must finish before the lock is freed
+                    for marker in _END_MARKERS:
+                        if marker in piece:
+                            piece, ended = piece.split(marker, 1)[0], True
+                    if piece.replace("<pad>", ""):
+                        yield piece.replace("<pad>", "")
+            finally:
+                worker.join()
+
+    def _ready(self, max_new_tokens: int) -> tuple[_Loaded, int]:
+        """The loaded checkpoint and the answer length allowed, or ConfigError saying why not."""
+        reason = self.why_unavailable()
+        if reason is not None:
+            raise ConfigError(f"MedGemma engine unavailable: {reason}")
+        if self.max_new_tokens is not None:
+            max_new_tokens = min(max_new_tokens, self.max_new_tokens)
+        return self._loaded(), max_new_tokens
 
     # ---- loading -------------------------------------------------------------------------------
 
@@ -192,6 +224,15 @@ def user_content(parts: Sequence[Image | str]) -> list[dict[str, Any]]:
         else:
             content.append({"type": "image", "image": part.convert("RGB")})
     return content
+
+
+def _chat_inputs(loaded: _Loaded, parts: Sequence[Image | str]) -> Any:
+    """The tokenized chat turn on the model's device. Gemma 3 has no system role: the whole
+    instruction is the user's turn."""
+    messages = [{"role": "user", "content": user_content(parts)}]
+    inputs = loaded.processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+    return inputs.to(loaded.model.device, dtype=loaded.model.dtype)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -94,27 +94,61 @@ class OpenAIChatEngine:
         reply = self._post(payload)
         return answer_text(reply, where=self._url)
 
+    def stream(self, parts: Sequence[Image | str], *, max_new_tokens: int = 1024) -> Iterator[str]:
+        """The answer's text as the endpoint streams it (`"stream": true`: server-sent events of
+        `choices[0].delta.content`, ended by `data: [DONE]`), within MAX_RESPONSE_BYTES."""
+        reason = self.why_unavailable()
+        if reason is not None:
+            raise ConfigError(f"remote MedGemma engine unavailable: {reason}")
+        payload = {**chat_request(self.model, parts, max_new_tokens=max_new_tokens), "stream": True}
+        response = self._send(payload, accept="text/event-stream")
+        with response:
+            if response.status_code != 200:
+                body = _read_limited(response, self._url)
+                raise EngineError(self._refusal(response.status_code, body),
+                                  transient=response.status_code in RETRY_LATER_STATUSES)
+            size = 0
+            try:
+                for line in response.iter_lines():
+                    size += len(line) + 1
+                    if size > MAX_RESPONSE_BYTES:
+                        raise EngineError(f"POST {self._url}: the reply is larger than "
+                                          f"{MAX_RESPONSE_BYTES} bytes")
+                    if not line.startswith(b"data:"):
+                        continue  # comments, event names, keep-alives
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        return
+                    delta = _delta_text(data, where=self._url)
+                    if delta:
+                        yield delta
+            except requests.RequestException as exc:
+                raise EngineError(f"POST {self._url}: the stream broke off ({type(exc).__name__})",
+                                  transient=True) from None
+
     # ---- HTTP ----------------------------------------------------------------------------------
 
     @property
     def _url(self) -> str:
         return f"{self.base_url}/chat/completions"
 
-    def _post(self, payload: dict[str, Any]) -> Any:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    def _send(self, payload: dict[str, Any], *, accept: str) -> requests.Response:
+        headers = {"Content-Type": "application/json", "Accept": accept}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         try:
             # No redirects: the key must reach the configured host only.
-            response = self._session.post(self._url, data=json.dumps(payload), headers=headers,
-                                          timeout=self.timeout_s, allow_redirects=False,
-                                          stream=True)
+            return self._session.post(self._url, data=json.dumps(payload), headers=headers,
+                                      timeout=self.timeout_s, allow_redirects=False, stream=True)
         except requests.Timeout:
             raise EngineError(f"POST {self._url}: no answer within {self.timeout_s:g} s",
                               transient=True) from None
         except requests.RequestException as exc:
             raise EngineError(f"POST {self._url}: no connection ({type(exc).__name__})",
                               transient=True) from None
+
+    def _post(self, payload: dict[str, Any]) -> Any:
+        response = self._send(payload, accept="application/json")
         with response:
             body = _read_limited(response, self._url)
         if response.status_code != 200:
@@ -177,6 +211,19 @@ def answer_text(reply: Any, *, where: str) -> str:
     if not isinstance(content, str):
         raise EngineError(f"{where}: the reply's message content is not text")
     return content.strip()
+
+
+def _delta_text(data: bytes, *, where: str) -> str:
+    """The text of one streamed chunk (`choices[0].delta.content`; "" for a chunk without)."""
+    try:
+        event = json.loads(data)
+        choices = event.get("choices") or [{}]
+        content = (choices[0].get("delta") or {}).get("content") or ""
+    except (ValueError, AttributeError, TypeError):
+        raise EngineError(f"{where}: a streamed chunk is not a chat completion chunk") from None
+    if not isinstance(content, str):
+        raise EngineError(f"{where}: a streamed chunk's content is not text")
+    return content
 
 
 def _read_limited(response: requests.Response, url: str) -> bytes:

@@ -73,7 +73,8 @@ class JobLimits:
                    retry_max_delay_s=settings.job_retry_max_delay_s,
                    time_limits={"documents": settings.job_timeout_documents_s,
                                 "speech": settings.job_timeout_speech_s,
-                                "imaging": settings.job_timeout_imaging_s})
+                                "imaging": settings.job_timeout_imaging_s,
+                                "summary": settings.job_timeout_summary_s})
 
     def time_limit(self, pipeline: str) -> float:
         return self.time_limits.get(pipeline, self.default_time_limit_s)

@@ -16,6 +16,7 @@ from plugin.jobs import Pipeline
 if TYPE_CHECKING:
     from plugin.pipelines.imaging import ImagingTask
     from plugin.pipelines.speech import SpeechOptions
+    from plugin.pipelines.summary import SummaryPipeline
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,14 @@ class InstalledPipeline:
     unavailable_reason: str = ""
     # Which engine it will use, for people to read (e.g. a fallback taken for lack of weights).
     engine_note: str = ""
+    # For a pipeline over the whole chart: queue its job again when the chart changed since it
+    # ran (store, client, patient id) -> jobs queued. Called by the CDS analysis scan.
+    refresh: Callable[[Any, FhirClient, str], int] | None = None
 
 
 def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
     """The pipelines by name. Models load lazily, on a pipeline's first job."""
-    from plugin.pipelines import documents, speech
+    from plugin.pipelines import documents, speech, summary
 
     # Every setting a pipeline honours reaches it here (tests/unit/pipelines/test_registry.py).
     doc_options = documents.DocumentsOptions(medgemma_model=settings.medgemma_model,
@@ -65,6 +69,7 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             if settings.test_models else ""),
         note.name: note,
         imaging.name: imaging,
+        summary.PIPELINE: summary_pipeline(settings, engine=None if settings.test_models else doc_engine),
     }
 
 
@@ -87,6 +92,36 @@ def dictation_note_pipeline(settings: Settings, engine: VisionLanguageEngine,
         dictation_note.PIPELINE,
         "dictation transcripts -> structured note and vital-sign Observations (MedGemma)",
         dictation_note.find_sources, guard(pipeline), engine_note=note)
+
+
+def chart_reader(settings: Settings, engine: VisionLanguageEngine | None = None) -> SummaryPipeline:
+    """The summary pipeline object the settings choose (its engine, budget and tokenizer): the
+    summary jobs run it, and the app's "ask the chart" asks its engine. `engine`: a MedGemma
+    this process already has (one per process: the weights are 8 GB)."""
+    from plugin.pipelines import summary
+
+    tokenizer = settings.summary_tokenizer or (
+        str(test_models.ensure_test_models(_test_models_dir(settings)).medgemma)
+        if settings.test_models else settings.medgemma_model)
+    return summary.SummaryPipeline(
+        summary.SummaryOptions(token_budget=settings.summary_token_budget,
+                               max_new_tokens=settings.summary_max_new_tokens),
+        engine or medgemma_engine(settings), summary.token_counter(tokenizer))
+
+
+def summary_pipeline(settings: Settings, engine: VisionLanguageEngine | None = None) -> InstalledPipeline:
+    """The cited patient summary (plugin.pipelines.summary): one job per Patient version."""
+    from plugin.pipelines import summary
+
+    pipeline = chart_reader(settings, engine)
+    run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
+    return InstalledPipeline(
+        summary.PIPELINE, "the patient's chart -> a cited patient summary DocumentReference (MedGemma 1.5)",
+        lambda client, patient_id: [client.read("Patient", patient_id)], run,
+        unavailable_reason=pipeline.unavailable_reason(),
+        engine_note="the tiny random-weight test model: TEST OUTPUT, not clinical"
+        if settings.test_models else "MedGemma 1.5 over the chart digest",
+        refresh=summary.refresh_if_changed)
 
 
 def medgemma_engine(settings: Settings) -> VisionLanguageEngine:

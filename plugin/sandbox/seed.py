@@ -68,6 +68,7 @@ def seed_demo_patient(
     report = SeedReport(patient_id=patient_resource["id"])
     report.add(patient_resource, f"{patient.given} {patient.family} (synthetic)", "present")
     subject = {"reference": f"Patient/{patient_resource['id']}"}
+    seed_chart(client, patient, report)
     seeder = _Seeder(client, patient, subject, report, pacs_url)
     with Progress(transient=True) as progress:
         task = progress.add_task("seeding inputs", total=len(seeder.steps))
@@ -75,6 +76,24 @@ def seed_demo_patient(
             seeder.run(key, step)
             progress.advance(task)
     return report
+
+
+def seed_chart(client: FhirClient, patient: SyntheticPatient, report: SeedReport) -> None:
+    """The patient's chart (problems, medications, allergies, encounters, a year of vitals and
+    labs: plugin.sandbox.synthetic.chart) in one transaction of conditional creates, so a
+    second seeding creates nothing."""
+    entries = []
+    for key, resource in synthetic.chart_resources(report.patient_id):
+        value = f"{patient.mrn}/chart/{key}"
+        entries.append({"resource": {**resource, "identifier": [{"system": SEED_SYSTEM, "value": value}]},
+                        "request": {"method": "POST", "url": resource["resourceType"],
+                                    "ifNoneExist": f"identifier={SEED_SYSTEM}|{value}"}})
+    response = client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    created = sum(e.get("response", {}).get("status", "").startswith("201")
+                  for e in response.get("entry", []))
+    kinds = sorted({e["resource"]["resourceType"] for e in entries})
+    report.rows.append(("Bundle", "-", f"chart: {len(entries)} resources ({', '.join(kinds)})",
+                        f"{created} created" if created else "already seeded"))
 
 
 class _Seeder:

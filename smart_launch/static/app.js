@@ -349,3 +349,105 @@ document.addEventListener("DOMContentLoaded", () => {
   initImageBoxes();
   initDictation();
 });
+
+// ---- ask the chart: the answer streams in (NDJSON), then comes back checked, with citations ----
+
+function initAsk() {
+  const root = document.getElementById("ask");
+  const form = document.getElementById("ask-form");
+  if (!root || !form) return;
+  const stream = root.querySelector('[data-testid="ask-stream"]');
+  const answerBox = root.querySelector('[data-testid="ask-answer"]');
+  const status = root.querySelector('[data-testid="ask-status"]');
+  const save = document.getElementById("ask-save");
+  let answerId = null;
+
+  function showAnswer(answer) {
+    answerBox.textContent = "";
+    answerId = answer.sentences.length ? answer.id : null;
+    if (answer.test_output) {
+      const marker = document.createElement("div");
+      marker.className = "test-marker";
+      marker.textContent = "TEST OUTPUT, not clinical (random test weights)";
+      answerBox.appendChild(marker);
+    }
+    const list = document.createElement("ul");
+    for (const sentence of answer.sentences) {
+      const item = document.createElement("li");
+      item.dataset.testid = "answer-sentence";
+      item.textContent = sentence.text + " ";
+      for (const citation of sentence.citations) {
+        const link = document.createElement("a");
+        link.href = citation.url;
+        link.className = "citation";
+        link.dataset.testid = "answer-citation";
+        link.textContent = citation.reference;
+        item.appendChild(link);
+        item.appendChild(document.createTextNode(" "));
+      }
+      list.appendChild(item);
+    }
+    answerBox.appendChild(list);
+    const notes = [];
+    if (answer.unreadable) notes.push("The model's answer could not be read: " + answer.unreadable);
+    if (answer.withheld.length) notes.push(answer.withheld.length + " sentence(s) withheld: " + answer.withheld.join("; "));
+    if (!answer.sentences.length) notes.push("No sentence of the answer is supported by the chart.");
+    status.textContent = notes.join(" ");
+    if (save) save.hidden = !answerId;
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    stream.textContent = "";
+    answerBox.textContent = "";
+    status.textContent = "Asking…";
+    if (save) save.hidden = true;
+    const response = await fetch(root.dataset.askUrl, {
+      method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrfToken(), "Content-Type": "application/json" },
+      body: JSON.stringify({ question: form.question.value }),
+    });
+    if (!response.ok) {
+      let error = "HTTP " + response.status;
+      try { error = (await response.json()).error || error; } catch (e) { /* not JSON */ }
+      status.textContent = error;
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffered = "";
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += decoder.decode(value, { stream: true });
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (!line.trim()) continue;
+        const message = JSON.parse(line);
+        if (message.chunk !== undefined) stream.textContent += message.chunk;
+        if (message.answer) showAnswer(message.answer);
+        if (message.error) status.textContent = message.error;
+      }
+    }
+  });
+
+  if (save) {
+    save.addEventListener("click", async () => {
+      save.disabled = true;
+      try {
+        const saved = await post(root.dataset.saveUrl, { answer: answerId });
+        status.textContent = "Saved as " + saved.document + " (Provenance " + saved.provenance + ").";
+        status.dataset.document = saved.document;
+        save.hidden = true;
+      } catch (error) {
+        status.textContent = error.message;
+      } finally {
+        save.disabled = false;
+      }
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", initAsk);

@@ -109,9 +109,25 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
             if server.status != 200:
                 self._json(server.status, {"error": {"message": "the model is overloaded"}})
                 return
+            if body.get("stream") is True:
+                self._events(server.reply())
+                return
             self._json(200, {"id": "chatcmpl-test", "object": "chat.completion", "model": server.model,
                              "choices": [{"index": 0, "finish_reason": "stop",
                                           "message": {"role": "assistant", "content": server.reply()}}]})
+
+        def _events(self, answer: str) -> None:
+            """The answer as server-sent events of 8 characters each, as vLLM streams."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+            chunks += [{"choices": [{"index": 0, "delta": {"content": answer[i:i + 8]}}]}
+                       for i in range(0, len(answer), 8)]
+            for chunk in chunks:
+                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

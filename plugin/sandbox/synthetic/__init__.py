@@ -1,5 +1,7 @@
-"""Generators of a realistic synthetic patient's inputs: lab report, dictation, CT series and chest X-ray."""
+"""Generators of a realistic synthetic patient's inputs: lab report, dictation, CT series, chest X-ray
+and the chart (problems, medications, allergies, encounters, a year of vitals and labs)."""
 
+from plugin.sandbox.synthetic.chart import chart_resources, scaled_observations
 from plugin.sandbox.synthetic.chest_phantom import RIGHT_LOWER_LOBE_NODULE, Nodule
 from plugin.sandbox.synthetic.chest_xray import NODULE_CENTRE_MM, chest_xray, nodule_centre_pixel
 from plugin.sandbox.synthetic.ct import ct_series
@@ -25,12 +27,14 @@ __all__ = [
     "LabReport",
     "Nodule",
     "SyntheticPatient",
+    "chart_resources",
     "chest_xray",
     "ct_series",
     "espeak_wav",
     "nodule_centre_pixel",
     "page_images",
     "photo_png",
+    "scaled_observations",
     "scanned_pdf",
     "text_pdf",
     "to_flac",

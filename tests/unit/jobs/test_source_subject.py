@@ -50,3 +50,10 @@ def test_write_result_checks_the_source_before_sending_anything() -> None:
         write_result(adapter_client, fixed_result(SourceRef("DocumentReference", "8", "1")),
                      subject="Patient/1", now=datetime.now(UTC), source=ehr.sources["DocumentReference/8"])
     assert ehr.transactions == []
+
+
+def test_a_patient_source_names_itself() -> None:
+    """The summary pipeline's source is the Patient: it is its own subject, and no other's."""
+    check_source_subject({"resourceType": "Patient", "id": "1"}, subject="Patient/1", base_url=BASE)
+    with pytest.raises(WrongPatient, match="Patient/2 names Patient/2 as its subject, not Patient/1"):
+        check_source_subject({"resourceType": "Patient", "id": "2"}, subject="Patient/1", base_url=BASE)
