@@ -129,12 +129,19 @@ def test_a_cited_summary_is_written_once_refreshed_when_the_chart_changes_and_si
     fresh = latest_summary(fhir, patient)
     assert fresh is not None and not fresh.stale and "HbA1c is now 6.9 %." in fresh.markdown
 
+    # A new Patient version (a phone number): a new job, the same summary updated, not a second.
+    fhir.update({**fhir.read("Patient", patient), "telecom": [{"system": "phone", "value": "555-0100"}]})
+    engine.sentences = ANSWER[:3]
+    moved = run(store, fhir, engine, patient)
+    assert moved.id != refreshed.id and moved.summary["created"] == []
+    assert moved.summary["updated"] == [f"DocumentReference/{doc['id']}/_history/3"]
+
     # Signed by a clinician: a re-run leaves it alone.
     current = fhir.read("DocumentReference", doc["id"])
     fhir.update({**current, "docStatus": "final"})
     engine.sentences = ANSWER[:2]
     signed = run(store, fhir, engine, patient, refresh=True)
-    assert signed.summary["kept_signed"] == [f"DocumentReference/{doc['id']}/_history/3"]
+    assert signed.summary["kept_signed"] == [f"DocumentReference/{doc['id']}/_history/4"]
     assert signed.summary["updated"] == []
 
 

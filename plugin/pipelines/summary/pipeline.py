@@ -103,7 +103,10 @@ def summary_result(answer: str, digest: Digest, *, patient_id: str, patient_vers
         pipeline=PIPELINE, pipeline_version=PIPELINE_VERSION,
         source=SourceRef("Patient", patient_id, patient_version), model=model,
         items=(narrative,), problems=problems,
-        other_sources=tuple(_source_ref(ref) for ref in checked.cited_refs))
+        other_sources=tuple(_source_ref(ref) for ref in checked.cited_refs),
+        # One summary per patient: a new Patient version (an address change) updates it, and
+        # a signed one stays signed, instead of a second summary beside the first.
+        identity=SourceRef("Patient", patient_id, ""))
 
 
 def summary_markdown(checked: CheckedAnswer, *, test_weights: bool) -> str:
