@@ -84,14 +84,18 @@ class SummaryPipeline:
 def summary_result(answer: str, digest: Digest, *, patient_id: str, patient_version: str,
                    model: ModelInfo, capped: tuple[str, ...] = ()) -> PipelineResult:
     """The result for one model answer over `digest`. Pure."""
+    source = SourceRef("Patient", patient_id, patient_version)
     try:
         checked = check_answer(answer, digest.by_id())
     except AnswerFormatError as exc:
-        raise SummaryNotWritten(f"the model's answer could not be read ({exc}); nothing was "
-                                "written") from None
+        return nothing_written(source, model, f"the model's answer could not be read ({exc}); "
+                                              "nothing was written")
     if not checked.kept:
-        raise SummaryNotWritten(f"none of the model's {len(checked.withheld)} sentence(s) is "
-                                "supported by the chart lines it cites; nothing was written")
+        withheld = tuple(InputProblem(where=f"sentence {i}", reason=w.reason)
+                         for i, w in enumerate(checked.withheld, start=1))
+        return nothing_written(source, model, f"none of the model's {len(checked.withheld)} "
+                               "sentence(s) is supported by the chart lines it cites; nothing was "
+                               "written", withheld)
     narrative = Narrative(key=SUMMARY_KEY, kind="patient-summary", title="Patient summary (AI draft)",
                           text=summary_markdown(checked, test_weights=model.test_weights),
                           media_type="text/markdown",
@@ -101,12 +105,20 @@ def summary_result(answer: str, digest: Digest, *, patient_id: str, patient_vers
     problems += tuple(InputProblem(where="chart", reason=c) for c in capped)
     return PipelineResult(
         pipeline=PIPELINE, pipeline_version=PIPELINE_VERSION,
-        source=SourceRef("Patient", patient_id, patient_version), model=model,
-        items=(narrative,), problems=problems,
+        source=source, model=model, items=(narrative,), problems=problems,
         other_sources=tuple(_source_ref(ref) for ref in checked.cited_refs),
         # One summary per patient: a new Patient version (an address change) updates it, and
         # a signed one stays signed, instead of a second summary beside the first.
         identity=SourceRef("Patient", patient_id, ""))
+
+
+def nothing_written(source: SourceRef, model: ModelInfo, reason: str,
+                    withheld: tuple[InputProblem, ...] = ()) -> PipelineResult:
+    """A model answer nothing could be taken from: the job ends with nothing written and says
+    why (as a document whose every value was refused does); an earlier summary stays, marked
+    stale when the chart changed since. Pure."""
+    return PipelineResult(pipeline=PIPELINE, pipeline_version=PIPELINE_VERSION, source=source,
+                          model=model, items=(), problems=(InputProblem("answer", reason), *withheld))
 
 
 def summary_markdown(checked: CheckedAnswer, *, test_weights: bool) -> str:
