@@ -28,6 +28,8 @@ class InstalledPipeline:
     unavailable_reason: str = ""
     # Which engine it will use, for people to read (e.g. a fallback taken for lack of weights).
     engine_note: str = ""
+    # The model engine, for work outside jobs (the SMART app's live dictation uses speech's).
+    engine: Any = None
 
 
 def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
@@ -61,7 +63,7 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             speech.find_sources, guard(speech_pipeline),
             unavailable_reason=speech_pipeline.unavailable_reason(),
             engine_note="the tiny random-weight test MedASR: TEST OUTPUT, not clinical"
-            if settings.test_models else ""),
+            if settings.test_models else "", engine=speech_pipeline.engine),
         imaging.name: imaging,
     }
 
