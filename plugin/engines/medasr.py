@@ -185,6 +185,9 @@ class MedAsrEngine:
         frame = self.load().frame_samples
         return max(frame, round(self.chunk_s * SAMPLE_RATE / frame) * frame)
 
+    def frame_samples(self) -> int:
+        return self.load().frame_samples
+
     def output_frames(self, n_samples: int) -> int:
         return self.load().output_frames(n_samples)
 

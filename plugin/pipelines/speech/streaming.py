@@ -12,7 +12,9 @@ decoded alone can differ in its last bits from the same window decoded beside ot
 
 A partial transcript also shows what the kept batches do not cover yet: complete windows of an
 unfinished batch (each decoded alone once, kept until its batch completes) and the window still
-filling, decoded again at each update. Those tentative decodes are shown, never kept in the final.
+filling, previewed in short windows (PREVIEW_S, complete ones decoded once, the last one again at
+each update), so an update decodes a few seconds of audio whatever the window length. Those
+tentative decodes are shown, never used in the final transcript.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from typing import Protocol
 
 import numpy as np
 
-from plugin.pipelines.speech.ctc import Chunk, ChunkFrames, CtcTranscript
+from plugin.pipelines.speech.ctc import Chunk, ChunkFrames, CtcTranscript, plan_chunks
+
+# The window still filling is previewed in windows this long, with this much context each side.
+PREVIEW_S = 5.0
+PREVIEW_STRIDE_S = 1.0
+SAMPLE_RATE = 16_000
 
 
 class WindowedEngine(Protocol):
@@ -35,6 +42,8 @@ class WindowedEngine(Protocol):
     def window_plan(self, n_samples: int) -> list[Chunk]: ...
 
     def window_samples(self) -> int: ...
+
+    def frame_samples(self) -> int: ...
 
     def output_frames(self, n_samples: int) -> int: ...
 
@@ -73,6 +82,7 @@ class IncrementalDecoder:
         self.keep_log_probs = keep_log_probs or engine.lm_path is not None
         self._kept: dict[int, _Window] = {}  # window index -> decoded in its batch
         self._alone: dict[int, _Window] = {}  # window index -> complete, decoded alone
+        self._previews: dict[int, _Window] = {}  # first sample -> complete preview window
         self._decoded_samples = 0
 
     @property
@@ -93,11 +103,14 @@ class IncrementalDecoder:
             if i not in self._kept and i not in self._alone:
                 self._alone[i] = self._decode(audio, [plan[i]])[0]
         windows = [self._kept.get(i) or self._alone[i] for i in complete]
-        tail = [c for i, c in enumerate(plan) if i not in self._kept and i not in self._alone]
-        # Only the last window can still be filling; it is decoded afresh at each update.
-        for chunk in tail:
-            if self.engine.output_frames(chunk.end - chunk.start) >= 1:
-                windows += self._decode(audio, [chunk])
+        # Only the last window can still be filling: it is previewed in short windows of its own
+        # (the complete ones kept until it completes), so an update decodes a few seconds of
+        # audio, not up to a whole window.
+        filling = [c for i, c in enumerate(plan) if i not in self._kept and i not in self._alone]
+        start = filling[0].start if filling else n
+        self._previews = {at: w for at, w in self._previews.items() if at >= start}
+        for chunk in filling:
+            windows += self._preview(audio, chunk)
         return self._join(windows, n)
 
     def final(self, audio: np.ndarray) -> Decoded:
@@ -126,6 +139,26 @@ class IncrementalDecoder:
                                  strict=True):
                 self._kept[i] = window
                 self._alone.pop(i, None)
+
+    def _preview(self, audio: np.ndarray, chunk: Chunk) -> list[_Window]:
+        """The window still filling, as short overlapping windows from its start."""
+        frame_samples = self.engine.frame_samples()
+        size = max(frame_samples, round(PREVIEW_S * SAMPLE_RATE / frame_samples) * frame_samples)
+        parts = plan_chunks(chunk.end - chunk.start, frame_samples=frame_samples, chunk_samples=size,
+                            stride_samples=round(PREVIEW_STRIDE_S * SAMPLE_RATE))
+        found: list[_Window] = []
+        for part in parts:
+            piece = Chunk(chunk.start + part.start, chunk.start + part.end,
+                          chunk.first_frame + part.first_frame)
+            if self.engine.output_frames(piece.end - piece.start) < 1:
+                continue
+            if piece.end - piece.start < size:  # still filling: decoded at each update
+                found += self._decode(audio, [piece])
+                continue
+            if piece.start not in self._previews:
+                self._previews[piece.start] = self._decode(audio, [piece])[0]
+            found.append(self._previews[piece.start])
+        return found
 
     def _decode(self, audio: np.ndarray, chunks: list[Chunk]) -> list[_Window]:
         ids, scores = self.engine.decode_windows([audio[c.start:c.end] for c in chunks],

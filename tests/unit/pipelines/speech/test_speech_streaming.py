@@ -4,6 +4,7 @@ transcript of the same audio exactly (text, words, every window's log-probabilit
 
 from __future__ import annotations
 
+import statistics
 from functools import lru_cache
 
 import numpy as np
@@ -13,7 +14,7 @@ from plugin.engines.medasr import MedAsrEngine
 from plugin.engines.test_models.tiny_medasr import tiny_loaded
 from plugin.pipelines.speech.audio import decode_audio
 from plugin.pipelines.speech.ctc import ChunkFrames
-from plugin.pipelines.speech.streaming import IncrementalDecoder
+from plugin.pipelines.speech.streaming import PREVIEW_S, IncrementalDecoder
 from plugin.sandbox.synthetic import DICTATION_TEXT, espeak_wav
 
 
@@ -97,3 +98,36 @@ def test_partial_covers_the_audio_so_far_and_final_refuses_too_little() -> None:
         decoder.partial(audio[:20_000])
     with pytest.raises(ValueError, match="too short"):
         IncrementalDecoder(asr).final(audio[:100])
+
+
+class Counting:
+    """The engine, counting the audio each forward pass decodes."""
+
+    def __init__(self, asr: MedAsrEngine) -> None:
+        self.asr = asr
+        self.batch_size, self.lm_path = asr.batch_size, asr.lm_path
+        self.passes: list[list[int]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.asr, name)
+
+    def decode_windows(self, pieces: list[np.ndarray], *, keep_log_probs: bool = False) -> object:
+        self.passes.append([len(p) for p in pieces])
+        return self.asr.decode_windows(pieces, keep_log_probs=keep_log_probs)
+
+
+def test_an_update_decodes_seconds_of_audio_not_the_recording() -> None:
+    """At the product's windows (20 s, 2 s stride, 4 per batch) over a 55 s dictation streamed
+    in 1 s pieces: most updates decode one short preview window; each 20 s window is decoded
+    at most twice (alone while its batch is unfinished, then in its batch)."""
+    audio = dictation()
+    asr = Counting(MedAsrEngine.from_loaded(tiny_loaded()))
+    decoder = IncrementalDecoder(asr)  # type: ignore[arg-type]
+    per_update = []
+    for end in range(16_000, len(audio) + 16_000, 16_000):
+        before = len(asr.passes)
+        decoder.partial(audio[:min(end, len(audio))])
+        per_update.append(sum(sum(p) for p in asr.passes[before:]))
+    assert statistics.median(per_update) <= PREVIEW_S * 16_000
+    full = [n for p in asr.passes for n in p if n == asr.window_samples()]
+    assert 0 < len(full) <= 2 * len(asr.window_plan(len(audio)))
