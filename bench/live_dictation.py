@@ -22,7 +22,6 @@ import statistics
 import time
 from pathlib import Path
 
-
 from plugin.engines.medasr import MedAsrEngine
 from plugin.pipelines.speech.streaming import IncrementalDecoder
 
