@@ -316,6 +316,14 @@ class Settings:
     summary_max_new_tokens: int = 1024
     job_timeout_summary_s: float = 900.0
     summary_tokenizer: str = ""
+    # Live dictation in the SMART app (docs/speech.md "Live dictation"): on or off (off: the app
+    # records, then uploads, and the web tier never loads MedASR); where recordings in progress
+    # are spooled, shared by the web workers of one machine ("" = .chartlight/live-dictation);
+    # how long one may go without audio before it is dropped; how many may be open at once.
+    speech_live: bool = True
+    speech_live_dir: str = ""
+    speech_live_idle_s: float = 60.0
+    speech_live_max_recordings: int = 16
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -336,6 +344,8 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        if self.speech_live_idle_s <= 0 or self.speech_live_max_recordings <= 0:
+            raise ConfigError("speech_live_idle_s and speech_live_max_recordings must be positive")
         for name in ("summary_token_budget", "summary_max_new_tokens", "job_timeout_summary_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")

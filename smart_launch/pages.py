@@ -23,7 +23,11 @@ from plugin.errors import FhirError, FhirResponseError, InputError, ResponseTooL
 from plugin.fhir import FhirClient
 from plugin.jobs import Job
 from plugin.pipelines.imaging.prepare import imaging_options
+from plugin.pipelines.speech.audio import decode_audio
+from plugin.pipelines.speech.formatting import format_transcript
+from plugin.pipelines.speech.streaming import IncrementalDecoder
 from plugin.review import approve, edit, reject
+from smart_launch.live import NAME, LiveRefused, Owner
 from smart_launch.runtime import runtime_of
 from smart_launch.session import SmartSession, current_session, fhir_client_for, login_required
 from smart_launch.style import fetch_style, style_allowed, style_sheet
@@ -32,6 +36,7 @@ from .views.context import (
     Abilities,
     evidence_cache_of,
     limitations,
+    live_recordings_of,
     pipelines_of,
     runs_of,
     style_cache_of,
@@ -73,6 +78,7 @@ def register_pages(bp: Blueprint) -> None:
         ("/app/review/<resource_type>/<resource_id>/<decision>", "app_review", review, ["POST"]),
         ("/app/dictation", "app_dictation", dictation, ["GET"]),
         ("/app/dictation/upload", "app_dictation_upload", dictation_upload, ["POST"]),
+        ("/app/dictation/live/<recording_id>", "app_dictation_live", dictation_live, ["POST"]),
     ]
     for rule, endpoint, view, methods in routes:
         bp.add_url_rule(rule, endpoint, login_required(view), methods=methods)
@@ -508,12 +514,24 @@ def _speech_ready() -> str:
     return speech.unavailable_reason
 
 
+def _live_engine() -> Any:
+    """The speech engine's steps for live dictation (plugin.pipelines.speech.streaming), or None
+    when live dictation is off or the engine cannot decode incrementally."""
+    speech = pipelines_of(current_app).get("speech")
+    if not settings_of(current_app).speech_live or speech is None or speech.unavailable_reason:
+        return None
+    windowed = getattr(speech.engine, "windowed", None)
+    return windowed() if windowed is not None else None
+
+
 def dictation() -> Any:
     session = _session()
     client = fhir_client_for(session)
+    live = _live_engine() is not None
     return render_template(
         "app_dictation.html", smart=session, abilities=Abilities.of(session),
         unavailable=_speech_ready(), max_bytes=MAX_DICTATION_BYTES,
+        live_url=url_for("smart.app_dictation_live", recording_id="RECORDING_ID") if live else "",
         banner=banner_of(client, _patient(session)) if session.need_patient_banner else None)
 
 
@@ -527,19 +545,25 @@ def dictation_upload() -> Any:
     upload = request.files.get("audio")
     data = upload.read(MAX_DICTATION_BYTES + 1) if upload else request.stream.read(MAX_DICTATION_BYTES + 1)
     content_type = (upload.mimetype if upload else request.mimetype) or "application/octet-stream"
-    client = fhir_client_for(session)
-    abilities = Abilities.of(session)
     try:
-        source = dictation_source(data, content_type, subject=f"Patient/{_patient(session)}",
-                                  author=session.user, now=datetime.now(UTC))
+        reference, written = _store_dictation(session, data, content_type)
     except InputError as exc:
         return _fail(400, exc.reason)
-    pipeline = pipelines_of(current_app)["speech"]
+    except FhirError as exc:
+        return _fail(502, _fhir_message(exc))
+    return jsonify(ok=True, source=reference, written=written)
+
+
+def _store_dictation(session: SmartSession, data: bytes, content_type: str) -> tuple[str, bool]:
+    """A recording, as the patient's DocumentReference (when writes are allowed) whose
+    transcription job starts now, else as a preview run of this session: its reference, and
+    whether it was written."""
+    client = fhir_client_for(session)
+    abilities = Abilities.of(session)
+    source = dictation_source(data, content_type, subject=f"Patient/{_patient(session)}",
+                              author=session.user, now=datetime.now(UTC))
     if abilities.write:
-        try:
-            stored = client.create(source)
-        except FhirError as exc:
-            return _fail(502, _fhir_message(exc))
+        stored = client.create(source)
         reference = f"DocumentReference/{stored['id']}"
         row = InputRow("recording", reference, str(stored["meta"]["versionId"]), "Dictation", "",
                        "speech", "")
@@ -547,6 +571,62 @@ def dictation_upload() -> Any:
     else:
         reference = f"DocumentReference/{PREVIEW_PREFIX}dictation-{datetime.now(UTC):%H%M%S%f}"
         preview_source = {**source, "id": reference.split("/")[1], "meta": {"versionId": "1"}}
-        runs_of(current_app).start(session.id, f"speech:{reference}", pipeline, client,
-                                   preview_source, f"Patient/{_patient(session)}", keep_source=True)
-    return jsonify(ok=True, source=reference, written=abilities.write)
+        runs_of(current_app).start(session.id, f"speech:{reference}", pipelines_of(current_app)["speech"],
+                                   client, preview_source, f"Patient/{_patient(session)}", keep_source=True)
+    return reference, abilities.write
+
+
+# ---- live dictation (smart_launch.live: the spool; plugin.pipelines.speech.streaming) ----------
+
+
+def dictation_live(recording_id: str) -> Any:
+    """Piece `seq` of a live recording (16 kHz mono 16-bit little-endian PCM in the body) ->
+    the transcript so far. `?stop=1` ends the recording: its final transcript (the batch
+    transcript of the same audio) and the recording stored and transcribed as an upload is,
+    once, however often the stop is sent."""
+    session = _session()
+    engine = _live_engine()
+    if engine is None:
+        return _fail(503, "live dictation is not available here: record, then upload")
+    owner = Owner(session.id, session.fhir_base, f"Patient/{_patient(session)}")
+    live = live_recordings_of(current_app)
+    try:
+        test_weights = _test_weights(engine)
+        if request.args.get("stop") == "1":
+            answer = live.stop(owner, recording_id,
+                               lambda key, samples, wav: _finish_live(session, engine, key, samples, wav))
+            return jsonify(ok=True, final=True, **answer)
+        seq = request.args.get("seq", type=int)
+        if seq is None:
+            return _fail(400, f"{NAME}: the piece's sequence number (seq) is missing")
+        piece = live.append(owner, recording_id, seq, request.get_data(cache=False))
+        with live.decoder(piece.key, lambda: IncrementalDecoder(engine)) as decoder:
+            partial = decoder.partial(piece.samples)
+    except InputError as exc:
+        return _fail(400, exc.reason)
+    except LiveRefused as exc:
+        return _fail(exc.status, str(exc))
+    except FhirError as exc:
+        return _fail(502, _fhir_message(exc))
+    text = format_transcript(partial.transcript.text) if partial else ""
+    return jsonify(ok=True, final=False, text=text, seconds=round(len(piece.samples) / 16_000, 3),
+                   test_weights=test_weights)
+
+
+def _test_weights(engine: Any) -> bool:
+    """Whether the model is a random-weight test model: its words are shown marked as such. Live
+    text is shown only, never written; the stored recording's transcription job is guarded as
+    an upload's is (plugin.engines.test_models.sandbox_only)."""
+    return bool(engine.model_info().test_weights)
+
+
+def _finish_live(session: SmartSession, engine: Any, key: str, samples: Any, wav: bytes) -> dict[str, Any]:
+    """The final transcript, then the recording stored as an upload is (a WAV file)."""
+    # Refused as an upload of it would be (silent, too short), before anything is written.
+    decode_audio(wav, source=NAME, max_duration_s=settings_of(current_app).speech_max_duration_s)
+    with live_recordings_of(current_app).decoder(key, lambda: IncrementalDecoder(engine)) as decoder:
+        final = decoder.final(samples)
+    reference, written = _store_dictation(session, wav, "audio/wav")
+    log.info("live dictation stopped: %.1f s stored as %s", len(samples) / 16_000, reference)
+    return {"text": format_transcript(final.transcript.text), "source": reference, "written": written,
+            "seconds": round(len(samples) / 16_000, 3), "test_weights": _test_weights(engine)}

@@ -25,6 +25,7 @@ from plugin.engines.devices import check_device
 from plugin.errors import ConfigError
 from plugin.pipelines.speech.beam_search import BeamOptions, decode_beam
 from plugin.pipelines.speech.ctc import (
+    Chunk,
     ChunkFrames,
     CtcTranscript,
     FrameTiming,
@@ -150,28 +151,62 @@ class MedAsrEngine:
     def transcribe(self, audio_16k: np.ndarray, *,
                    progress: Callable[[float], None] | None = None) -> CtcTranscript:
         """Greedy CTC (or KenLM beam search when `lm_path` is set) over overlapping chunks."""
-        loaded = self.load()
         audio = np.ascontiguousarray(audio_16k, dtype=np.float32)
         if audio.ndim != 1:
             raise ValueError("transcribe() takes mono audio: a 1-D array at 16 kHz")
-        if loaded.output_frames(len(audio)) < 1:
+        if self.load().output_frames(len(audio)) < 1:
             raise ValueError(f"{len(audio)} samples is too short for one output frame")
-        frame = loaded.frame_samples
-        chunk_samples = max(frame, round(self.chunk_s * SAMPLE_RATE / frame) * frame)
-        chunks = plan_chunks(len(audio), frame_samples=frame, chunk_samples=chunk_samples,
-                             stride_samples=round(self.stride_s * SAMPLE_RATE))
+        chunks = self.window_plan(len(audio))
         decided: list[ChunkFrames] = []
         log_probs: list[np.ndarray] = []
         for start in range(0, len(chunks), self.batch_size):
             batch = chunks[start:start + self.batch_size]
-            ids, scores = run_batch(loaded, [audio[c.start:c.end] for c in batch],
-                                    keep_log_probs=self.lm_path is not None)
+            ids, scores = self.decode_windows([audio[c.start:c.end] for c in batch],
+                                              keep_log_probs=self.lm_path is not None)
             decided += [ChunkFrames(c.first_frame, row) for c, row in zip(batch, ids, strict=True)]
             log_probs += scores
             if progress is not None:
                 progress(min(1.0, (start + len(batch)) / len(chunks)))
+        return self.join_windows(decided, log_probs, n_samples=len(audio))
+
+    # ---- the steps of transcribe(), also taken one by one by live dictation ------------------
+    # (plugin.pipelines.speech.streaming: the same windows, batches and joining, so a live
+    # recording's final transcript is the batch transcript of the same audio, exactly)
+
+    def window_plan(self, n_samples: int) -> list[Chunk]:
+        """The overlapping windows that `n_samples` of audio is decoded in, in order; forward
+        passes take them `batch_size` at a time."""
+        return plan_chunks(n_samples, frame_samples=self.load().frame_samples,
+                           chunk_samples=self.window_samples(),
+                           stride_samples=round(self.stride_s * SAMPLE_RATE))
+
+    def window_samples(self) -> int:
+        """The length of every window but a recording's last (which ends with the audio)."""
+        frame = self.load().frame_samples
+        return max(frame, round(self.chunk_s * SAMPLE_RATE / frame) * frame)
+
+    def frame_samples(self) -> int:
+        return self.load().frame_samples
+
+    def output_frames(self, n_samples: int) -> int:
+        return self.load().output_frames(n_samples)
+
+    def windowed(self) -> MedAsrEngine:
+        """The engine whose transcribe() steps live dictation takes one by one (itself)."""
+        return self
+
+    def decode_windows(self, pieces: Sequence[np.ndarray], *,
+                       keep_log_probs: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One forward pass over windows of audio (run_batch)."""
+        return run_batch(self.load(), pieces, keep_log_probs=keep_log_probs)
+
+    def join_windows(self, decided: Sequence[ChunkFrames], log_probs: Sequence[np.ndarray], *,
+                     n_samples: int) -> CtcTranscript:
+        """The transcript of decoded windows: stitched at their seams, then greedy CTC (or beam
+        search over the stitched log-probabilities when `lm_path` is set)."""
+        loaded = self.load()
         frame_ids, seams = stitch(decided, blank_id=loaded.blank_id)
-        duration_s = len(audio) / SAMPLE_RATE
+        duration_s = n_samples / SAMPLE_RATE
         if self.lm_path is not None:
             bounds = (0, *seams, decided[-1].end_frame)
             global_log_probs = np.concatenate([

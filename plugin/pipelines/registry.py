@@ -32,6 +32,8 @@ class InstalledPipeline:
     # For a pipeline over the whole chart: queue its job again when the chart changed since it
     # ran (store, client, patient id) -> jobs queued. Called by the CDS analysis scan.
     refresh: Callable[[Any, FhirClient, str], int] | None = None
+    # The model engine, for work outside jobs (the SMART app's live dictation uses speech's).
+    engine: Any = None
 
 
 def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
@@ -66,7 +68,7 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             speech.find_sources, guard(speech_pipeline),
             unavailable_reason=speech_pipeline.unavailable_reason(),
             engine_note="the tiny random-weight test MedASR: TEST OUTPUT, not clinical"
-            if settings.test_models else ""),
+            if settings.test_models else "", engine=speech_pipeline.engine),
         note.name: note,
         imaging.name: imaging,
         summary.PIPELINE: summary_pipeline(settings, engine=None if settings.test_models else doc_engine),

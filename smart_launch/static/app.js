@@ -267,34 +267,57 @@ function initDictation() {
   const message = root.querySelector('[data-role="message"]');
   const timer = root.querySelector('[data-role="timer"]');
   const bar = root.querySelector("progress");
-  let recorder = null, chunks = [], started = 0, ticking = null;
+  const live = root.dataset.liveUrl && window.AudioWorkletNode && window.crypto && crypto.randomUUID;
+  let recorder = null, chunks = [], started = 0, ticking = null, stopLive = null;
 
   record.addEventListener("click", async () => {
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-      const type = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg"].find(
-        (t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t));
-      recorder = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
-    } catch (error) {
-      message.textContent = "The microphone is not available: " + error.message;
-      return;
+    if (live) {
+      try {
+        stopLive = await startLive(root, message);
+      } catch (error) {
+        message.textContent = "The microphone is not available: " + error.message;
+        return;
+      }
+    } else {
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        const type = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg"].find(
+          (t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t));
+        recorder = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+      } catch (error) {
+        message.textContent = "The microphone is not available: " + error.message;
+        return;
+      }
+      chunks = [];
+      recorder.addEventListener("dataavailable", (event) => { if (event.data.size) chunks.push(event.data); });
+      recorder.addEventListener("stop", upload);
+      recorder.start(250);
     }
-    chunks = [];
-    recorder.addEventListener("dataavailable", (event) => { if (event.data.size) chunks.push(event.data); });
-    recorder.addEventListener("stop", upload);
-    recorder.start(250);
     started = Date.now();
     ticking = setInterval(() => { timer.textContent = Math.round((Date.now() - started) / 1000) + " s"; }, 250);
     record.disabled = true;
     stop.disabled = false;
-    message.textContent = "recording…";
+    message.textContent = live ? "recording… (the transcript follows as you speak)" : "recording…";
   });
 
-  stop.addEventListener("click", () => {
+  stop.addEventListener("click", async () => {
     stop.disabled = true;
     clearInterval(ticking);
-    recorder.stop();
-    recorder.stream.getTracks().forEach((track) => track.stop());
+    if (!live) {
+      recorder.stop();
+      recorder.stream.getTracks().forEach((track) => track.stop());
+      return;
+    }
+    message.textContent = "finishing the transcript…";
+    let answer;
+    try {
+      answer = await stopLive();
+    } catch (error) {
+      message.textContent = "The recording could not be stored: " + error.message;
+      record.disabled = false;
+      return;
+    }
+    follow(answer, "final transcript above; ");
   });
 
   async function upload() {
@@ -315,8 +338,13 @@ function initDictation() {
       record.disabled = false;
       return;
     }
-    message.textContent = answer.written ? "stored in the record; transcribing…"
-                                         : "kept in this session only; transcribing…";
+    follow(answer, "");
+  }
+
+  // The stored recording's transcription job, then its review page (sign-off happens there).
+  async function follow(answer, prefix) {
+    message.textContent = prefix + (answer.written ? "stored in the record; transcribing for review…"
+                                                   : "kept in this session only; transcribing for review…");
     bar.hidden = false;
     const key = "speech:" + answer.source;
     while (true) {
@@ -335,7 +363,112 @@ function initDictation() {
         window.location.href = root.dataset.reviewUrl.replace("SOURCE_ID", answer.source.split("/")[1]);
         return;
       }
-      message.textContent = status.state + ": " + status.text;
+      message.textContent = prefix + status.state + ": " + status.text;
+    }
+  }
+}
+
+// ---- live dictation: 16 kHz PCM streamed in pieces, the transcript so far shown as it comes ----
+
+const LIVE_MIN_SAMPLES = 4000;  // 250 ms: send at most four pieces a second while speaking
+const LIVE_MAX_SAMPLES = 64000;  // 4 s: a piece after a stall stays well under the body limit
+
+// Starts capturing and streaming; resolves to a function that stops and resolves to the stop's
+// answer (final transcript, stored recording). Each piece's delay, from its audio reaching the
+// page to the transcript that includes it being shown, is a Performance API measure named
+// "chartlight-live-delay".
+async function startLive(root, message) {
+  const panel = root.querySelector('[data-role="live"]');
+  const partial = root.querySelector('[data-role="partial"]');
+  const url = root.dataset.liveUrl.replace("RECORDING_ID", crypto.randomUUID());
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: {
+    channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  const context = new AudioContext({ sampleRate: 16000 });  // the browser resamples the microphone
+  await context.audioWorklet.addModule(root.dataset.workletUrl);
+  const node = new AudioWorkletNode(context, "pcm-capture");
+  const silent = context.createGain();
+  silent.gain.value = 0;  // pulled by the graph, never heard
+  context.createMediaStreamSource(stream).connect(node);
+  node.connect(silent).connect(context.destination);
+  panel.hidden = false;
+  partial.textContent = "";
+
+  const pending = [];  // {pcm: Int16Array, at: performance.now() when it reached the page}
+  let seq = 0, sending = null, ended = false, failure = null, flushed = null;
+  const ready = () => pending.reduce((n, block) => n + block.pcm.length, 0) >= LIVE_MIN_SAMPLES;
+
+  const show = (answer) => {
+    partial.textContent = answer.text;
+    root.querySelector('[data-role="live-test"]').hidden = !answer.test_weights;
+  };
+
+  async function send() {
+    while (pending.length && (ended || ready())) {
+      const blocks = [];
+      let count = 0;
+      while (pending.length && count + pending[0].pcm.length <= LIVE_MAX_SAMPLES) {
+        count += pending[0].pcm.length;
+        blocks.push(pending.shift());
+      }
+      const body = new Int16Array(count);
+      let offset = 0;
+      for (const block of blocks) { body.set(block.pcm, offset); offset += block.pcm.length; }
+      const answer = await postPiece(url + "?seq=" + seq, body.buffer);
+      seq += 1;
+      show(answer);
+      await new Promise((resolve) => requestAnimationFrame(resolve));
+      const shown = performance.now();
+      for (const block of blocks) performance.measure("chartlight-live-delay", { start: block.at, end: shown });
+    }
+  }
+
+  const pump = () => {
+    if (sending || failure) return;
+    sending = send().catch((error) => {
+      failure = error;
+      message.textContent = "Live transcription stopped: " + error.message;
+    }).finally(() => { sending = null; if (!failure && pending.length && (ended || ready())) pump(); });
+  };
+
+  flushed = new Promise((resolve) => {
+    node.port.onmessage = (event) => {
+      const samples = event.data.samples;
+      const pcm = new Int16Array(samples.length);
+      for (let i = 0; i < samples.length; i++) {
+        const x = Math.max(-1, Math.min(1, samples[i]));
+        pcm[i] = x < 0 ? Math.round(x * 32768) : Math.round(x * 32767);
+      }
+      if (pcm.length) pending.push({ pcm, at: performance.now() });
+      if (event.data.last) resolve();
+      pump();
+    };
+  });
+
+  return async () => {
+    node.port.postMessage("flush");
+    await flushed;
+    stream.getTracks().forEach((track) => track.stop());
+    await context.close();
+    ended = true;
+    pump();
+    while (sending) await sending;
+    if (failure) throw failure;
+    const answer = await postPiece(url + "?stop=1", new ArrayBuffer(0));
+    show(answer);
+    partial.dataset.final = "true";
+    return answer;
+  };
+}
+
+// A piece (or the stop) of a live recording, sent again on a network failure: the server counts
+// a piece by its sequence number and does a stop once, so a repeat is harmless.
+async function postPiece(url, body) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await post(url, body, true);
+    } catch (error) {
+      if (!(error instanceof TypeError) || attempt === 3) throw error;  // TypeError: no answer
+      await new Promise((resolve) => setTimeout(resolve, 300 * attempt));
     }
   }
 }

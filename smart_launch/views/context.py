@@ -4,6 +4,7 @@ runs, evidence cache, and what the granted scopes let this user do."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -11,6 +12,7 @@ from flask import Flask
 from plugin.app import settings_of
 from plugin.jobs import JobLimits
 from plugin.pipelines.registry import InstalledPipeline, installed_pipelines
+from smart_launch.live import LiveLimits, LiveRecordings
 from smart_launch.session import SmartSession
 from smart_launch.style import STYLE_CACHE_S
 
@@ -25,6 +27,8 @@ PIPELINES = "chartlight.pipelines"
 RUNS = "chartlight.smart.runs"
 EVIDENCE_CACHE = "chartlight.smart.evidence"
 STYLE_CACHE = "chartlight.smart.styles"
+LIVE = "chartlight.smart.live"
+LIVE_DIR = ".chartlight/live-dictation"
 # What the app reads, by what it is for: the page says which of these the granted scopes rule out.
 READS = (("list and analyse documents", ("DocumentReference", "DiagnosticReport")),
          ("list and transcribe recordings", ("Media",)),
@@ -117,3 +121,16 @@ def evidence_cache_of(app: Flask) -> TtlCache:
         app.extensions[EVIDENCE_CACHE] = TtlCache()
     cache: TtlCache = app.extensions[EVIDENCE_CACHE]
     return cache
+
+
+def live_recordings_of(app: Flask) -> LiveRecordings:
+    """Live dictations in progress on this machine (smart_launch.live), from the settings."""
+    if LIVE not in app.extensions:
+        settings = settings_of(app)
+        limits = LiveLimits(max_duration_s=settings.speech_max_duration_s,
+                            memory_bytes=settings.job_memory_bytes, idle_s=settings.speech_live_idle_s,
+                            max_recordings=settings.speech_live_max_recordings)
+        folder = Path(settings.speech_live_dir or LIVE_DIR).expanduser()
+        app.extensions[LIVE] = LiveRecordings(folder, limits)
+    live: LiveRecordings = app.extensions[LIVE]
+    return live

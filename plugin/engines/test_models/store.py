@@ -96,6 +96,10 @@ class StoredMedAsr:
                    progress: Callable[[float], None] | None = None) -> CtcTranscript:
         return self._loaded().transcribe(audio_16k, progress=progress)
 
+    def windowed(self) -> MedAsrEngine:
+        """The engine whose transcribe() steps live dictation takes one by one."""
+        return self._loaded()
+
     def _loaded(self) -> MedAsrEngine:
         with self._lock:
             if self._engine is None:

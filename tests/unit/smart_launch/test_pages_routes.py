@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 import requests
 from flask import Flask
@@ -241,3 +242,80 @@ def test_a_job_database_that_does_not_answer_gets_a_503_that_says_so(
     assert page.status_code == 503 and "job database did not answer" in page.get_data(as_text=True)
     assert "Try again in a moment" in page.get_data(as_text=True)
     assert browser.get("/smart/app/status.json").status_code == 200  # and answers again once it is back
+
+
+@pytest.fixture
+def live_app(app: Flask, tmp_path: Path) -> Flask:
+    """The app with the tiny MedASR as its speech engine and its live spool in tmp_path."""
+    from plugin.engines.test_models.tiny_medasr import tiny_engine
+    from plugin.pipelines import speech
+    from smart_launch.live import LiveLimits, LiveRecordings
+
+    engine = tiny_engine(chunk_s=4.0, stride_s=0.8, batch_size=2)
+    app.extensions["chartlight.pipelines"]["speech"] = InstalledPipeline(
+        speech.PIPELINE, "tiny test MedASR", speech.find_sources,
+        speech.SpeechPipeline(speech.SpeechOptions(), engine=engine), engine=engine)
+    app.extensions["chartlight.smart.live"] = LiveRecordings(
+        tmp_path / "live", LiveLimits(max_duration_s=600, memory_bytes=1 << 30, idle_s=60, max_recordings=4))
+    return app
+
+
+def test_live_dictation_shows_the_words_so_far_and_stops_once(live_app: Flask, browser: FlaskClient,
+                                                              ehr: FakeEhr) -> None:
+    from plugin.pipelines.speech.audio import decode_audio
+    from plugin.pipelines.speech.formatting import format_transcript
+    from plugin.sandbox.synthetic import DICTATION_TEXT, espeak_wav
+    from smart_launch.live import wav_bytes
+
+    page = browser.get("/smart/app/dictation").get_data(as_text=True)
+    assert 'data-live-url="/smart/app/dictation/live/RECORDING_ID"' in page
+    speech = decode_audio(espeak_wav(DICTATION_TEXT[:200]), source="t", max_duration_s=600).samples
+    pcm = (np.clip(speech, -1, 32767 / 32768) * 32768).round().astype("<i2").tobytes()
+    url = "/smart/app/dictation/live/rec-test-0001"
+    csrf = {"X-CSRF-Token": "csrf-1"}
+    assert browser.post(f"{url}?seq=0", data=pcm[:3200]).status_code == 403  # no CSRF token
+    texts = []
+    step = 16_000 * 2  # one second per piece
+    for seq, start in enumerate(range(0, len(pcm), step)):
+        answer = browser.post(f"{url}?seq={seq}", data=pcm[start:start + step], headers=csrf)
+        body = answer.get_json()
+        assert answer.status_code == 200 and body["test_weights"] is True, body
+        texts.append(body["text"])
+        if seq == 1:  # the same piece again (a retried request) is not added twice
+            again = browser.post(f"{url}?seq=1", data=pcm[start:start + step], headers=csrf).get_json()
+            assert again["seconds"] == body["seconds"] == 2.0
+    assert any(texts[: len(texts) // 2])  # words came while the recording was still going
+    stopped = browser.post(f"{url}?stop=1", headers=csrf).get_json()
+    again = browser.post(f"{url}?stop=1", headers=csrf).get_json()
+    assert stopped == again and stopped["final"] and not stopped["written"]
+    # The final transcript is the batch transcript of the stored recording.
+    engine = live_app.extensions["chartlight.pipelines"]["speech"].engine
+    batch = engine.transcribe(decode_audio(wav_bytes(pcm), source="t", max_duration_s=600).samples)
+    assert stopped["text"] == format_transcript(batch.text) != ""
+    # One recording kept for this session (no write scope), however often the stop came.
+    sources = runs_of_app(live_app).sources(secret_hash(COOKIE_VALUE))
+    assert [f"DocumentReference/{s['id']}" for s in sources] == [stopped["source"]]
+    assert base64.b64decode(sources[0]["content"][0]["attachment"]["data"]) == wav_bytes(pcm)
+    late = browser.post(f"{url}?seq=99", data=pcm[:3200], headers=csrf)
+    assert late.status_code == 409
+    assert ehr.writes == []
+
+
+def runs_of_app(app: Flask) -> Any:
+    from smart_launch.views.context import runs_of
+
+    return runs_of(app)
+
+
+def test_speech_live_off_leaves_record_then_upload(live_app: Flask, browser: FlaskClient) -> None:
+    import dataclasses
+
+    on = browser.get("/smart/app/dictation").get_data(as_text=True)
+    live_app.extensions["chartlight.settings"] = dataclasses.replace(
+        live_app.extensions["chartlight.settings"], speech_live=False)
+    off = browser.get("/smart/app/dictation").get_data(as_text=True)
+    assert "data-live-url" in on and "data-live-url" not in off
+    assert 'data-testid="record"' in off  # recording and uploading as before
+    refused = browser.post("/smart/app/dictation/live/rec-test-0002?seq=0", data=b"\0\0" * 800,
+                           headers={"X-CSRF-Token": "csrf-1"})
+    assert refused.status_code == 503 and "record, then upload" in refused.get_json()["error"]
