@@ -103,9 +103,9 @@ class Fleet:
 
     def _spawn(self, argv: list[str], env: Mapping[str, str], name: str) -> subprocess.Popen[bytes]:
         log = self.logs / f"{name}-{len(self.processes)}.log" if self.logs else None
-        out = log.open("wb") if log else subprocess.DEVNULL
-        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        with log.open("wb") if log else open(os.devnull, "wb") as out:  # the child keeps its own copy
+            process = subprocess.Popen(argv, cwd=REPO_ROOT, env=dict(env), stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         ledger = os.environ.get(LEDGER_ENV)
         if ledger:
             record(Path(ledger), ServerProcess(process.pid, tuple(argv)))
