@@ -53,6 +53,7 @@ class WorkerProcess:
     publish: Callable[..., bool] | None = None  # plugin.jobs.dispatch.CeleryPublisher
     depth: Callable[[str], int] | None = None  # messages waiting on a queue in the broker
     _stop: threading.Event = field(default_factory=threading.Event)
+    _faults: set[str] = field(default_factory=set)  # queues whose last sweep failed
 
     def run_job(self, job_id: int) -> str:
         """A message's work: run job `job_id` here unless it cannot be claimed; says what
@@ -83,24 +84,31 @@ class WorkerProcess:
                 continue
             try:
                 if self.depth(queue):
+                    self._faults.discard(queue)
                     continue
                 lost = self.store.take_unclaimed(self.republish_after_s, JobScope(pipelines))
-            except SQLAlchemyError as exc:
-                log.warning("sweep: the job store did not answer (%s)", type(exc).__name__)
+            except Exception as exc:  # the store or the broker's client (which raises many types)
+                if queue not in self._faults:  # once per outage, not every sweep
+                    what = "job store" if isinstance(exc, SQLAlchemyError) else "broker"
+                    log.warning("sweep of queue %s: the %s did not answer (%s); trying again every "
+                                "%.1f s", queue, what, type(exc).__name__, self.sweep_every_s)
+                self._faults.add(queue)
                 continue
-            except Exception as exc:  # the broker's client raises many types
-                log.warning("sweep: the broker did not answer (%s)", type(exc).__name__)
-                continue
+            if queue in self._faults:
+                log.info("sweep of queue %s: answered again", queue)
+                self._faults.discard(queue)
             published += sum(bool(self.publish(job)) for job in lost)
         if published:
             log.info("sweep: published %d queued job(s) again (their message was lost)", published)
         return published
 
-    def start_sweeping(self) -> None:
-        every = max(0.5, min(self.republish_after_s, self.runner.lease_s) / 2)
+    @property
+    def sweep_every_s(self) -> float:
+        return max(0.5, min(self.republish_after_s, self.runner.lease_s) / 2)
 
+    def start_sweeping(self) -> None:
         def loop() -> None:
-            while not self._stop.wait(every):
+            while not self._stop.wait(self.sweep_every_s):
                 self.sweep()
 
         threading.Thread(target=loop, name="chartlight-sweep", daemon=True).start()
