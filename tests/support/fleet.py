@@ -85,6 +85,9 @@ class Fleet:
             from plugin.config import load_settings
 
             argv = gunicorn_command(load_settings(environ=env), app=app)
+            if "--config" in argv:  # this app runs its jobs itself: no local worker beside it
+                at = argv.index("--config")
+                del argv[at:at + 2]
         process = self._spawn(argv, env, f"web-{port}")
         deadline = time.monotonic() + WEB_START_TIMEOUT_S
         while True:
