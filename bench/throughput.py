@@ -56,6 +56,7 @@ from tests.support.fleet import Fleet, fleet_env, free_port, patient_view  # noq
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FULL = {"text": 300, "scan": 60, "dictation": 30}
 MEDIA_TYPES = "http://terminology.hl7.org/CodeSystem/media-type"
+DRAIN_TIMEOUT_S = 4 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,10 @@ def measure(layout: Layout, *, fhir: FhirClient, database: str, broker: str, ehr
         draining = HookLoad(url, ehr, [f"idle-{tag}"], fhir.base_url, clients)
         draining.start()
         jobs: list[Job] = []
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while True:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{layout.name}: the backlog did not drain in {DRAIN_TIMEOUT_S:.0f} s")
             jobs = [j for p in ids for j in store.list(subject=f"Patient/{p}", limit=1000)]
             if len(jobs) == total and all(j.state in (JobState.SUCCEEDED, JobState.FAILED) for j in jobs):
                 break
