@@ -145,11 +145,10 @@ class JobRunner:
         heartbeat runs: jobs come to `execute` from elsewhere (a broker's messages)."""
         self._stop.clear()
         self._threads = [
+            *([threading.Thread(target=self._loop, name="chartlight-jobs", daemon=True)] if claim else []),
             threading.Thread(target=self._heartbeat_loop, name="chartlight-jobs-heartbeat",
                              daemon=True),
         ]
-        if claim:
-            self._threads.append(threading.Thread(target=self._loop, name="chartlight-jobs", daemon=True))
         for thread in self._threads:
             thread.start()
 
