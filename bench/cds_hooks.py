@@ -1,7 +1,7 @@
 """CDS Hooks `patient-view` latency under concurrent EHR clients, against the service as
 deployed: the command `chartlight serve` runs (gunicorn, 2 worker processes x 4 threads,
-`plugin.wsgi:create_service()` with its job runners and access log) with its settings in the
-environment, the HAPI FHIR sandbox behind it holding AI results.
+`plugin.wsgi:create_web()` with the local job worker beside it, and the access log) with its
+settings in the environment, the HAPI FHIR sandbox behind it holding AI results.
 
 Every request carries a real RS384-signed JWT (a fresh jti each; the replay cache is the
 default shared database table) and, in the measured variant, the prefetch an EHR sends. The

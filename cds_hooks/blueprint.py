@@ -13,6 +13,7 @@ issuer.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from plugin.fhir import FhirClient
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 PIPELINES_EXTENSION = "chartlight.pipelines"
+DISPATCH_EXTENSION = "chartlight.dispatch"  # the web tier's job publisher (plugin.jobs.dispatch)
 APP_LAUNCH_PATH = "/smart/launch"
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -92,6 +94,9 @@ def _call(service_id: str) -> Response:
         status = runtime.scanner.status(
             store=job_store_of(current_app), pipelines=current_app.extensions.get(PIPELINES_EXTENSION, {}),
             fhir_base=server, client=client, patient_id=patient_id)
+        dispatch = current_app.extensions.get(DISPATCH_EXTENSION)
+        if dispatch is not None and dispatch.broker_down():
+            status = dataclasses.replace(status, queue_unreachable=True)
         card_context = CardContext(service_id=service.id, hook_instance=hook_request.hookInstance,
                                    patient_id=patient_id, user=str(hook_request.context["userId"]),
                                    app_launch_url=_app_launch_url(runtime.settings), fhir_server=server or "")

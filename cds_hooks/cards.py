@@ -55,6 +55,7 @@ class AnalysisStatus:
     checking: bool = False  # that look had not finished when the card was made
     failures: tuple[str, ...] = field(default=())  # "DocumentReference/7: unreadable PDF"
     jobs_unreadable: bool = False  # the job database did not answer: job counts are not known
+    queue_unreachable: bool = False  # the job broker did not answer: new analyses wait for it
 
     @property
     def pending(self) -> int:
@@ -168,6 +169,9 @@ def _status_card(status: AnalysisStatus, context: CardContext, *, shown: int, si
     if status.jobs_unreadable:
         lines.append("chartlight could not read its analysis jobs just now (its job database did not "
                      "answer), so what is queued, running or failed is not shown.")
+    if status.queue_unreachable:
+        lines.append("chartlight's job queue is not reachable just now: inputs are recorded and "
+                     "their analysis starts once it is back; results shown are read from the record.")
     if not status.pipelines:
         lines.append("No analysis pipelines are installed, so nothing new will be analysed.")
     lines.extend(f"Pipeline {reason}" for reason in status.unavailable)

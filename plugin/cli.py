@@ -149,28 +149,76 @@ def service_fhir_client(settings: Settings) -> Any:
 
 @cli.command()
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-def serve(dev: bool) -> None:
-    """Start the web service (gunicorn, as deployed)."""
+@click.pass_context
+def serve(ctx: click.Context, dev: bool) -> None:
+    """Start the web tier (gunicorn, as deployed): SMART app, CDS Hooks, health. It runs no job
+    and loads no model: `chartlight worker` processes do. With no job_broker_url, one local
+    worker process is started beside it and stopped with it."""
     from cds_hooks.audience import serving_audience
 
     settings = settings_of(current_app)
     click.echo(_run(lambda: serving_audience(settings)), err=True)
+    config_file = ctx.find_root().params.get("config_file")
+    if config_file:  # gunicorn's workers and the local worker load the settings from the environment
+        os.environ[CONFIG_FILE_ENV] = os.path.abspath(config_file)
     if dev:
-        app: Flask = current_app._get_current_object()
-        app.run(host=settings.host, port=settings.port)
+        from plugin.embedded import start_local_worker, stop_local_worker
+        from plugin.wsgi import create_web
+
+        local = None if settings.job_broker_url else start_local_worker()
+        try:
+            create_web().run(host=settings.host, port=settings.port)
+        finally:
+            if local is not None:
+                stop_local_worker(local)
         return
     args = gunicorn_command(settings)
     os.execv(args[0], args)  # noqa: S606 -- replaces this process; settings reach workers via env/file
 
 
-def gunicorn_command(settings: Settings) -> list[str]:
-    """The service as deployed: gunicorn's threaded workers running plugin.wsgi:create_service()
-    (bench/cds_hooks.py measures exactly this)."""
-    return [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
+def gunicorn_command(settings: Settings, *, app: str = "plugin.wsgi:create_web()") -> list[str]:
+    """The web tier as deployed: gunicorn's threaded workers running `app` and, with no broker,
+    the local job worker its hooks start (plugin.embedded). bench/cds_hooks.py measures this."""
+    local_worker = [] if settings.job_broker_url else ["--config", "python:plugin.embedded"]
+    return [sys.executable, "-m", "gunicorn", *local_worker, "--bind", f"{settings.host}:{settings.port}",
             "--workers", str(settings.workers), "--threads", str(settings.threads),
             "--worker-class", "gthread",
-            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
-            "plugin.wsgi:create_service()"]
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, app]
+
+
+@cli.command()
+@click.option("--queues", default="documents,speech,imaging,reasoning", show_default=True,
+              help="The pipelines' queues this worker takes jobs from (GPU machines: "
+                   "imaging,speech,reasoning).")
+@click.option("--concurrency", type=int, default=None,
+              help="Worker processes (each loads its models once). Default: worker_concurrency.")
+@click.option("--parent-pid", type=int, default=None, hidden=True,
+              help="Started by `chartlight serve`: end when that process ends.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve Prometheus metrics (/metrics) on this port of metrics_worker_host.")
+def worker(queues: str, concurrency: int | None, parent_pid: int | None, metrics_port: int | None) -> None:
+    """Run analysis jobs: from the broker's queues (job_broker_url), else from the job table (one
+    process, job_workers at once: the embedded default). Models load here, once per process."""
+    from plugin.worker import parse_queues, run_celery, run_embedded
+
+    settings = settings_of(current_app)
+    try:
+        chosen = parse_queues(queues)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if concurrency is not None and concurrency <= 0:
+        raise click.UsageError("--concurrency must be positive")
+    if metrics_port is not None:  # in this (parent) process, before any pool process starts
+        from plugin.metrics import start_worker_metrics
+
+        _run(lambda: start_worker_metrics(settings, metrics_port))
+    if settings.job_broker_url and parent_pid is None:
+        _run(lambda: run_celery(settings, chosen, concurrency or settings.worker_concurrency))
+    else:
+        if concurrency not in (None, 1):
+            raise click.UsageError("with no job_broker_url the worker is one process: --concurrency "
+                                   "applies to a broker's workers (job_workers sets its threads)")
+        _run(lambda: run_embedded(settings, chosen, parent_pid=parent_pid))
 
 
 @cli.group()

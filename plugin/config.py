@@ -324,6 +324,16 @@ class Settings:
     speech_live_dir: str = ""
     speech_live_idle_s: float = 60.0
     speech_live_max_recordings: int = 16
+    # Job dispatch (docs/deploy.md). The Celery broker, a redis:// URL (None: embedded, no broker:
+    # `chartlight serve` starts one local worker process that takes jobs from the job table); how
+    # long the broker waits for a delivered message's acknowledgement before it hands the
+    # message to another worker (longer than the longest job time limit, or a slow job would run
+    # twice at once); after how long a queued job no worker has taken is published again (its
+    # message may have been lost with the broker); `chartlight worker`'s processes per machine.
+    job_broker_url: str | None = field(default=None, repr=False)  # may hold a password
+    job_visibility_timeout_s: float = 7200.0
+    job_republish_after_s: float = 60.0
+    worker_concurrency: int = 1
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -344,6 +354,7 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        self._check_dispatch()
         if self.speech_live_idle_s <= 0 or self.speech_live_max_recordings <= 0:
             raise ConfigError("speech_live_idle_s and speech_live_max_recordings must be positive")
         for name in ("summary_token_budget", "summary_max_new_tokens", "job_timeout_summary_s"):
@@ -390,6 +401,21 @@ class Settings:
             if not scopes or wrong:
                 raise ConfigError(f"{where}: scopes must be SMART system/ scopes (system/<Type|*>.<cruds>), "
                                   f"not {' '.join(wrong) or 'empty'}")
+
+    def _check_dispatch(self) -> None:
+        for name in ("job_republish_after_s", "worker_concurrency"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        scheme = urlsplit(self.job_broker_url).scheme if self.job_broker_url is not None else "redis"
+        if scheme not in {"redis", "rediss"}:
+            raise ConfigError("job_broker_url must be a redis:// or rediss:// URL (the Celery broker), "
+                              f"not a {scheme or 'scheme-less'} URL")
+        longest = max(self.job_timeout_documents_s, self.job_timeout_speech_s, self.job_timeout_imaging_s,
+                      self.job_timeout_summary_s)
+        if self.job_visibility_timeout_s <= longest:
+            raise ConfigError(f"job_visibility_timeout_s ({self.job_visibility_timeout_s:g} s) must be "
+                              f"longer than the longest job time limit ({longest:g} s, job_timeout_*_s): the "
+                              "broker would hand a job still running to a second worker")
 
     def _check_engines(self) -> None:
         for name in ("medasr_batch_size", "medasr_chunk_s", "medgemma_max_new_tokens"):

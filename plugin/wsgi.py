@@ -1,19 +1,60 @@
-"""What `chartlight serve` runs under gunicorn: the app plus a job runner in each worker
-process (claims are atomic and leased, so workers never run the same job twice at once). Jobs
-started in the SMART app run with the clinician's session; the others with the service's client."""
+"""What gunicorn runs. `create_web()` is `chartlight serve`'s web tier: the app, the pipelines'
+descriptions (which exist, which can run: CDS hooks and the SMART pages queue jobs for them) and,
+with a broker, the publisher of queued jobs; it runs no job and loads no model (`chartlight
+worker` does). `create_service()` is the single-process layout of earlier releases, kept for
+bench/throughput.py's baseline: the app plus a job runner in each web worker process (claims
+are atomic and leased, so workers never run the same job twice at once). Jobs started in the
+SMART app run with the clinician's session; the others with the service's client."""
 
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 
 from flask import Flask
 
+from cds_hooks.blueprint import DISPATCH_EXTENSION
 from plugin.analysis import service_client_for
 from plugin.app import create_app, job_store_of, settings_of
+from plugin.config import Settings
 from plugin.jobs import JobLimits, JobRunner
 from plugin.pipelines.registry import installed_pipelines
 from smart_launch.jobs import client_for_jobs
+
+log = logging.getLogger(__name__)
+
+
+def create_web() -> Flask:
+    app = create_app()
+    settings = settings_of(app)
+    # Built from the settings without loading a model (plugin.pipelines.registry loads lazily).
+    app.extensions["chartlight.pipelines"] = installed_pipelines(settings)
+    for warning in models_in_the_web_tier(settings):
+        log.warning("%s", warning)
+    if settings.job_broker_url:
+        from plugin.jobs.dispatch import CeleryPublisher, make_celery
+
+        publisher = CeleryPublisher(make_celery(settings))
+        job_store_of(app).publish = publisher
+        app.extensions[DISPATCH_EXTENSION] = publisher
+    tune_for_serving()
+    return app
+
+
+def models_in_the_web_tier(settings: Settings) -> list[str]:
+    """What would load a model in this web tier when used, worth saying when the deployment
+    means the web tier to be model-free (a broker: the jobs run on `chartlight worker`s)."""
+    if not settings.job_broker_url:
+        return []
+    found = []
+    if settings.speech_live:
+        found.append("live dictation (speech_live) loads MedASR in the web tier on the first live "
+                     "recording; speech_live = false keeps the web tier model-free (docs/deploy.md)")
+    if settings.medgemma_engine == "local":
+        found.append("ask the chart with the local MedGemma engine loads MedGemma in the web tier on "
+                     "the first question; medgemma_engine = \"remote\" (vLLM) keeps it out (docs/deploy.md)")
+    return found
 
 
 def create_service() -> Flask:

@@ -28,6 +28,7 @@ from plugin.sandbox.hapi import default_sandbox
 from plugin.sandbox.orthanc import default_pacs
 from plugin.sandbox.processes import LEDGER_ENV, owner_alive, process_start_time, stop_recorded
 from tests.support import postgres
+from tests.support import redis_server as redis_server_support
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STATE_ROOT = REPO_ROOT / ".sandbox"
@@ -136,6 +137,25 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield server.admin_url
     finally:
         postgres.stop(server)
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[redis_server_support.RedisServer]:
+    """A Redis server of this session's own (the Celery broker of the scale-out tests), on
+    $TEST_REDIS_PORT (default 8096), stopped at the end. Tests that stop it (an outage) start it
+    again on the same port before they end."""
+    try:
+        server = redis_server_support.start_redis(int(os.environ.get("TEST_REDIS_PORT", "8096")))
+    except redis_server_support.RedisUnavailable as exc:
+        failure = str(exc)
+    else:
+        failure = ""
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    try:
+        yield server
+    finally:
+        redis_server_support.stop(server)
 
 
 @pytest.fixture

@@ -140,12 +140,13 @@ class JobRunner:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, claim: bool = True) -> None:
         """Run queued jobs in the background; jobs a dead process left running are resumed
-        once their lease runs out (checked by the heartbeat)."""
+        once their lease runs out (checked by the heartbeat). Without `claim`, only the
+        heartbeat runs: jobs come to `execute` from elsewhere (a broker's messages)."""
         self._stop.clear()
         self._threads = [
-            threading.Thread(target=self._loop, name="chartlight-jobs", daemon=True),
+            *([threading.Thread(target=self._loop, name="chartlight-jobs", daemon=True)] if claim else []),
             threading.Thread(target=self._heartbeat_loop, name="chartlight-jobs-heartbeat",
                              daemon=True),
         ]
@@ -196,6 +197,16 @@ class JobRunner:
                 return
             else:
                 self._stop.wait(min(self.poll_s, 0.5))
+
+    def run_claimed(self, job_id: int) -> bool:
+        """Claim job `job_id` (a broker's message names it) and run it in this thread; False
+        when it cannot be claimed here: done, running elsewhere, waiting to retry, or not one
+        of this runner's pipelines. Store faults are raised."""
+        job = self.store.claim(job_id, self.scope, time_limits=self._time_limits)
+        if job is None:
+            return False
+        self.execute(job)
+        return True
 
     def _claim(self) -> Job | None:
         return self.store.claim_next(self.scope, time_limits=self._time_limits)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -162,7 +162,13 @@ _FRESH = {"progress": 0.0, "progress_text": "", "error": "", "retry_since": None
 
 
 class JobStore:
-    """Jobs in a SQL database. Safe to share between threads and processes."""
+    """Jobs in a SQL database. Safe to share between threads and processes.
+
+    `publish`, when set (the web tier with a broker: plugin.jobs.dispatch), is told of each job
+    this store has just queued (a new submission, a retry, a failed job queued again), after the
+    commit; it must not raise (a lost message is published again by the workers' sweeper)."""
+
+    publish: Callable[[Job], object] | None = None
 
     def __init__(self, url_or_engine: str | Engine) -> None:
         if isinstance(url_or_engine, str):
@@ -202,7 +208,9 @@ class JobStore:
                              **_FRESH)
                 session.add(row)
                 session.flush()
-                return _job(row)
+                created = _job(row)
+            self._published([created])
+            return created
         except IntegrityError:
             pass  # it exists (perhaps submitted by another process this instant): use that one
         with Session(self.engine) as session, session.begin():
@@ -215,16 +223,20 @@ class JobStore:
             again = {"state": JobState.QUEUED, "attempts": 0, "next_attempt_at": _now(),
                      "updated_at": _now(), **_FRESH}
             # Each update is guarded by state, so a worker claiming the job meanwhile keeps it.
-            session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == JobState.FAILED,
-                                                 JobRow.transient.is_(True)).values(**again))
+            queued_again = session.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.state == JobState.FAILED,
+                                     JobRow.transient.is_(True)).values(**again)).rowcount  # type: ignore[attr-defined]
             if session_id:
                 owner = {"session_id": session_id, "on_behalf_of": on_behalf_of, "updated_at": _now()}
                 session.execute(update(JobRow).where(JobRow.id == job_id,
                                                      JobRow.state == JobState.QUEUED).values(**owner))
-                session.execute(update(JobRow).where(JobRow.id == job_id,
-                                                     JobRow.state == JobState.FAILED)
-                                .values({**again, **owner}))
-        return self.get(job_id)
+                queued_again += session.execute(update(JobRow).where(JobRow.id == job_id,
+                                                                     JobRow.state == JobState.FAILED)
+                                                .values({**again, **owner})).rowcount  # type: ignore[attr-defined]
+        job = self.get(job_id)
+        if queued_again:
+            self._published([job])
+        return job
 
     def retry(self, job_id: int) -> Job:
         """Queue a failed (or succeeded) job again, now. A running job is refused (JobBusy)."""
@@ -236,7 +248,9 @@ class JobStore:
         if done.rowcount != 1:  # type: ignore[attr-defined]
             job = self.get(job_id)  # KeyError when there is no such job
             raise JobBusy(f"job {job.id} is running (attempt {job.attempts}); retry it once it has ended")
-        return self.get(job_id)
+        job = self.get(job_id)
+        self._published([job])
+        return job
 
     def requeue_transient(self, *, subject: str, fhir_base_url: str) -> int:
         """Queue again, now, the jobs of `subject` on the FHIR server `fhir_base_url` that failed
@@ -248,8 +262,11 @@ class JobStore:
                                      JobRow.fhir_base_url == server_key(fhir_base_url),
                                      JobRow.state == JobState.FAILED, JobRow.transient.is_(True))
                 .values(state=JobState.QUEUED, attempts=0, next_attempt_at=_now(), updated_at=_now(),
-                        **_FRESH))
-        return int(done.rowcount)  # type: ignore[attr-defined]
+                        **_FRESH).returning(JobRow.id))
+            queued = list(done.scalars())
+        if queued and self.publish is not None:
+            self._published([self.get(job_id) for job_id in queued])
+        return len(queued)
 
     # ---- a worker's side: claims and fenced updates ----------------------------------------
 
@@ -257,24 +274,56 @@ class JobStore:
                    time_limits: Mapping[str, float] | None = None) -> Job | None:
         """Atomically move the oldest due queued job within `scope` to running, with a new lease
         token and, when `time_limits` names its pipeline, a deadline that many seconds away."""
+        return self._claim_due(scope, time_limits, order=True)
+
+    def claim(self, job_id: int, scope: JobScope = JobScope(), *,
+              time_limits: Mapping[str, float] | None = None) -> Job | None:
+        """Claim job `job_id` as claim_next would (a broker's message names it); None when it is
+        not a due queued job within `scope` — done, running elsewhere, or waiting to retry. A
+        message delivered twice therefore runs its job once."""
+        return self._claim_due(scope, time_limits, job_id=job_id)
+
+    def _claim_due(self, scope: JobScope, time_limits: Mapping[str, float] | None, *,
+                   job_id: int | None = None, order: bool = False) -> Job | None:
+        query = select(JobRow.id, JobRow.pipeline).where(
+            JobRow.state == JobState.QUEUED, JobRow.next_attempt_at <= _now(), *scope.clauses())
+        if job_id is not None:
+            query = query.where(JobRow.id == job_id)
         with Session(self.engine) as session, session.begin():
-            candidates = session.execute(
-                select(JobRow.id, JobRow.pipeline)
-                .where(JobRow.state == JobState.QUEUED, JobRow.next_attempt_at <= _now(),
-                       *scope.clauses())
-                .order_by(JobRow.id).limit(5)).all()
-            for job_id, pipeline in candidates:
+            candidates = session.execute(query.order_by(JobRow.id).limit(5) if order else query).all()
+            for found, pipeline in candidates:
                 now = _now()
                 limit = (time_limits or {}).get(pipeline)
                 claimed = session.execute(
-                    update(JobRow).where(JobRow.id == job_id, JobRow.state == JobState.QUEUED)
+                    update(JobRow).where(JobRow.id == found, JobRow.state == JobState.QUEUED)
                     .values(state=JobState.RUNNING, attempts=JobRow.attempts + 1,
                             lease_token=secrets.token_hex(16), progress=0.0,
                             progress_text="starting", updated_at=now,
                             deadline_at=None if limit is None else now + timedelta(seconds=limit)))
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
-                    return _job(session.get_one(JobRow, job_id))
+                    return _job(session.get_one(JobRow, found))
         return None
+
+    def take_unclaimed(self, older_than_s: float, scope: JobScope = JobScope(), *,
+                       limit: int = 500) -> list[Job]:
+        """Due queued jobs within `scope` that nothing has changed for `older_than_s`: their
+        message may be lost (the broker was down at submission, or lost what it held). Each is
+        marked (updated_at = now) as it is taken, so of several processes sweeping at once one
+        takes it, and it is taken again only after another `older_than_s`."""
+        now = _now()
+        cutoff = now - timedelta(seconds=older_than_s)
+        taken = []
+        with Session(self.engine) as session, session.begin():
+            found = session.scalars(select(JobRow.id).where(
+                JobRow.state == JobState.QUEUED, JobRow.next_attempt_at <= now,
+                JobRow.updated_at < cutoff, *scope.clauses()).order_by(JobRow.id).limit(limit)).all()
+            for job_id in found:
+                marked = session.execute(update(JobRow).where(
+                    JobRow.id == job_id, JobRow.state == JobState.QUEUED, JobRow.updated_at < cutoff)
+                    .values(updated_at=now))
+                if marked.rowcount == 1:  # type: ignore[attr-defined]
+                    taken.append(_job(session.get_one(JobRow, job_id)))
+        return taken
 
     def has_queued(self, scope: JobScope = JobScope()) -> bool:
         with Session(self.engine) as session:
@@ -371,6 +420,11 @@ class JobStore:
             query = query.where(JobRow.subject == subject)
         with Session(self.engine) as session:
             return [_job(row) for row in session.scalars(query)]
+
+    def _published(self, jobs: Iterable[Job]) -> None:
+        if self.publish is not None:
+            for job in jobs:
+                self.publish(job)
 
     # ---- fencing -----------------------------------------------------------------------------
 

@@ -96,24 +96,38 @@ def start_postgres(port: int) -> PostgresServer:
         shutil.rmtree(folder, ignore_errors=True)
         raise PostgresUnavailable(f"PostgreSQL initdb failed (exit {initdb.returncode}): "
                                   f"{(initdb.stderr or initdb.stdout).strip()[-2000:]}")
-    argv = [str(programs / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-    # The server is this process's own child (pg_ctl would daemonise it), so that it is reaped
-    # when it stops: container inits often leave orphans as zombies. Its own session: Ctrl-C in
-    # the terminal reaches the test run, whose finaliser stops the server.
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, user=user)
-    ledger = os.environ.get(LEDGER_ENV)
-    if ledger:
-        record(Path(ledger), ServerProcess(process.pid, tuple(argv)))
-    server = PostgresServer(port=port, folder=folder, start_s=0.0, process=process)
+    server = _launch(programs, folder, port)
     try:
         _wait_ready(server, log)
     except BaseException:
         stop(server)
         raise
-    return PostgresServer(port=port, folder=folder, start_s=time.monotonic() - began, process=process)
+    return PostgresServer(port=port, folder=folder, start_s=time.monotonic() - began, process=server.process)
+
+
+def _launch(programs: Path, folder: Path, port: int) -> PostgresServer:
+    argv = [str(programs / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+    # The server is this process's own child (pg_ctl would daemonise it), so that it is reaped
+    # when it stops: container inits often leave orphans as zombies. Its own session: Ctrl-C in
+    # the terminal reaches the test run, whose finaliser stops the server.
+    with (folder / "server.log").open("ab") as out:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True, user=PG_USER if _as_root() else None)
+    ledger = os.environ.get(LEDGER_ENV)
+    if ledger:
+        record(Path(ledger), ServerProcess(process.pid, tuple(argv)))
+    return PostgresServer(port=port, folder=folder, start_s=0.0, process=process)
+
+
+def start_again(server: PostgresServer) -> PostgresServer:
+    """The server `stop(server, keep_folder=True)` stopped, started again on its data and port
+    (an outage's end); waits until it accepts connections."""
+    began = time.monotonic()
+    again = _launch(bin_dir(), server.folder, server.port)
+    _wait_ready(again, server.folder / "server.log")
+    return PostgresServer(port=server.port, folder=server.folder, start_s=time.monotonic() - began,
+                          process=again.process)
 
 
 def remove_abandoned(root: Path, *, now: float | None = None) -> list[Path]:
@@ -151,9 +165,9 @@ def _wait_ready(server: PostgresServer, log: Path) -> None:
         time.sleep(0.1)
 
 
-def stop(server: PostgresServer) -> None:
+def stop(server: PostgresServer, *, keep_folder: bool = False) -> None:
     """Stop the server (SIGINT: PostgreSQL's fast shutdown, open connections are ended), reap it
-    and remove its folder."""
+    and remove its folder (unless `keep_folder`: an outage, start_again follows)."""
     try:
         if server.process.poll() is None:
             server.process.send_signal(signal.SIGINT)
@@ -163,7 +177,8 @@ def stop(server: PostgresServer) -> None:
                 server.process.kill()
                 server.process.wait(timeout=10)
     finally:
-        shutil.rmtree(server.folder, ignore_errors=True)
+        if not keep_folder:
+            shutil.rmtree(server.folder, ignore_errors=True)
 
 
 def new_database(server_url: str) -> str:
