@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What a pipeline's written resources are read by next: (resource type, pipeline). The speech
+# pipeline's transcript DocumentReference is the dictation-note pipeline's input.
+FOLLOW_UPS = {"speech": ("DocumentReference", "dictation-note")}
+
 TRANSIENT_STATUSES = frozenset({408, 409, 412, 429, 500, 502, 503, 504})
 _jitter = SystemRandom().random  # spreads retries; not for secrets, but needs no seeding per process
 
@@ -269,6 +273,26 @@ class JobRunner:
         summary["model"] = {"name": result.model.name, "version": result.model.version,
                             "test_weights": result.model.test_weights}
         self._record(self.store.succeed, job, summary)
+        self._queue_follow_ups(job, outcome.written)
+
+    def _queue_follow_ups(self, job: Job, written: list[str]) -> None:
+        """Queue the pipeline that reads what this job wrote (FOLLOW_UPS), for the same server,
+        patient and session: a transcript is structured into a note without waiting for the next
+        CDS scan. Any worker taking that pipeline's queue runs it."""
+        follow_up = FOLLOW_UPS.get(job.pipeline)
+        if follow_up is None:
+            return
+        for location in written:
+            parts = location.split("/")
+            if len(parts) != 4 or parts[0] != follow_up[0] or parts[2] != "_history":
+                continue
+            try:
+                self.store.submit(pipeline=follow_up[1], source_type=parts[0], source_id=parts[1],
+                                  source_version=parts[3], subject=job.subject,
+                                  fhir_base_url=job.fhir_base_url, session_id=job.session_id,
+                                  on_behalf_of=job.on_behalf_of)
+            except SQLAlchemyError as exc:  # the next CDS scan or `analyze` queues it instead
+                _store_fault(f"queueing {follow_up[1]} for {location}", exc, 1)
 
     def _report(self, job: Job, fraction: float, text: str) -> None:
         """A pipeline's progress report: a store fault is logged, not raised into the pipeline

@@ -251,3 +251,24 @@ def test_loop_and_heartbeat_survive_a_locked_database(
     faults = [r.getMessage() for r in caplog.records if "job store fault" in r.getMessage()]
     assert any("claiming a job" in f and "database is locked" in f for f in faults)
     assert any("renewing leases" in f for f in faults)
+
+
+# ---- follow-ups -------------------------------------------------------------------------------
+
+def test_a_written_transcript_queues_its_note_for_the_same_server_patient_and_session(
+        store: JobStore, ehr: FakeEhr) -> None:
+    speech = store.submit(pipeline="speech", source_type="DocumentReference", source_id="7",
+                          source_version="1", subject="Patient/1", fhir_base_url=EHR_A,
+                          session_id="session-1", on_behalf_of="Practitioner/9")
+    lab = submit(store, "documents")
+    JobRunner(store, {"speech": fixed_pipeline(), "documents": fixed_pipeline()},
+              lambda job: ehr.client()).run_until_idle()
+    done = store.get(speech.id)
+    assert done.state is JobState.SUCCEEDED and store.get(lab.id).state is JobState.SUCCEEDED
+    written = [w for w in done.summary["created"] if w.startswith("DocumentReference/")]
+    notes = [j for j in store.list() if j.pipeline == "dictation-note"]
+    # one note job per DocumentReference the speech job wrote; none for the lab report's
+    assert [(f"{j.source_type}/{j.source_id}/_history/{j.source_version}", j.subject, j.fhir_base_url,
+             j.session_id, j.state) for j in notes] == [
+        (w, "Patient/1", EHR_A, "session-1", JobState.QUEUED) for w in written]
+    assert len(written) == 1
