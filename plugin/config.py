@@ -267,6 +267,13 @@ class Settings:
     medgemma_dtype: str = ""
     medgemma_attention: str = ""
     medgemma_max_new_tokens: int = 8192
+    # Imaging results back into the PACS as DICOM SR (docs/pacs.md "Results back into the PACS"):
+    # off by default; sent only to DICOMweb base URL prefixes in imaging_dicom_write_endpoints (a
+    # write allow-list apart from the read lists); UIDs derived under dicom_uid_root ("" = the
+    # UUID-derived 2.25 form; an organisation sets its own registered root, at most 40 characters).
+    imaging_write_back_dicom: bool = False
+    imaging_dicom_write_endpoints: tuple[str, ...] = ()
+    dicom_uid_root: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -287,6 +294,17 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        self._check_dicom_write()
+
+    def _check_dicom_write(self) -> None:
+        from plugin.pipelines.imaging.dicom_sr import UidRootError, check_uid_root
+
+        for url in self.imaging_dicom_write_endpoints:
+            _check_http_url("imaging_dicom_write_endpoints", url)
+        try:
+            check_uid_root(self.dicom_uid_root)
+        except UidRootError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _check_engines(self) -> None:
         for name in ("medasr_batch_size", "medasr_chunk_s", "medgemma_max_new_tokens"):
