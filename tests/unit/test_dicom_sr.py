@@ -161,9 +161,27 @@ def test_test_weights_say_so_in_the_sr_and_a_new_version_names_its_predecessor()
                          predecessor=Predecessor(str(ds.StudyInstanceUID), old.series_uid, old.instance_uid)))
     text = texts(sr)
     assert text.count(TEST_MARKER) >= 3  # the observer, each finding, the root comment
-    assert TEST_MARKER in sr.SeriesDescription or sr.SeriesDescription.startswith("[TEST OUTPUT")
+    assert sr.SeriesDescription == "TEST OUTPUT, not clinical: chartlight AI read"
     (previous,) = sr.PredecessorDocumentsSequence
     assert previous.StudyInstanceUID == ds.StudyInstanceUID
     item = previous.ReferencedSeriesSequence[0]
     assert item.SeriesInstanceUID == old.series_uid
     assert item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.instance_uid
+
+
+def test_a_box_on_a_multi_frame_instance_names_its_frame() -> None:
+    ds = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"), stop_before_pixels=True)
+    assert int(ds.NumberOfFrames) > 3
+    res = result()
+    (boxed, coded) = res.items
+    assert isinstance(boxed, Finding) and isinstance(coded, Finding)
+    where = ImageEvidence(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID),
+                          frame=3, box=Box(1.0, 2.0, 30.0, 40.0))
+    res = replace(res, items=(replace(boxed, evidence=(where,)), replace(coded, evidence=())))
+    sr = reread(build_sr(res, res.reports[0], identity=sr_identity(ROOT, REPORT, res), evidence=[ds],
+                         device_uid=f"{ROOT}.5", device_serial="dev-1"))
+    (planar,) = sr.content.get_planar_roi_measurement_groups()
+    assert planar.roi is not None
+    source = planar.roi.ContentSequence[0].ReferencedSOPSequence[0]
+    assert source.ReferencedSOPInstanceUID == ds.SOPInstanceUID
+    assert int(source.ReferencedFrameNumber) == 3

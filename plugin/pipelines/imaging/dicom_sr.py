@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -117,7 +118,7 @@ def build_sr(result: PipelineResult, group: ReportGroup, *, identity: SrIdentity
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=device_uid, name=marked(model.display or model.name)[:64], manufacturer_name="chartlight",
+            uid=device_uid, name=marked(model.display or model.name), manufacturer_name="chartlight",
             model_name=model.name[:64], serial_number=device_serial[:64]))
     algorithm = hd.sr.AlgorithmIdentification(name=model.name[:64], version=model.version[:64])
     findings = {item.key: item for item in result.items if isinstance(item, Finding)}
@@ -134,13 +135,19 @@ def build_sr(result: PipelineResult, group: ReportGroup, *, identity: SrIdentity
         root_items.append(_text(_PRIOR, f"Compared with the prior study {prior_study_uid}"))
     if model.test_weights:
         root_items.append(_text(_COMMENT, TEST_MARKER))
-    description = marked("chartlight AI read (preliminary)")[:64]
-    return hd.sr.Comprehensive3DSR(
-        evidence=list(evidence), content=report, series_instance_uid=identity.series_uid,
-        series_number=SERIES_NUMBER, sop_instance_uid=identity.instance_uid, instance_number=1,
-        manufacturer="chartlight", is_complete=False, is_final=False, is_verified=False,
-        previous_versions=[_predecessor_dataset(predecessor)] if predecessor else None,
-        series_description=description)
+    description = ("TEST OUTPUT, not clinical: chartlight AI read" if model.test_weights
+                   else "chartlight AI read (preliminary)")
+    with warnings.catch_warnings():
+        # The patient's name is copied as the PACS stores it (often one component, "DOE"):
+        # not ours to correct, and not worth a warning per report.
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name",
+                                category=UserWarning)
+        return hd.sr.Comprehensive3DSR(
+            evidence=list(evidence), content=report, series_instance_uid=identity.series_uid,
+            series_number=SERIES_NUMBER, sop_instance_uid=identity.instance_uid, instance_number=1,
+            manufacturer="chartlight", is_complete=False, is_final=False, is_verified=False,
+            previous_versions=[_predecessor_dataset(predecessor)] if predecessor else None,
+            series_description=description)
 
 
 def _group(finding: Finding, number: int, algorithm: hd.sr.AlgorithmIdentification,
