@@ -185,3 +185,43 @@ def test_a_box_on_a_multi_frame_instance_names_its_frame() -> None:
     source = planar.roi.ContentSequence[0].ReferencedSOPSequence[0]
     assert source.ReferencedSOPInstanceUID == ds.SOPInstanceUID
     assert int(source.ReferencedFrameNumber) == 3
+
+
+class _Engine:
+    def available(self) -> bool:
+        return True
+
+
+def test_the_installed_imaging_pipeline_gets_the_write_back_settings() -> None:
+    from plugin.pipelines.imaging import ImagingPipeline
+    from plugin.pipelines.registry import imaging_pipeline
+
+    settings = Settings(imaging_write_back_dicom=True, dicom_uid_root=ROOT,
+                        imaging_dicom_write_endpoints=("http://pacs.test/dicom-web",))
+    installed = imaging_pipeline(settings, engine=_Engine())  # type: ignore[arg-type]
+    assert isinstance(installed.run, ImagingPipeline)
+    assert installed.run.dicom_write == dicom_write_options(settings)
+    default = imaging_pipeline(Settings(), engine=_Engine())  # type: ignore[arg-type]
+    assert isinstance(default.run, ImagingPipeline)
+    assert default.run.dicom_write is not None and not default.run.dicom_write.enabled
+
+
+@pytest.mark.parametrize(("choices", "why"), [
+    ({"route": "binary"}, "the study was read from DICOM attachments, not from a PACS"),
+    ({"endpoint": "http://pacs.test/dicom-webx"},
+     "http://pacs.test/dicom-webx is not a DICOMweb endpoint trusted for writes"),
+])
+def test_no_sr_is_sent_without_a_write_allowed_pacs_and_the_result_says_why(
+        choices: dict[str, str], why: str) -> None:
+    from plugin.pipelines.imaging.prepared import PreparedStudy
+    from plugin.pipelines.imaging.stow import write_back_sr
+
+    res = result()
+    study = PreparedStudy(source=res.source, study_uid="1.2.3", kind="projection", modality="CR",
+                          body_part="CHEST", started=None, images=(), choices=choices)
+    options = DicomWriteOptions(enabled=True, write_endpoints=("http://pacs.test/dicom-web",))
+    out = write_back_sr(None, res, study, options)  # type: ignore[arg-type]  # refused before any call
+    assert out.reports == res.reports and out.reports[0].dicom_sr_uid == ""
+    (problem,) = out.problems
+    assert problem.where == "ImagingStudy/7" and problem.reason.startswith("DICOM SR not sent: " + why)
+    assert write_back_sr(None, res, study, replace(options, enabled=False)) == res  # type: ignore[arg-type]
