@@ -18,6 +18,7 @@ from plugin.errors import ConfigError
 from plugin.pipelines.imaging.dicom_sr import (
     TEST_MARKER,
     Predecessor,
+    SrIdentity,
     UidRootError,
     build_sr,
     check_uid_root,
@@ -74,6 +75,10 @@ def reread(sr: hd.sr.Comprehensive3DSR) -> hd.sr.Comprehensive3DSR:
     return again
 
 
+def identity_of(res: PipelineResult, server: str = "https://ehr.test/fhir") -> SrIdentity:
+    return sr_identity(ROOT, REPORT, res, server=server)
+
+
 def texts(item: pydicom.Dataset) -> str:
     """Every TEXT, UIDREF and code meaning in an SR content tree, one per line."""
     found: list[str] = []
@@ -102,10 +107,12 @@ def test_a_uid_root_that_is_not_a_dicom_prefix_is_refused(root: str) -> None:
 
 
 def test_the_series_is_shared_by_model_versions_and_the_instance_is_not() -> None:
-    first, second = sr_identity(ROOT, REPORT, result()), sr_identity(ROOT, REPORT, result(version="rev-2"))
+    first, second = identity_of(result()), identity_of(result(version="rev-2"))
     assert first.series_uid == second.series_uid and first.instance_uid != second.instance_uid
-    assert sr_identity(ROOT, REPORT, result()) == first
-    assert sr_identity(ROOT, REPORT, result(test_weights=True)).instance_uid != first.instance_uid
+    assert identity_of(result()) == first
+    assert identity_of(result(test_weights=True)).instance_uid != first.instance_uid
+    other_ehr = identity_of(result(), server="https://other-ehr.test/fhir")
+    assert other_ehr.series_uid != first.series_uid and other_ehr.instance_uid != first.instance_uid
 
 
 def test_settings_reach_the_write_options() -> None:
@@ -121,7 +128,7 @@ def test_settings_reach_the_write_options() -> None:
 def test_the_sr_carries_the_model_the_findings_their_places_and_preliminary_status() -> None:
     ds = ct_header()
     res = result(change="worsened")
-    identity = sr_identity(ROOT, REPORT, res)
+    identity = identity_of(res)
     sr = reread(build_sr(res, res.reports[0], identity=identity, evidence=[ds], device_uid=f"{ROOT}.5",
                          device_serial="dev-1", prior_study_uid="1.2.3.4"))
     assert sr.SOPInstanceUID == identity.instance_uid and sr.SeriesInstanceUID == identity.series_uid
@@ -154,8 +161,8 @@ def test_the_sr_carries_the_model_the_findings_their_places_and_preliminary_stat
 def test_test_weights_say_so_in_the_sr_and_a_new_version_names_its_predecessor() -> None:
     ds = ct_header()
     res = result(version="rev-2", test_weights=True)
-    old = sr_identity(ROOT, REPORT, replace(res, model=replace(res.model, version="rev-1")))
-    identity = sr_identity(ROOT, REPORT, res)
+    old = identity_of(replace(res, model=replace(res.model, version="rev-1")))
+    identity = identity_of(res)
     sr = reread(build_sr(res, res.reports[0], identity=identity, evidence=[ds], device_uid=f"{ROOT}.5",
                          device_serial="dev-1",
                          predecessor=Predecessor(str(ds.StudyInstanceUID), old.series_uid, old.instance_uid)))
@@ -178,7 +185,7 @@ def test_a_box_on_a_multi_frame_instance_names_its_frame() -> None:
     where = ImageEvidence(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID),
                           frame=3, box=Box(1.0, 2.0, 30.0, 40.0))
     res = replace(res, items=(replace(boxed, evidence=(where,)), replace(coded, evidence=())))
-    sr = reread(build_sr(res, res.reports[0], identity=sr_identity(ROOT, REPORT, res), evidence=[ds],
+    sr = reread(build_sr(res, res.reports[0], identity=identity_of(res), evidence=[ds],
                          device_uid=f"{ROOT}.5", device_serial="dev-1"))
     (planar,) = sr.content.get_planar_roi_measurement_groups()
     assert planar.roi is not None

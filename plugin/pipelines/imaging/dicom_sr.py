@@ -84,12 +84,13 @@ class SrIdentity:
     instance_uid: str
 
 
-def sr_identity(root: str, report_identifier: str, result: PipelineResult) -> SrIdentity:
-    """`report_identifier` is the FHIR DiagnosticReport's `system|value`."""
+def sr_identity(root: str, report_identifier: str, result: PipelineResult, *, server: str) -> SrIdentity:
+    """`report_identifier` is the FHIR DiagnosticReport's `system|value`; `server` the base URL of
+    the FHIR server it is written to (one PACS may serve several EHRs)."""
     version = [result.model.name, result.model.version, result.pipeline_version,
                "test" if result.model.test_weights else ""]
-    return SrIdentity(series_uid=derive_uid(root, ["sr-series", report_identifier]),
-                      instance_uid=derive_uid(root, ["sr-instance", report_identifier, *version]))
+    return SrIdentity(series_uid=derive_uid(root, ["sr-series", server, report_identifier]),
+                      instance_uid=derive_uid(root, ["sr-instance", server, report_identifier, *version]))
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def _one_group(client: FhirClient, result: PipelineResult, study: PreparedStudy,
     """(the SR's SOP Instance UID to link, "" and the reason when none)."""
     ident = report_identifier(result, group)
     key = f"{ident['system']}|{ident['value']}"
-    identity = sr_identity(options.uid_root, key, result)
+    identity = sr_identity(options.uid_root, key, result, server=client.base_url)
     existing = list(client.search("DiagnosticReport", {"identifier": key}))
     previous = ""
     for report in existing:
