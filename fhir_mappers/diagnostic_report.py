@@ -37,7 +37,7 @@ def to_diagnostic_report(
         "resourceType": "DiagnosticReport",
         "meta": ai_meta(model, inline_labels=bool(model_conclusion)),
         "extension": [derived_from_extension(source), *_generated_by(device)],
-        "identifier": [identifier],
+        "identifier": [identifier, *_sr_identifier(group)],
         "status": status,
         "category": [concept(coding(V2_0074, group.category, CATEGORY_DISPLAYS[group.category]))],
         "code": concept(coding(group.code.system, group.code.code, group.code.display),
@@ -55,6 +55,15 @@ def to_diagnostic_report(
         if model_conclusion:
             resource["_conclusion"] = {"extension": [inline_ai_label()]}
     return resource
+
+
+def _sr_identifier(group: ReportGroup) -> list[JsonDict]:
+    # The DICOM SR of this report in the PACS (plugin.pipelines.imaging.stow), named the way
+    # ImagingStudy names DICOM UIDs. Ours comes first, so conditional writes still match on it.
+    if not group.dicom_sr_uid:
+        return []
+    return [{"use": "secondary", "system": "urn:dicom:uid", "value": f"urn:oid:{group.dicom_sr_uid}",
+             "type": {"text": "DICOM SR SOP Instance UID"}}]
 
 
 def _generated_by(device: str | None) -> list[JsonDict]:

@@ -334,6 +334,13 @@ class Settings:
     job_visibility_timeout_s: float = 7200.0
     job_republish_after_s: float = 60.0
     worker_concurrency: int = 1
+    # Imaging results back into the PACS as DICOM SR (docs/pacs.md "Results back into the PACS"):
+    # off by default; sent only to DICOMweb base URL prefixes in imaging_dicom_write_endpoints (a
+    # write allow-list apart from the read lists); UIDs derived under dicom_uid_root ("" = the
+    # UUID-derived 2.25 form; an organisation sets its own registered root, at most 40 characters).
+    imaging_write_back_dicom: bool = False
+    imaging_dicom_write_endpoints: tuple[str, ...] = ()
+    dicom_uid_root: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -354,6 +361,7 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        self._check_dicom_write()
         self._check_dispatch()
         if self.speech_live_idle_s <= 0 or self.speech_live_max_recordings <= 0:
             raise ConfigError("speech_live_idle_s and speech_live_max_recordings must be positive")
@@ -416,6 +424,16 @@ class Settings:
             raise ConfigError(f"job_visibility_timeout_s ({self.job_visibility_timeout_s:g} s) must be "
                               f"longer than the longest job time limit ({longest:g} s, job_timeout_*_s): the "
                               "broker would hand a job still running to a second worker")
+
+    def _check_dicom_write(self) -> None:
+        from plugin.dicom_uids import UidRootError, check_uid_root
+
+        for url in self.imaging_dicom_write_endpoints:
+            _check_http_url("imaging_dicom_write_endpoints", url)
+        try:
+            check_uid_root(self.dicom_uid_root)
+        except UidRootError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _check_engines(self) -> None:
         for name in ("medasr_batch_size", "medasr_chunk_s", "medgemma_max_new_tokens"):

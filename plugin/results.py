@@ -196,6 +196,8 @@ class ReportGroup:
     item_keys: tuple[str, ...]
     conclusion: str = ""  # written by the model: labelled inline as AI-asserted
     effective: datetime | None = None
+    # The SOP Instance UID of the DICOM SR of this report stored in the PACS ("" = none).
+    dicom_sr_uid: str = ""
 
 
 @dataclass(frozen=True)

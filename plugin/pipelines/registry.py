@@ -189,10 +189,12 @@ def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
     from plugin.pipelines.imaging import ImagingPipeline, ImagingTask
     from plugin.pipelines.imaging.pipeline import task_sources
     from plugin.pipelines.imaging.prepare import find_imaging_studies, imaging_options
+    from plugin.pipelines.imaging.stow import dicom_write_options
 
     task = task or ImagingTask()
     engine = engine or medgemma_engine(settings)
-    pipeline = ImagingPipeline(engine, task=task, preparation=imaging_options(settings))
+    pipeline = ImagingPipeline(engine, task=task, preparation=imaging_options(settings),
+                               dicom_write=dicom_write_options(settings))
     run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
     where = ("the tiny random-weight test model: TEST OUTPUT, not clinical" if settings.test_models
              else "local transformers" if settings.medgemma_engine == "local"

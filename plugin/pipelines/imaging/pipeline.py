@@ -40,6 +40,7 @@ from .tasks import ImagingTask, ReadFinding, Reading, read_answer
 
 if TYPE_CHECKING:
     from .prepare import ImagingOptions
+    from .stow import DicomWriteOptions
 
 PIPELINE = "imaging"
 PIPELINE_VERSION = "1"
@@ -77,7 +78,8 @@ class ImagingPipeline:
 
     def __init__(self, engine: VisionLanguageEngine, *, task: ImagingTask | None = None,
                  preparation: ImagingOptions | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
-                 prepare: PrepareStudy | None = None, find_studies: FindStudies | None = None) -> None:
+                 prepare: PrepareStudy | None = None, find_studies: FindStudies | None = None,
+                 dicom_write: DicomWriteOptions | None = None) -> None:
         if max_new_tokens <= 0:
             raise ConfigError("imaging max_new_tokens must be positive")
         self.engine = engine
@@ -86,6 +88,7 @@ class ImagingPipeline:
         self.max_new_tokens = max_new_tokens
         self._prepare = prepare
         self._find_studies = find_studies
+        self.dicom_write = dicom_write  # the SR back into the PACS (stow.py); None: off
 
     def unavailable_reason(self) -> str:
         """Why the pipeline cannot run here (the model is absent); "" when it can."""
@@ -127,7 +130,14 @@ class ImagingPipeline:
         context.report_progress(0.9, "reading the model's answer")
         read = self._read(answer, name)
         model = self.engine.model_info()
-        return self._result(study, prior, read, model, resource)
+        result = self._result(study, prior, read, model, resource)
+        if self.dicom_write is not None and self.dicom_write.enabled:
+            from .stow import write_back_sr
+
+            context.report_progress(0.93, "storing the DICOM SR in the PACS")
+            result = write_back_sr(context.client, result, study, self.dicom_write,
+                                   prior_study_uid=prior.study_uid if prior is not None else "")
+        return result
 
     # ---- the studies ---------------------------------------------------------------------------
 
