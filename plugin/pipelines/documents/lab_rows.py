@@ -65,6 +65,10 @@ _UNIT_SLIPS = (
     (re.compile(r"^m[lI1|]U/"), "mIU/"),
     (re.compile(r"^m[UL]/min/1[.,]73\s?m[2²]$", re.IGNORECASE), "mL/min/1.73m2"),
 )
+# Six or more lower-case letters without ascenders or descenders: how Tesseract reads a row of
+# dots (a word of a catalogued name, "venous", "screen", is never taken for them).
+_DOTS_AS_LETTERS = re.compile(r"[acemnorsuvwxz]{6,}")
+_NAME_WORDS = frozenset(w for entry in TABLE for alias in entry.aliases for w in alias.split())
 _A1C = re.compile(r"\b(Hb)?A[lIit|!]c\b")
 _KNOWN_NAMES = {name_key(alias): alias for entry in TABLE for alias in entry.aliases}
 # The tests (LOINC codes, one name for all of a test's units) each known name stands for.
@@ -137,6 +141,17 @@ def clean_name(name: str, *, ocr: bool) -> str:
     text = _A1C.sub(lambda m: (m[1] or "") + "A1c", text)
     if not ocr or name_key(text) in _KNOWN_NAMES:
         return text
+    words = text.split()
+    # A capital I read as a bar ("Troponin |"), when that makes a name the catalogue knows.
+    barred = " ".join("I" if w == "|" else w for w in words)
+    if barred != text and name_key(barred) in _KNOWN_NAMES:
+        return barred
+    # Dotted leaders read as one long word of x-height letters ("Uric Acid seeeeee").
+    while len(words) > 1 and _DOTS_AS_LETTERS.fullmatch(words[-1]) and \
+            words[-1].lower() not in _NAME_WORDS:
+        words.pop()
+        if name_key(" ".join(words)) in _KNOWN_NAMES:
+            return " ".join(words)
     words = text.split()
     while len(words) > 1 and len(words[-1]) <= 2:
         words.pop()

@@ -93,8 +93,16 @@ def test_a_name_is_mended_only_when_one_test_is_nearest() -> None:
     assert clean_name("Neutrophits", ocr=True) == "Neutrophils"
     assert clean_name("Chioride", ocr=True) == "Chloride"
     # "Troponin" with its last letter lost is as near Troponin I as Troponin T.
-    assert clean_name("Troponin |", ocr=True) == "Troponin |"
+    assert clean_name("Troponin", ocr=True) == "Troponin"
     assert clean_name("Troponn I", ocr=True).lower() == "troponin i"  # the catalogue's alias
+    assert clean_name("Troponin |", ocr=False) == "Troponin |"
+
+
+def test_ocr_slips_around_a_known_name_are_dropped_only_to_a_known_name() -> None:
+    assert clean_name("Troponin |", ocr=True) == "Troponin I"  # a capital I read as a bar
+    assert clean_name("Uric Acid seeeeee", ocr=True) == "Uric Acid"  # leader dots as letters
+    assert clean_name("pH venous", ocr=True) == "pH venous"  # a word of a catalogued name
+    assert clean_name("Calcium ionized", ocr=True) == "Calcium ionized"
 
 
 def test_a_comparator_result_is_a_quantity_for_the_catalogue() -> None:
