@@ -22,6 +22,10 @@ REREAD_CONFIG = "--oem 1 --psm 6 -c tessedit_do_invert=0"
 # page's own size they missed one.
 REREAD_SCALE = 2.0
 _PAD = 4  # pixels kept around each number's box
+# ...and, left and right, this much of the box's height more: ink OCR left unread right beside a
+# number (a decimal point and digit Tesseract dropped from "13.1" in a monospaced printout, read
+# as "13") is in the cut-out, so the second reading disagrees and the value is withheld.
+SIDE_REACH = 0.6
 _MARGIN = 20
 _NUMBERISH = re.compile(r"\d")
 _MAX_TOKEN = 12  # longer tokens are not single values
@@ -42,7 +46,8 @@ def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
     nothing."""
     if not boxes:
         return []
-    crops = [image.crop((left - _PAD, top - _PAD, left + width + _PAD, top + height + _PAD))
+    crops = [image.crop((left - _PAD - round(SIDE_REACH * height), top - _PAD,
+                         left + width + _PAD + round(SIDE_REACH * height), top + height + _PAD))
              for left, top, width, height in boxes]
     if scale != 1.0:
         crops = [c.resize((round(c.width * scale), round(c.height * scale)),

@@ -131,3 +131,20 @@ def test_a_name_recognised_from_its_slips_is_named_beside_its_result() -> None:
     values, problems = read(page)
     assert [(v.name, v.value) for v in values] == [
         ("HbA1c", Decimal(48)), ("Ldl chol calc nih", Decimal(141))], problems  # aliases
+
+
+def test_a_number_whose_cut_out_shows_it_going_on_is_not_taken_as_read() -> None:
+    # A monospaced "13.1" of which OCR kept "13": the wider cut-out shows "13." (and a range's
+    # "13.5-17.5" read as "13" and "5-17.5" shows ".5-17.5"). Neither is written as read.
+    page = ocr_page([[(50, "Hemoglobin", 0.95), (200, "13", 0.96), (260, "g/dL", 0.9),
+                      (340, "11.5-17.5", 0.9)],
+                     [(50, "Glucose", 0.95), (200, "128", 0.95), (260, "mg/dL", 0.93),
+                      (340, "5-17.5", 0.94)]])
+    rereads = {(200, "13"): "13.", (340, "5-17.5"): ".5-17.5"}
+    words = tuple(replace(w, reread=rereads.get((w.box.x0, page.text[w.start:w.end]), w.reread))
+                  for w in page.words)
+    values, problems = read(replace(page, words=words))
+    assert [(v.name, v.value, v.reference_range) for v in values] == [
+        ("Glucose", Decimal(128), None)], problems
+    assert any("Hemoglobin = 13 g/dL (OCR read the value two ways" in r
+               for r in withheld(problems)), problems
