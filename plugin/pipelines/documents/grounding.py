@@ -98,6 +98,9 @@ def _ground_at(row: LabRow, at: Box, span: tuple[int, int], page: PageText, expe
     if shown is None or not _same_result(shown, expected):
         return InputProblem(where, f"unverified: {_said(row)} (the page shows {printed!r} "
                                    "there)")
+    if ocr and any(w.unread_ink for w in at_result):
+        return InputProblem(where, f"{WITHHELD}: {_said(row)} (ink printed beside {printed!r} "
+                                   "was not read: part of the number may be missing)")
     if ocr and not _read_twice_alike(at_result, page, expected, conventions):
         again = " ".join(w.reread or "" for w in at_result)
         return InputProblem(where, f"{WITHHELD}: {_said(row)} (OCR read the value two ways: "
@@ -141,7 +144,7 @@ def _confident_range(verified: Verified, line: list[Word], page: PageText,
              and page.text[w.start:w.end].strip("()") in printed]
     scores = [w.confidence for w in shown if w.confidence is not None]
     agreed = all(_specks(w.reread or "") == _specks(page.text[w.start:w.end])
-                 and not _cut_short(page.text[w.start:w.end], w.reread or "") for w in shown)
+                 and not w.unread_ink for w in shown)
     if agreed and (not scores or min(scores) >= OCR_MIN_CONFIDENCE):
         return verified
     why = (f"was recognised with confidence {min(scores):.2f}" if agreed else
@@ -200,8 +203,6 @@ def _read_twice_alike(words: list[Word], page: PageText, expected: str,
             digits.append(word.reread)
         else:
             texts.append(printed)
-    if any(_cut_short(page.text[w.start:w.end], w.reread or "") for w in words):
-        return False
     # The cut-out of "128" may catch the flag printed beside it ("128H"): then the number is
     # compared without the flag word read a second time.
     for joined in dict.fromkeys((" ".join(texts), " ".join(digits))):
@@ -215,17 +216,6 @@ def _inside(frame: Box, at: Box) -> bool:
     """A word whose centre lies in the box (a little slack for rounding)."""
     x, y = (frame.x0 + frame.x1) / 2, (frame.y0 + frame.y1) / 2
     return at.x0 - 1 <= x <= at.x1 + 1 and at.y0 - 1 <= y <= at.y1 + 1
-
-
-def _cut_short(printed: str, again: str) -> bool:
-    """Whether the second reading, whose cut-out reaches a little beyond the word's box, shows a
-    decimal mark at an end of the number that the first reading ended at: "13." for "13" where a
-    monospaced "13.1" lost its ".1" to OCR, ".5-17.5" for "5-17.5" where "13.5-17.5" lost its
-    "13". The number may go on there; it is not taken as read."""
-    first, second = printed.strip(), again.strip().rstrip("HLhl*! ").lstrip("*( ")
-    return bool(second) and (
-        (second[-1] in ".," and first[-1:] not in (".", ",")) or
-        (second[0] in ".," and first[:1] not in (".", ",")))
 
 
 def _specks(text: str) -> str:

@@ -8,9 +8,11 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from PIL import Image, ImageDraw
 
 from plugin.pipelines.documents import layout_extractor
 from plugin.pipelines.documents.lab_rows import clean_name, clean_unit
+from plugin.pipelines.documents.number_reread import unread_ink
 from plugin.pipelines.documents.pages import PageText
 from plugin.pipelines.documents.pipeline import verified_values
 from plugin.pipelines.documents.precision_gate import WITHHELD
@@ -133,18 +135,33 @@ def test_a_name_recognised_from_its_slips_is_named_beside_its_result() -> None:
         ("HbA1c", Decimal(48)), ("Ldl chol calc nih", Decimal(141))], problems  # aliases
 
 
-def test_a_number_whose_cut_out_shows_it_going_on_is_not_taken_as_read() -> None:
-    # A monospaced "13.1" of which OCR kept "13": the wider cut-out shows "13." (and a range's
-    # "13.5-17.5" read as "13" and "5-17.5" shows ".5-17.5"). Neither is written as read.
+def test_a_number_with_unread_ink_beside_it_is_not_taken_as_read() -> None:
+    # A monospaced "13.1" of which OCR kept "13": the ".1" beside it was read as no word.
     page = ocr_page([[(50, "Hemoglobin", 0.95), (200, "13", 0.96), (260, "g/dL", 0.9),
                       (340, "11.5-17.5", 0.9)],
                      [(50, "Glucose", 0.95), (200, "128", 0.95), (260, "mg/dL", 0.93),
-                      (340, "5-17.5", 0.94)]])
-    rereads = {(200, "13"): "13.", (340, "5-17.5"): ".5-17.5"}
-    words = tuple(replace(w, reread=rereads.get((w.box.x0, page.text[w.start:w.end]), w.reread))
-                  for w in page.words)
+                      (340, "70-99", 0.94)]])
+    words = tuple(replace(w, unread_ink=True) if w.box is not None and w.box.x0 == 200
+                  and page.text[w.start:w.end] == "13" else w for w in page.words)
     values, problems = read(replace(page, words=words))
-    assert [(v.name, v.value, v.reference_range) for v in values] == [
-        ("Glucose", Decimal(128), None)], problems
-    assert any("Hemoglobin = 13 g/dL (OCR read the value two ways" in r
+    assert [(v.name, v.value) for v in values] == [("Glucose", Decimal(128))], problems
+    assert any("Hemoglobin = 13 g/dL (ink printed beside '13' was not read" in r
                for r in withheld(problems)), problems
+
+
+def test_unread_ink_is_found_beside_a_number_and_not_under_other_words() -> None:
+    image = Image.new("L", (300, 60), 255)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((100, 10, 139, 39), fill=0)  # "13": the box OCR read
+    draw.rectangle((144, 36, 147, 39), fill=0)  # a decimal point it dropped, on the baseline
+    draw.rectangle((200, 10, 239, 39), fill=0)  # a unit, read as its own word
+    box, unit = (100, 10, 40, 30), (200, 10, 40, 30)
+    assert unread_ink(image, box, [box, unit])
+    draw.rectangle((144, 36, 147, 39), fill=255)
+    assert not unread_ink(image, box, [box, unit])
+    draw.rectangle((141, 12, 160, 39), fill=0)  # a flag read as a word of its own, close by
+    assert not unread_ink(image, box, [box, unit, (141, 12, 20, 28)])
+    speck = Image.new("L", (300, 60), 255)
+    speck.paste(image.crop((100, 10, 140, 40)), (100, 10))
+    speck.putpixel((145, 30), 0)  # one pixel of scan noise beside the number
+    assert not unread_ink(speck, box, [box])
