@@ -18,7 +18,8 @@ import re
 from .loinc_table import TABLE, LoincEntry, Specimen
 from .units import normalise_unit
 
-__all__ = ["TABLE", "LoincEntry", "is_urine_context", "loinc_entry", "lookup_loinc", "name_key"]
+__all__ = ["TABLE", "LoincEntry", "is_urine_context", "loinc_entries", "loinc_entry", "lookup_loinc",
+           "name_key"]
 
 _NOISE = frozenset({"serum", "plasma", "ser", "plas", "level", "lvl", "result", "conc", "s", "p"})
 
@@ -85,6 +86,13 @@ def lookup_loinc(
         if entry.scale == "Ord" or (ucum is not None and ucum in entry.units):
             return entry
     return None
+
+
+def loinc_entries(name: str, *, specimen: str = "") -> tuple[LoincEntry, ...]:
+    """Every entry a printed test name may be, whatever its unit (glucose in mg/dL and in
+    mmol/L): the units a test can be measured in, for mending an OCR'd unit."""
+    context: Specimen = "urine" if is_urine_context(specimen) else "blood"
+    return tuple(_INDEX.get((context, name_key(name)), []) or _bracketed(name, context))
 
 
 def _bracketed(name: str, context: Specimen) -> list[LoincEntry]:

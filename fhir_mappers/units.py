@@ -174,3 +174,10 @@ def accepted_unit(printed: str, expected_ucum: str) -> UcumUnit | None:
     ucum = normalise_unit(printed).ucum or printed.strip()
     unit = parse_ucum(ucum)
     return unit if unit is not None and compatible(unit, expected_ucum) else None
+
+
+def spellings(ucum: str) -> tuple[str, ...]:
+    """Every printed spelling the table reads as the UCUM code `ucum`, in its matching form
+    (lower case, no spaces, micro as "u"): for mending an OCR'd unit against the units a test
+    is measured in."""
+    return tuple(key for key, (code, _) in _TABLE.items() if code == ucum)

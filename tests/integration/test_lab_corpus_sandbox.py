@@ -3,8 +3,9 @@ fpdf2 that the reader did not draw, and scans and photos of them), run as jobs a
 HAPI sandbox; the Observations on the server are scored against the layouts' truth.
 
 Zero wrong values is a hard requirement (issue 13): every written value, unit, range, flag, page,
-date and LOINC code must be what the page prints under that name. Recall (≥ 0.95 text layer, ≥ 0.90 scans)
-is expected to fail until the new table reader lands.
+date and LOINC code must be what the page prints under that name — also on the held-out layouts
+(a producer the reader was not tuned on, with all its scans). Recall (≥ 0.95 text layer, ≥ 0.90
+scans) is measured on the corpus the reader was developed on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fhir_mappers.systems import EXT_EVIDENCE_TEXT, LOINC, SID_RESULT
 from plugin.fhir import FhirClient
 from plugin.jobs import JobRunner, JobState, JobStore
 from plugin.pipelines.documents import PIPELINE, DocumentsOptions, DocumentsPipeline
-from tests.corpus.labs import LabLayout, ReadValue, Score, layouts, scans, score
+from tests.corpus.labs import LabLayout, ReadValue, Score, held_out, layouts, scans, score
 
 pytestmark = pytest.mark.sandbox
 
@@ -37,6 +38,7 @@ class Outcome:
     score: Score
     wrong_dates: tuple[str, ...]
     error: str
+    held_out: bool = False
 
 
 def read_value(observation: Resource) -> ReadValue:
@@ -73,6 +75,9 @@ def _inputs() -> list[tuple[LabLayout, str, bytes, str]]:
         found.append((lab, "text", lab.render(), "application/pdf"))
         scan = scans(lab)[index % len(SCAN_KINDS)]
         found.append((lab, scan.name.rsplit("/", 1)[1], scan.data, scan.content_type))
+    for lab in held_out():
+        found.append((lab, "text", lab.render(), "application/pdf"))
+        found += [(lab, s.name.rsplit("/", 1)[1], s.data, s.content_type) for s in scans(lab)]
     return found
 
 
@@ -111,7 +116,7 @@ def outcomes(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                       and not o["effectiveDateTime"].startswith(lab.collected.date().isoformat()))
         error = "" if done.state is JobState.SUCCEEDED else done.error or done.state.value
         found.append(Outcome(lab, kind, score(lab.truth, [read_value(o) for o in observations]),
-                             dates, error))
+                             dates, error, lab in held_out()))
     yield found
 
 
@@ -131,7 +136,7 @@ def _recall(outcomes: list[Outcome]) -> float:
 @pytest.mark.parametrize("kinds", [("text",), SCAN_KINDS], ids=["text-layer", "scans"])
 def test_no_wrong_value_is_ever_written(outcomes: list[Outcome], kinds: tuple[str, ...]) -> None:
     chosen = [o for o in outcomes if o.kind in kinds]
-    assert chosen
+    assert chosen and any(o.held_out for o in chosen)
     wrong = [o for o in chosen if o.score.wrong or o.score.codes_wrong or o.wrong_dates]
     assert not wrong, _report(wrong)
     # A job that failed wrote nothing (its transaction is all or nothing).
@@ -140,12 +145,13 @@ def test_no_wrong_value_is_ever_written(outcomes: list[Outcome], kinds: tuple[st
 
 @pytest.mark.parametrize("kinds, target", [
     pytest.param(("text",), 0.95, id="text-layer"),
-    # Measured 0.80 on scans and photos (photos 0.68): the issue's 0.90 is not reached yet, and
-    # this says so every run instead of passing quietly.
+    # Measured 0.85 on this test's one scan per layout (0.86 over all 81 scans and photos in
+    # bench/documents.py, photos 0.76): the issue's 0.90 is not reached yet, and this says so
+    # every run instead of passing quietly.
     pytest.param(SCAN_KINDS, 0.90, id="scans", marks=pytest.mark.xfail(
-        strict=True, reason="issue 13: recall on scans and photos is 0.80, below the 0.90 target")),
+        strict=True, reason="issue 13: recall on scans and photos is 0.85, below the 0.90 target")),
 ])
 def test_recall_reaches_the_issue_target(outcomes: list[Outcome], kinds: tuple[str, ...],
                                          target: float) -> None:
-    chosen = [o for o in outcomes if o.kind in kinds]
+    chosen = [o for o in outcomes if o.kind in kinds and not o.held_out]
     assert _recall(chosen) >= target, _report(chosen)

@@ -17,7 +17,15 @@ from fhir_mappers.loinc import name_key
 from fhir_mappers.units import normalise_unit
 from plugin.results import Box, InputProblem, TextEvidence
 
-from .lab_rows import QUALITATIVE, LabRow, clean_unit, flag_code, read_number, same_number
+from .lab_rows import (
+    QUALITATIVE,
+    LabRow,
+    clean_name,
+    clean_unit,
+    flag_code,
+    read_number,
+    same_number,
+)
 from .pages import Line, PageText, Word
 from .precision_gate import OCR_MIN_CONFIDENCE, WITHHELD
 from .printed_numbers import POINT_MDY, Conventions, parse_value
@@ -62,7 +70,7 @@ def ground(row: LabRow, page: PageText,
             reason = f"the page shows {after[shown_at].text!r} for it"
             continue
         beside = [t.text for t in after[shown_at + 1:]]
-        if row.unit.strip() and not _unit_shown(row.unit, beside, ocr):
+        if row.unit.strip() and not _unit_shown(row.unit, beside, ocr, test=row.name):
             reason = f"the unit {row.unit!r} is not printed beside the result"
             continue
         evidence = TextEvidence(page=page.number, start=line.start, end=line.end, quote=line.text,
@@ -90,6 +98,9 @@ def _ground_at(row: LabRow, at: Box, span: tuple[int, int], page: PageText, expe
     if shown is None or not _same_result(shown, expected):
         return InputProblem(where, f"unverified: {_said(row)} (the page shows {printed!r} "
                                    "there)")
+    if ocr and any(w.unread_ink for w in at_result):
+        return InputProblem(where, f"{WITHHELD}: {_said(row)} (ink printed beside {printed!r} "
+                                   "was not read: part of the number may be missing)")
     if ocr and not _read_twice_alike(at_result, page, expected, conventions):
         again = " ".join(w.reread or "" for w in at_result)
         return InputProblem(where, f"{WITHHELD}: {_said(row)} (OCR read the value two ways: "
@@ -97,13 +108,17 @@ def _ground_at(row: LabRow, at: Box, span: tuple[int, int], page: PageText, expe
     height = max(at.y1 - at.y0, 1.0)
     band = [w for w in page.words if w.frame is not None
             and at.y0 - 1.6 * height <= (w.frame.y0 + w.frame.y1) / 2 <= at.y1 + 1.6 * height]
-    if not _named_in([page.text[w.start:w.end] for w in band], row.name, ocr):
+    before = [page.text[w.start:w.end] for w in band
+              if w.frame is not None and w.frame.x1 <= at.x0 + 1]
+    if not (_named_in([page.text[w.start:w.end] for w in band], row.name, ocr)
+            or (ocr and _named_together(before, row.name))):
         return InputProblem(where, f"unverified: {_said(row)} (the test is not named beside "
                                    "the result)")
     line = [w for w in band if abs((w.frame.y0 + w.frame.y1) / 2 - (at.y0 + at.y1) / 2)  # type: ignore[union-attr]
             <= height]
     beside = [page.text[w.start:w.end] for w in line if w not in at_result]
-    if row.unit.strip() and not _unit_shown(row.unit, beside, ocr, anywhere=True):
+    if row.unit.strip() and not _unit_shown(row.unit, beside, ocr, anywhere=True,
+                                              test=row.name):
         return InputProblem(where, f"unverified: {_said(row)} (the unit {row.unit!r} is not "
                                    "printed on the row)")
     evidence = TextEvidence(page=page.number, start=span[0], end=span[1],
@@ -128,7 +143,8 @@ def _confident_range(verified: Verified, line: list[Word], page: PageText,
     shown = [w for w in line if re.search(r"\d", page.text[w.start:w.end])
              and page.text[w.start:w.end].strip("()") in printed]
     scores = [w.confidence for w in shown if w.confidence is not None]
-    agreed = all(_specks(w.reread or "") == _specks(page.text[w.start:w.end]) for w in shown)
+    agreed = all(_specks(w.reread or "") == _specks(page.text[w.start:w.end])
+                 and not w.unread_ink for w in shown)
     if agreed and (not scores or min(scores) >= OCR_MIN_CONFIDENCE):
         return verified
     why = (f"was recognised with confidence {min(scores):.2f}" if agreed else
@@ -142,7 +158,8 @@ def _confident_range(verified: Verified, line: list[Word], page: PageText,
 def _named_in(printed: list[str], name: str, ocr: bool) -> bool:
     """Every word of the test's name is printed among `printed` (a row's band of the page: a
     wrapped name has its words on two lines); on OCR'd text a word may be one slip away."""
-    keys = {name_key(word) for word in printed} - {""}
+    # The slips the name was mended from count as the name ("HbAic" is how HbA1c was read).
+    keys = {name_key(clean_name(word, ocr=False) if ocr else word) for word in printed} - {""}
     for word in name.split():
         wanted = name_key(word)
         if not wanted or wanted in keys:
@@ -154,22 +171,45 @@ def _named_in(printed: list[str], name: str, ocr: bool) -> bool:
     return True
 
 
+def _named_together(printed: list[str], name: str) -> bool:
+    """The test's whole name is printed in consecutive words of `printed` (the words left of the
+    result, in reading order: a name wrapped onto two lines reads on), one slip away at most,
+    the way the name was recognised ("LDL Chot Calc (NIH)" for LDL Chol Calc (NIH); "Gamma
+    Glutamyl / Transferase" for Gamma glutamyltransferase)."""
+    wanted = name_key(name)
+    if len(wanted) < 8:
+        return False
+    for first in range(len(printed)):
+        for last in range(first + 1, min(len(printed), first + len(name.split()) + 3) + 1):
+            found = name_key(" ".join(printed[first:last]))
+            if found == wanted or difflib.SequenceMatcher(
+                    None, found, wanted).ratio() >= NAME_SIMILARITY:
+                return True
+    return False
+
+
 def _read_twice_alike(words: list[Word], page: PageText, expected: str,
                       conventions: Conventions) -> bool:
     """Whether OCR's second reading of the result's words (number_reread: cut out, enlarged,
     read alone) gives the same result. Words without a digit (a flag, "Negative") were not
     read again."""
-    texts = []
+    texts, digits = [], []
     for word in words:
         printed = page.text[word.start:word.end]
         if re.search(r"\d", printed):
             if not word.reread:
                 return False
             texts.append(word.reread)
+            digits.append(word.reread)
         else:
             texts.append(printed)
-    again = _printed_result(" ".join(texts), True, conventions)
-    return again is not None and _same_result(again, expected)
+    # The cut-out of "128" may catch the flag printed beside it ("128H"): then the number is
+    # compared without the flag word read a second time.
+    for joined in dict.fromkeys((" ".join(texts), " ".join(digits))):
+        again = _printed_result(joined, True, conventions)
+        if again is not None and _same_result(again, expected):
+            return True
+    return False
 
 
 def _inside(frame: Box, at: Box) -> bool:
@@ -262,13 +302,14 @@ def _same_result(shown: str, expected: str) -> bool:
     return shown == expected or (shown == "not" and expected == "not detected")
 
 
-def _unit_shown(unit: str, beside: list[str], ocr: bool, *, anywhere: bool = False) -> bool:
+def _unit_shown(unit: str, beside: list[str], ocr: bool, *, anywhere: bool = False,
+                test: str = "") -> bool:
     wanted = normalise_unit(clean_unit(unit))
     near = beside if anywhere else beside[:4]
     singles = near if anywhere else near[:3]
     candidates = singles + [a + b for a, b in zip(near, near[1:], strict=False)]
     for text in candidates:
-        shown = normalise_unit(clean_unit(text, ocr=ocr))
+        shown = normalise_unit(clean_unit(text, ocr=ocr, test=test))
         if wanted.ucum is not None and shown.ucum == wanted.ucum:
             return True
         if shown.display.lower() == wanted.display.lower():

@@ -21,6 +21,7 @@ from fhir_mappers.units import normalise_unit
 from plugin.results import Box, Interpretation, MeasuredValue, ReferenceRange, TextEvidence
 
 from .printed_numbers import Conventions, parse_value
+from .unit_mending import mend_unit
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,19 @@ _UNIT_SLIPS = (
     (re.compile(r"^m[lI1|]U/"), "mIU/"),
     (re.compile(r"^m[UL]/min/1[.,]73\s?m[2²]$", re.IGNORECASE), "mL/min/1.73m2"),
 )
+# Six or more lower-case letters without ascenders or descenders: how Tesseract reads a row of
+# dots (a word of a catalogued name, "venous", "screen", is never taken for them).
+_DOTS_AS_LETTERS = re.compile(r"[acemnorsuvwxz]{6,}")
+_NAME_WORDS = frozenset(w for entry in TABLE for alias in entry.aliases for w in alias.split())
 _A1C = re.compile(r"\b(Hb)?A[lIit|!]c\b")
 _KNOWN_NAMES = {name_key(alias): alias for entry in TABLE for alias in entry.aliases}
+# The tests (LOINC codes, one name for all of a test's units) each known name stands for.
+_TESTS_NAMED: dict[str, set[str]] = {}
+for _entry in TABLE:
+    for _alias in _entry.aliases:
+        _TESTS_NAMED.setdefault(name_key(_alias), set()).add(_entry.display.split(" [")[0])
+NAME_MEND_CUTOFF = 0.85  # difflib ratio: one slip in a name of 7 or more letters
+NAME_MEND_MARGIN = 0.05  # a mend is refused when another test's name is as near, or nearly
 
 
 def read_number(token: str, *, ocr: bool, conventions: Conventions | None = None) -> str | None:
@@ -97,13 +109,17 @@ def result_value(result: str, *, ocr: bool = False) -> Decimal | str | None:
     return result.strip() if word in QUALITATIVE else None
 
 
-def clean_unit(unit: str, *, ocr: bool = False) -> str:
-    """The unit tidied; on OCR'd text also mended to a common lab unit one slip away."""
+def clean_unit(unit: str, *, ocr: bool = False, test: str = "") -> str:
+    """The unit tidied; on OCR'd text also mended: to the one unit the catalogued `test` is
+    measured in that it is a slip or two from (unit_mending), else to a common lab unit one slip
+    away."""
     text = " ".join(unit.split()).strip(_STRAY_MARKS)
     if match := _EXPONENT_UNIT.match(text):
         return f"x10^{match[1]}/{match[2].replace('l', 'L')}"
     for pattern, replacement in _UNIT_SLIPS:
         text = pattern.sub(replacement, text)
+    if ocr and text and test and (mended := mend_unit(text, test)) is not None:
+        return mended
     if ocr and text and normalise_unit(text).ucum is None:
         # One character dropped, added or misread, no more.
         similar = [u for u in difflib.get_close_matches(text.lower(), _COMMON_UNITS, cutoff=0.75)
@@ -113,9 +129,9 @@ def clean_unit(unit: str, *, ocr: bool = False) -> str:
     return text
 
 
-def is_unit(text: str, *, ocr: bool = False) -> bool:
+def is_unit(text: str, *, ocr: bool = False, test: str = "") -> bool:
     """A unit we know (it has a UCUM code once cleaned)."""
-    return bool(text) and normalise_unit(clean_unit(text, ocr=ocr)).ucum is not None
+    return bool(text) and normalise_unit(clean_unit(text, ocr=ocr, test=test)).ucum is not None
 
 
 def clean_name(name: str, *, ocr: bool) -> str:
@@ -126,17 +142,43 @@ def clean_name(name: str, *, ocr: bool) -> str:
     if not ocr or name_key(text) in _KNOWN_NAMES:
         return text
     words = text.split()
+    # A capital I read as a bar ("Troponin |"), when that makes a name the catalogue knows.
+    barred = " ".join("I" if w == "|" else w for w in words)
+    if barred != text and name_key(barred) in _KNOWN_NAMES:
+        return barred
+    # Dotted leaders read as one long word of x-height letters ("Uric Acid seeeeee").
+    while len(words) > 1 and _DOTS_AS_LETTERS.fullmatch(words[-1]) and \
+            words[-1].lower() not in _NAME_WORDS:
+        words.pop()
+        if name_key(" ".join(words)) in _KNOWN_NAMES:
+            return " ".join(words)
+    words = text.split()
     while len(words) > 1 and len(words[-1]) <= 2:
         words.pop()
         if name_key(" ".join(words)) in _KNOWN_NAMES:
             return " ".join(words)
     if len(name_key(text)) < 5:
         return text
-    close = difflib.get_close_matches(name_key(text), _KNOWN_NAMES, n=1, cutoff=0.85)
-    if not close:
+    close = _nearest_name(name_key(text))
+    if close is None:
         return text
-    alias = _KNOWN_NAMES[close[0]]
+    alias = _KNOWN_NAMES[close]
     return alias[:1].upper() + alias[1:] if alias.islower() else alias
+
+
+def _nearest_name(key: str) -> str | None:
+    """The known name `key` is one slip from, when only one test is that near: "Troponin" with
+    its last letter lost is as near Troponin I as Troponin T, and is left as read."""
+    scored = sorted(((difflib.SequenceMatcher(None, key, known).ratio(), known)
+                     for known in difflib.get_close_matches(key, _KNOWN_NAMES, n=8,
+                                                            cutoff=NAME_MEND_CUTOFF)),
+                    reverse=True)
+    if not scored:
+        return None
+    best_score, best = scored[0]
+    rivals = [known for score, known in scored[1:] if best_score - score < NAME_MEND_MARGIN
+              and _TESTS_NAMED[known] != _TESTS_NAMED[best]]
+    return None if rivals else best
 
 
 def flag_code(flag: str) -> Interpretation | None:

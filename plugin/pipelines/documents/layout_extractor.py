@@ -49,6 +49,8 @@ _MAX_NAME_WORDS = 8
 # corpus's three scans of a dotted-leader report: 75% of the other words score below it, 90% of
 # the test names' words 0.91 or more.
 DEBRIS_CONFIDENCE = 0.35
+LEADER_RUN = 5
+_X_HEIGHT = re.compile(r"[acemnorstuvwxz]+")
 _LABELS = frozenset({"reference", "ref", "range", "normal", "interval", "flag", "units", "unit"})
 _CONTINUED = re.compile(r"\s*\((?:continued|cont\.?)\)", re.IGNORECASE)
 UNREADABLE: Literal["unreadable"] = "unreadable"
@@ -127,7 +129,8 @@ def without_debris(page: PageText, line: Line) -> str:
     texts = [page.text[w.start:w.end] for w in words]
     scores = [w.confidence if w.confidence is not None else 1.0 for w in words]
     # Leader debris: no digit, and lower-case or barely recognised.
-    weak = [not re.search(r"[\d<>]", t) and (t.islower() and c < 0.6 or c < DEBRIS_CONFIDENCE)
+    weak = [not re.search(r"[\d<>]", t) and (t.islower() and c < 0.6 or c < DEBRIS_CONFIDENCE
+                                              or _X_HEIGHT.fullmatch(t) is not None)
             for t, c in zip(texts, scores, strict=True)]
     keep = [True] * len(words)
     start = 0
@@ -136,10 +139,18 @@ def without_debris(page: PageText, line: Line) -> str:
         while end < len(words) and weak[end]:
             end += 1
         run = scores[start:end]
-        if len(run) >= 3 and sum(c < DEBRIS_CONFIDENCE for c in run) * 2 >= len(run):
+        low = sum(c < DEBRIS_CONFIDENCE for c in run) * 2 >= len(run)
+        if len(run) >= 3 and (low or _dotted(texts[start:end])):
             keep[start:end] = [False] * (end - start)
         start = max(end, start + 1)
     return " ".join(t for t, k in zip(texts, keep, strict=True) if k)
+
+
+def _dotted(texts: list[str]) -> bool:
+    """A run of words that can only be dots read as letters, however confidently: at least
+    `LEADER_RUN` of them, each lower-case letters of x-height (dots make no ascenders or
+    descenders: "nee eee ene tenner"). A test name is not five such words in a row."""
+    return len(texts) >= LEADER_RUN and all(_X_HEIGHT.fullmatch(t) for t in texts)
 
 
 def parse_row(text: str, *, ocr: bool,
@@ -208,7 +219,7 @@ def _cells(name: str, result_token: str, texts: list[str], ocr: bool,
             flag, k = token, k + 1
         elif not unit and k + 1 < len(texts) and is_unit(texts[k] + texts[k + 1], ocr=ocr):
             unit, k = texts[k] + texts[k + 1], k + 2  # a unit split by OCR ("x10^9 /L")
-        elif not unit and _unit_like(token, ocr):
+        elif not unit and (_unit_like(token, ocr) or is_unit(token, ocr=ocr, test=name)):
             unit, k = token, k + 1
         elif not reference and " ".join(texts[k:k + 2]).lower() == "not detected":
             reference, k = "Not detected", k + 2
@@ -221,7 +232,8 @@ def _cells(name: str, result_token: str, texts: list[str], ocr: bool,
     # column misread ("LE"): the range decides the flag. Anything longer is a row we cannot read.
     if any(len(t) > 1 for t in stray) or any(len(t) > 3 for t in trailing):
         return UNREADABLE
-    return _Cells(name, result, clean_unit(unit, ocr=ocr), reference, flag or attached)
+    return _Cells(name, result, clean_unit(unit, ocr=ocr, test=name), reference,
+                  flag or attached)
 
 
 def _range_at(texts: list[str], k: int) -> tuple[str, int] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import pytesseract
 from PIL import Image
 
@@ -69,3 +70,34 @@ def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
         if 0 <= k < len(crops):
             found[k].append((left, text))
     return ["".join(text for _, text in sorted(words)) for words in found]
+
+
+# How far beside a number's box (a fraction of its height) ink that no word covers makes the
+# number suspect, and how much ink it takes (a fraction of the box's height squared: a decimal
+# point at OCR size is about 3x3 pixels of a 20-pixel digit, 2%; scan noise left after
+# binarising is single pixels).
+INK_REACH = 0.6
+INK_SHARE = 0.015
+
+
+def unread_ink(image: Image.Image, box: tuple[int, int, int, int],
+               others: Sequence[tuple[int, int, int, int]]) -> bool:
+    """Whether ink lies just left or right of `box` (left, top, width, height) in the binarised
+    `image` outside every word box OCR read (`others`): part of the number (Tesseract dropped the
+    ".1" of a monospaced "13.1 L") may not have been read."""
+    left, top, width, height = box
+    reach = max(2, round(INK_REACH * height))
+    ink = np.asarray(image.crop((left - reach, top, left + width + reach, top + height))) < 128
+    covered = np.zeros_like(ink)
+    for o_left, o_top, o_width, o_height in others:
+        x0, y0 = max(o_left - (left - reach), 0), max(o_top - top, 0)
+        x1, y1 = o_left + o_width - (left - reach), o_top + o_height - top
+        if x1 > 0 and y1 > 0:
+            covered[y0:max(y1, 0), x0:max(x1, 0)] = True
+    sides = np.zeros_like(ink)
+    sides[:, :reach] = True
+    sides[:, reach + width:] = True
+    # The top fifth is left out (the line above, a ruled line's remnant); the bottom is where a
+    # decimal point sits.
+    band = slice(height // 5, height)
+    return int((ink & sides & ~covered)[band].sum()) >= max(3, INK_SHARE * height * height)

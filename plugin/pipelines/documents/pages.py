@@ -25,6 +25,7 @@ class Word:
     confidence: float | None = None  # OCR confidence 0..1; None for a text layer
     grid: Box | None = None  # the box in the straightened page (OCR'd scans); None: `box`
     reread: str | None = None  # OCR: a number read a second time, alone (number_reread)
+    unread_ink: bool = False  # OCR: ink beside the number that no word covers (number_reread)
 
     @property
     def frame(self) -> Box | None:

@@ -40,7 +40,7 @@ from .document_pages import DocumentPages, PageLimits, model_images, read_pages
 from .grounding import Verified, ground
 from .inputs import DocumentKind, select_attachment, sniff_kind
 from .lab_extraction import MAX_NEW_TOKENS, PROMPT_VERSION, extract_page
-from .lab_rows import LabRow, implausible, row_key, to_measured_value
+from .lab_rows import LabRow, implausible, read_number, row_key, to_measured_value
 from .pages import PageText
 from .panels import report_groups
 from .precision_gate import WITHHELD, far_outside, withheld_reason
@@ -197,8 +197,10 @@ def verified_values(rows: tuple[LabRow, ...], pages: tuple[PageText, ...],
             problems.append(InputProblem(f"page {row.page}", f"unverified: {row.name} = "
                                                              f"{row.result} (not a result)"))
             continue
-        why = withheld_reason(checked.row, confidence=checked.confidence,
-                              numeric=isinstance(value.value, Decimal),
+        # "<0.5" is a quantity too (a comparator and a number): not an ordinal result.
+        numeric = isinstance(value.value, Decimal) or \
+            read_number(value.value, ocr=False) is not None
+        why = withheld_reason(checked.row, confidence=checked.confidence, numeric=numeric,
                               ocr=page.origin == "ocr")
         if why is None and page.origin == "ocr":
             # OCR drops decimal points ("4,3" read as "43") with high confidence; a value far

@@ -180,8 +180,11 @@ def _best_scale(line_height: float) -> float:
 def binarise(gray: Image.Image) -> Image.Image:
     """Black ink on white paper, split at Otsu's threshold (after the lighting is flattened one
     threshold fits the whole page)."""
-    pixels = np.asarray(gray)
-    return Image.fromarray(((pixels > _otsu_threshold(pixels)) * np.uint8(255)).astype(np.uint8), "L")
+    # Pillow's histogram and a lookup table: the same split as comparing every pixel in numpy,
+    # without the page-sized int64 and bool copies (0.4 s of a 300 dpi page's cleanup).
+    threshold = _threshold_of(np.asarray(gray.histogram(), dtype=np.float64))
+    table = [255 if level > threshold else 0 for level in range(256)]
+    return gray.point(table)
 
 
 def erase_rules(binary: Image.Image, line_height: float) -> Image.Image:
@@ -239,7 +242,11 @@ def _analysis_copy(gray: Image.Image, long_side: int = _ANALYSIS_SIZE) -> tuple[
 
 
 def _otsu_threshold(pixels: np.ndarray) -> float:
-    histogram = np.bincount(np.asarray(pixels, dtype=np.uint8).ravel(), minlength=256)
+    return _threshold_of(np.bincount(np.asarray(pixels, dtype=np.uint8).ravel(), minlength=256))
+
+
+def _threshold_of(histogram: np.ndarray) -> float:
+    """Otsu's threshold of a 256-level histogram."""
     weights = histogram / max(histogram.sum(), 1)
     below = np.cumsum(weights)
     mean_below = np.cumsum(weights * np.arange(256))

@@ -224,8 +224,9 @@ def _read_row(row: _Row, page: int, conventions: Conventions, ocr: bool,
         flag = ""
     result = printed.result if printed is not None else " ".join(result_text.split())
     span = (min(p.word.start for p in words), max(p.word.end for p in words))
-    return LabRow(page=page, name=clean_name(name, ocr=ocr), result=result,
-                  unit=clean_unit(unit, ocr=ocr), reference_range=reference.strip("()"),
+    named = clean_name(name, ocr=ocr)
+    return LabRow(page=page, name=named, result=result,
+                  unit=clean_unit(unit, ocr=ocr, test=named), reference_range=reference.strip("()"),
                   flag=flag, span=span, at=union([p.box for p in value_words]))
 
 

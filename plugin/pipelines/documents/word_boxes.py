@@ -33,6 +33,9 @@ class PageWord:
     grid: Box | None = None  # in the straightened page; None: same as `box`
     confidence: float | None = None  # OCR's, 0..1; None for a text layer
     reread: str | None = None  # OCR's second, independent reading of a number (number_reread)
+    # Ink printed right beside a number that OCR read as no word (number_reread.unread_ink): a
+    # decimal point and digit dropped from "13.1"; the number is not taken as read.
+    unread_ink: bool = False
 
     @property
     def frame(self) -> Box:
@@ -120,7 +123,7 @@ def lay_out(number: int, words: Sequence[PageWord], *, origin: Origin, width: fl
                 parts.append(" ")
                 length += 1
             placed.append(Word(length, length + len(word.text), word.box, word.confidence,
-                               word.grid, word.reread))
+                               word.grid, word.reread, word.unread_ink))
             parts.append(word.text)
             length += len(word.text)
     return PageText(number=number, text="".join(parts), origin=origin, words=tuple(placed),

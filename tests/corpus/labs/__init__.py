@@ -12,10 +12,10 @@ The generator never imports chartlight's reader (plugin/pipelines), and the read
 this package: the layouts are not shaped by what the reader expects.
 """
 
-from .layouts import layout, layouts
+from .layouts import held_out, layout, layouts
 from .model import LabLayout, LabTest, ScanVariant, TextLayer, TruthRow
 from .scans import scans
 from .scoring import ReadValue, Score, score
 
-__all__ = ["LabLayout", "LabTest", "ReadValue", "Score", "ScanVariant", "TextLayer", "TruthRow", "layout",
-           "layouts", "scans", "score"]
+__all__ = ["LabLayout", "LabTest", "ReadValue", "Score", "ScanVariant", "TextLayer", "TruthRow",
+           "held_out", "layout", "layouts", "scans", "score"]

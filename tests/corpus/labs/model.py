@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-Producer = Literal["reportlab", "chromium", "fpdf2"]
+Producer = Literal["reportlab", "chromium", "fpdf2", "pillow"]
 Flag = Literal["", "H", "L", "A"]
 RangeKind = Literal["between", "below", "above", "none"]  # "a-b", "< b", "> a", none printed
 TextLayer = Literal["text", "garbage", "none"]  # what a page's text layer holds

@@ -196,3 +196,23 @@ def test_the_generator_never_imports_the_reader() -> None:
     plugin = CORPUS.parents[2] / "plugin"
     for path in plugin.rglob("*.py"):
         assert "tests.corpus" not in path.read_text(), path
+
+
+def test_held_out_layouts_come_from_a_producer_the_corpus_does_not_use() -> None:
+    from tests.corpus.labs import held_out
+
+    corpus = {lay.producer for lay in layouts()}
+    names = {lay.name for lay in layouts()}
+    for lab in held_out():
+        assert lab.producer not in corpus and lab.name not in names
+        assert lab.truth and layout(lab.name) is lab
+        pdf = lab.render()
+        # Page images only: the held-out printout has nothing but pixels to read.
+        assert _page_texts(pdf) == [""] * lab.pages
+        document = pypdfium2.PdfDocument(pdf)
+        try:
+            image = document[0].render(scale=1).to_pil().convert("L")
+        finally:
+            document.close()
+        assert image.getextrema()[0] < 64  # something is printed
+        assert len(scans(lab)) == 3

@@ -55,3 +55,12 @@ def test_ruled_lines_are_erased_and_print_is_kept() -> None:
     cleaned = np.asarray(erase_rules(page, line_height=28))
     assert (cleaned[49:52, 10:390] == 255).all() and (cleaned[10:190, 199:202] == 255).all()
     assert (cleaned[80:109, 40:47] == 0).all()
+
+
+def test_binarising_splits_at_otsus_threshold_of_the_page(page: Image.Image) -> None:
+    from plugin.pipelines.documents.scan_cleanup import _otsu_threshold, binarise
+
+    pixels = np.asarray(page)
+    expected = np.where(pixels > _otsu_threshold(pixels), 255, 0)
+    assert (np.asarray(binarise(page)) == expected).all()
+    assert set(np.unique(np.asarray(binarise(Image.new("L", (20, 20), 200))))) == {255}  # blank

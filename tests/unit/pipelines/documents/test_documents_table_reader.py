@@ -187,3 +187,17 @@ def test_leaders_ocr_read_as_letters_are_dropped_but_a_weak_name_word_is_not() -
     first, second = page.lines()
     assert without_debris(page, first) == "Glucose 128 mg/dL"
     assert without_debris(page, second) == "Neutrophils, absolute 8.9"
+
+
+def test_dotted_leaders_read_confidently_as_letters_are_dropped() -> None:
+    texts = ["HDL", "Cholesterol", "nee", "eee", "ene", "tenner", "erate", "eee", "38", "L",
+             "mg/dL", ">", "40"]
+    words = [PageWord(t, Box(50 + 40 * i, 100, 80 + 40 * i, 108), None, 0.8)
+             for i, t in enumerate(texts)]
+    words += [PageWord(t, Box(50 + 60 * i, 120, 100 + 60 * i, 128), None, 0.8)
+              for i, t in enumerate(["Urea", "nitrogen", "cnc", "ace", "18", "mg/dL"])]
+    page = lay_out(1, words, origin="ocr", width=900, height=792, note="test")
+    first, second = page.lines()
+    assert without_debris(page, first) == "HDL Cholesterol 38 L mg/dL > 40"
+    # Four x-height words are not yet a leader: a name may have them.
+    assert without_debris(page, second) == "Urea nitrogen cnc ace 18 mg/dL"
