@@ -35,30 +35,44 @@ _CONFUSED = tuple(frozenset(pair) for pair in (
 _THIN = frozenset("l1i|/.'")
 
 
-def _sub_cost(a: str, b: str) -> float:
+# Any edit that is not one of those slips, where the text as read is itself a unit: "mmol/L"
+# beside Creatinine was printed mmol/L (some labs report it so), never a misread µmol/L, and
+# "mg/L" beside Albumin is mg/L. Mending those would write a value 1000 times off.
+_NOT_A_SLIP = float("inf")
+
+
+def _sub_cost(a: str, b: str, *, strict: bool = False) -> float:
     if a == b:
         return 0.0
-    return 0.5 if frozenset((a, b)) in _CONFUSED else 1.0
+    if frozenset((a, b)) in _CONFUSED:
+        return 0.5
+    return _NOT_A_SLIP if strict else 1.0
 
 
-def _extra_cost(c: str) -> float:
-    return 0.5 if c in _THIN else 1.0
+def _extra_cost(c: str, *, strict: bool = False) -> float:
+    if c in _THIN:
+        return 0.5
+    return _NOT_A_SLIP if strict else 1.0
 
 
-def _missing_cost(c: str) -> float:
-    return 0.5 if c in _THIN else 1.5
+def _missing_cost(c: str, *, strict: bool = False) -> float:
+    if c in _THIN:
+        return 0.5
+    return _NOT_A_SLIP if strict else 1.5
 
 
-def ocr_distance(read: str, printed: str) -> float:
-    """The weighted edit distance from a spelling to the text OCR read for it."""
+def ocr_distance(read: str, printed: str, *, strict: bool = False) -> float:
+    """The weighted edit distance from a spelling to the text OCR read for it; `strict`: only
+    confusable glyphs and thin strokes may differ (infinite otherwise)."""
     previous = [0.0]
     for c in printed:
-        previous.append(previous[-1] + _missing_cost(c))
+        previous.append(previous[-1] + _missing_cost(c, strict=strict))
     for r in read:
-        current = [previous[0] + _extra_cost(r)]
+        current = [previous[0] + _extra_cost(r, strict=strict)]
         for j, c in enumerate(printed, 1):
-            current.append(min(previous[j] + _extra_cost(r), current[j - 1] + _missing_cost(c),
-                               previous[j - 1] + _sub_cost(r, c)))
+            current.append(min(previous[j] + _extra_cost(r, strict=strict),
+                               current[j - 1] + _missing_cost(c, strict=strict),
+                               previous[j - 1] + _sub_cost(r, c, strict=strict)))
         previous = current
     return previous[-1]
 
@@ -89,11 +103,14 @@ def mend_unit(read: str, name: str, context: str = "") -> str | None:
     candidates = _candidates(name, context)
     if not text or not candidates or fits(read, name, context):
         return None
+    # A unit as read ("mmol/L", "pmol/L") is mended only through glyphs OCR confuses (p for µ):
+    # anything else is a unit the report printed, which the value is in.
+    strict = normalise_unit(read).ucum is not None
     best: dict[str, tuple[float, str]] = {}
     for spelling, code in candidates:
         if len(text) < len(spelling) - 1:
             continue
-        cost = ocr_distance(text, spelling)
+        cost = ocr_distance(text, spelling, strict=strict)
         if cost > MAX_SHARE * len(spelling):
             continue
         if code not in best or cost < best[code][0]:

@@ -73,6 +73,17 @@ def test_a_unit_is_not_mended_when_no_single_unit_is_near(read_as: str, test: st
     assert mend_unit(read_as, test) is None
 
 
+@pytest.mark.parametrize(("printed", "test"), [
+    ("mmol/L", "Creatinine"),  # some labs report creatinine in mmol/L: 1000x off as µmol/L
+    ("nmol/L", "Creatinine"),
+    ("mg/L", "Albumin"),       # mg/L is a unit: not a g/L with a stray m
+    ("mmol/L", "Glucose"),
+])
+def test_a_unit_read_as_a_real_unit_is_mended_only_through_confusable_glyphs(printed: str, test: str) -> None:
+    assert mend_unit(printed, test) is None
+    assert clean_unit(printed, ocr=True, test=test) == printed
+
+
 def test_ocr_distance_prices_confusable_and_thin_glyphs_at_half() -> None:
     assert ocr_distance("u/1", "u/l") == 0.5
     assert ocr_distance("g/d", "g/dl") == 0.5  # a thin glyph lost
