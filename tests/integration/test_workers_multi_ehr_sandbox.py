@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -109,6 +110,19 @@ def two_ehrs(sandbox_url: str, sandbox2_url: str,
         yield a, b, port
 
 
+def log_text(process: subprocess.Popen[bytes]) -> str:
+    """All the process has logged so far (Fleet.log_of keeps only the end)."""
+    return Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def wait_logged(process: subprocess.Popen[bytes], words: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while words not in log_text(process):
+        assert process.poll() is None and time.monotonic() < deadline, \
+            f"{words!r} not logged within {timeout_s:.0f} s: {log_text(process)[-2000:]}"
+        time.sleep(0.3)
+
+
 def wait_ended(store: JobStore, patient: str, count: int, timeout_s: float) -> list[Job]:
     """The jobs about the patient (on either server), once at least `count` have all ended."""
     deadline = time.monotonic() + timeout_s
@@ -147,8 +161,10 @@ def test_two_ehrs_with_colliding_ids_and_their_own_credentials_share_the_workers
     store = JobStore(database)
     try:
         fleet.web(port)
-        fleet.worker("--queues", "documents", "--concurrency", "1", name="w1")
-        fleet.worker("--queues", "documents", "--concurrency", "1", name="w2")
+        workers = [fleet.worker("--queues", "documents", "--concurrency", "1", name=name)
+                   for name in ("w1", "w2")]
+        for worker in workers:  # both consuming before the load arrives, so that both share it
+            wait_logged(worker, " ready.", 180)
         # Both EHRs open the same-id patient twice, all four hook calls at once.
         def open_chart(which: str) -> None:
             cds = ehrs[which].sandbox.cds
@@ -183,6 +199,9 @@ def test_two_ehrs_with_colliding_ids_and_their_own_credentials_share_the_workers
             assert seen.isdisjoint(foreign), f"EHR {which} was sent EHR {other}'s tokens"
             assert {own[t] for t in seen} == {CDS_CLIENT_ID, ehrs[which].client_id}, which
             assert 1 <= ehrs[which].tokens_issued() <= 3  # at most one per process
+
+        for worker in workers:
+            assert "chartlight.run_job[" in log_text(worker) and "] succeeded in" in log_text(worker)
 
         # No token, issued to the hooks or to the backend clients, nor a client assertion, is in
         # any process's log.
