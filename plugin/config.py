@@ -267,6 +267,12 @@ class Settings:
     medgemma_dtype: str = ""
     medgemma_attention: str = ""
     medgemma_max_new_tokens: int = 8192
+    # MedASR's runtime (docs/speech.md "Runtimes", bench/speech.py): "torch" runs transformers;
+    # "onnxruntime" runs the model exported once to ONNX (CPU only; int8 when medasr_quantize,
+    # threads from medasr_threads), the export cached in medasr_onnx_cache_dir ("" =
+    # $XDG_CACHE_HOME/chartlight/medasr-onnx) under the model, its revision and the options.
+    medasr_runtime: str = "torch"
+    medasr_onnx_cache_dir: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -287,6 +293,7 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        self._check_medasr_runtime()
 
     def _check_engines(self) -> None:
         for name in ("medasr_batch_size", "medasr_chunk_s", "medgemma_max_new_tokens"):
@@ -315,6 +322,13 @@ class Settings:
         if self.medasr_lm_path and not Path(self.medasr_lm_path).expanduser().is_file():
             raise ConfigError(f"medasr_lm_path {self.medasr_lm_path!r} is not a file (a KenLM ARPA or "
                               "binary model)")
+
+    def _check_medasr_runtime(self) -> None:
+        if self.medasr_runtime not in {"torch", "onnxruntime"}:
+            raise ConfigError(f"medasr_runtime must be torch or onnxruntime, not {self.medasr_runtime!r}")
+        if self.medasr_runtime == "onnxruntime" and self.medasr_device not in {"", "cpu"}:
+            raise ConfigError(f"medasr_runtime onnxruntime runs on the CPU: medasr_device "
+                              f"{self.medasr_device!r} needs medasr_runtime = \"torch\"")
 
     def _check_token_scopes(self) -> None:
         unknown = [scope for scope in self.fhir_token_scopes if parse_scope(scope) is None]
