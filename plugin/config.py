@@ -270,8 +270,9 @@ class Settings:
     # MedASR's runtime (docs/speech.md "Runtimes", bench/speech.py): "torch" runs transformers;
     # "onnxruntime" runs the model exported once to ONNX (CPU only; int8 when medasr_quantize,
     # threads from medasr_threads), the export cached in medasr_onnx_cache_dir ("" =
-    # $XDG_CACHE_HOME/chartlight/medasr-onnx) under the model, its revision and the options.
-    medasr_runtime: str = "torch"
+    # $XDG_CACHE_HOME/chartlight/medasr-onnx) under the model, its revision and the options;
+    # "auto": ONNX Runtime when MedASR runs on the CPU, PyTorch on a GPU.
+    medasr_runtime: str = "auto"
     medasr_onnx_cache_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -324,8 +325,9 @@ class Settings:
                               "binary model)")
 
     def _check_medasr_runtime(self) -> None:
-        if self.medasr_runtime not in {"torch", "onnxruntime"}:
-            raise ConfigError(f"medasr_runtime must be torch or onnxruntime, not {self.medasr_runtime!r}")
+        if self.medasr_runtime not in {"auto", "torch", "onnxruntime"}:
+            raise ConfigError(f"medasr_runtime must be auto, torch or onnxruntime, not "
+                              f"{self.medasr_runtime!r}")
         if self.medasr_runtime == "onnxruntime" and self.medasr_device not in {"", "cpu"}:
             raise ConfigError(f"medasr_runtime onnxruntime runs on the CPU: medasr_device "
                               f"{self.medasr_device!r} needs medasr_runtime = \"torch\"")

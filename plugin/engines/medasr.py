@@ -49,9 +49,9 @@ DEFAULT_MODEL = "google/medasr"
 SAMPLE_RATE = 16_000
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 KINDS: tuple[AIKind, ...] = ("Deep-Learning-Models",)
-# Where the forward pass runs: transformers in PyTorch, or the exported graph in ONNX Runtime
-# (CPU only; bench/speech.py compares them).
-RUNTIMES = ("torch", "onnxruntime")
+# Where the forward pass runs: transformers in PyTorch, the exported graph in ONNX Runtime (CPU
+# only), or auto: ONNX Runtime on the CPU and PyTorch on a GPU (bench/speech.py compares them).
+RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -212,15 +212,13 @@ class MedAsrEngine:
         # torch has one intra-op pool per process: the setting is the speech worker's.
         if self.threads is not None and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        onnx = self.runtime == "onnxruntime"
-        if onnx:
-            require_onnxruntime()
         if self._loaded is None:
             weights = _weights_dir(self.model, self.cache_dir)
             if weights is None:
                 raise ConfigError(f"MedASR is not available on this machine: {self.requirements()}")
-            device = self.device or ("cpu" if onnx else _default_device())
+            device = self.device or ("cpu" if self.runtime == "onnxruntime" else _default_device())
             check_device(torch, device, engine="speech")
+            onnx = self._onnx_on(device)
             with _LOAD_LOCK:
                 if onnx:
                     _check_onnx_device(device)
@@ -228,12 +226,18 @@ class MedAsrEngine:
                                               str(export_dir_of(self.export_dir)), self.threads)
                 else:
                     self._loaded = _load_pretrained(str(weights), self.model, device, self.quantize)
-        elif onnx and not isinstance(self._loaded.model, OnnxCtcModel):
+        elif self._onnx_on(self._loaded.device) and not isinstance(self._loaded.model, OnnxCtcModel):
             with _LOAD_LOCK:  # a model built elsewhere (the tests' tiny ones): export it
                 self._loaded = onnx_of_loaded(self._loaded, quantize=self.quantize,
                                               export_dir=export_dir_of(self.export_dir),
                                               threads=self.threads)
         return self._loaded
+
+    def _onnx_on(self, device: str) -> bool:
+        onnx = self.runtime == "onnxruntime" or (self.runtime == "auto" and device == "cpu")
+        if onnx:
+            require_onnxruntime()
+        return onnx
 
 
 def run_batch(loaded: LoadedMedAsr, pieces: Sequence[np.ndarray], *,

@@ -59,8 +59,9 @@ class SpeechOptions:
     lm_beta: float = DEFAULT_BETA  # the bonus per word in beam search
     device: str | None = None  # None: CUDA when present, else CPU
     threads: int | None = None  # intra-op threads (torch's, or ONNX Runtime's pool); None: default
-    # "torch" (transformers) or "onnxruntime" (the exported graph, CPU only; docs/speech.md).
-    runtime: str = "torch"
+    # "torch" (transformers), "onnxruntime" (the exported graph, CPU only) or "auto" (ONNX
+    # Runtime on the CPU, PyTorch on a GPU); docs/speech.md "Runtimes".
+    runtime: str = "auto"
     export_dir: str | None = None  # the ONNX export cache; None: $XDG_CACHE_HOME/chartlight/medasr-onnx
     max_audio_bytes: int = 200 * 1024 * 1024
     attachment_allowed_hosts: tuple[str, ...] = ()

@@ -152,8 +152,11 @@ def test_runtime_setting_switches_the_engine_and_the_cache_setting_places_the_ex
         assert isinstance(found, MedAsrEngine)
         return found
 
-    in_torch = engine(medasr_quantize=False).load()
+    in_torch = engine(medasr_runtime="torch", medasr_quantize=False).load()
     assert not isinstance(in_torch.model, OnnxCtcModel)
+    # The default, auto, is ONNX Runtime when MedASR runs on the CPU.
+    auto = engine(medasr_device="cpu", medasr_onnx_cache_dir=str(tmp_path / "auto")).load()
+    assert isinstance(auto.model, OnnxCtcModel) and auto.model.path.parent.parent == tmp_path / "auto"
     in_onnx = engine(medasr_runtime="onnxruntime", medasr_quantize=False,
                      medasr_onnx_cache_dir=str(tmp_path), medasr_threads=1).load()
     assert isinstance(in_onnx.model, OnnxCtcModel)
@@ -169,6 +172,7 @@ def test_onnxruntime_on_a_gpu_is_refused_at_start_up() -> None:
         Settings(medasr_runtime="onnxruntime", medasr_device="cuda")
     with pytest.raises(ConfigError, match="medasr_runtime must be"):
         Settings(medasr_runtime="openvino")
+    assert Settings(medasr_device="cuda").medasr_runtime == "auto"  # auto: PyTorch on a GPU
 
 
 def test_the_speech_pipeline_transcribes_through_onnxruntime(medasr_folder: Path,
@@ -184,7 +188,7 @@ def test_the_speech_pipeline_transcribes_through_onnxruntime(medasr_folder: Path
         assert isinstance(item, Narrative)
         return item
 
-    reference = narrative(quantize=False)
+    reference = narrative(quantize=False, runtime="torch")
     exact = narrative(quantize=False, runtime="onnxruntime", export_dir=str(tmp_path))
     assert exact.text == reference.text and exact.details_json == reference.details_json
     quantised = narrative(quantize=True, runtime="onnxruntime", export_dir=str(tmp_path))
