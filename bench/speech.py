@@ -295,8 +295,9 @@ def main() -> None:
           "CPU s/s = process CPU seconds per second of audio; speed-up = naive median / median; "
           "cosine, argmax (agreement), max|d| = log-probs against fp32 torch over the valid frames "
           "of 3 chunks")
-    print("ONNX export + quantisation (once per model revision, cached; ~0 s: reused from "
-          "--onnx-cache): " + ", ".join(f"{v} {t:.0f} s" for v, t in export_s.items()))
+    print("ONNX variants ready (export + quantisation, once per model revision, unless reused "
+          "from --onnx-cache; then the session's start): "
+          + ", ".join(f"{v} {t:.0f} s" for v, t in export_s.items()))
     print(f"stitching + greedy decoding of all {warm['chunks']} chunks: {warm['stitch_decode_s']:.3f} s; "
           f"fp32 batched vs alone max |diff| {quality['fp32']['batched_vs_single']:.1e}")
     print("ratio vs naive fp32 (median per chunk): "
