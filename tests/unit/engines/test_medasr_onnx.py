@@ -37,9 +37,9 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("medasr-onnx")
 
 
-def _engine(export_dir: Path, *, quantize: bool, **options: object) -> MedAsrEngine:
+def _engine(export_dir: Path, *, quantize: bool) -> MedAsrEngine:
     return MedAsrEngine.from_loaded(tiny_loaded(), quantize=quantize, runtime="onnxruntime",
-                                    export_dir=str(export_dir), **options)  # type: ignore[arg-type]
+                                    export_dir=str(export_dir))
 
 
 def _log_probs(engine: MedAsrEngine, pieces: list[np.ndarray]) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_a_second_engine_reads_the_cache_without_exporting(tmp_path: Path,
     monkeypatch.setattr("plugin.engines.medasr_onnx.export_onnx",
                         lambda *_: pytest.fail("exported again although the graph is cached"))
     second = _engine(tmp_path, quantize=False).load().model
-    assert second.path == first.path  # type: ignore[attr-defined]
+    assert second.path == first.path
     assert first.path.parent.parent == tmp_path
 
 
