@@ -341,6 +341,13 @@ class Settings:
     imaging_write_back_dicom: bool = False
     imaging_dicom_write_endpoints: tuple[str, ...] = ()
     dicom_uid_root: str = ""
+    # MedASR's runtime (docs/speech.md "Runtimes", bench/speech.py): "torch" runs transformers;
+    # "onnxruntime" runs the model exported once to ONNX (CPU only; int8 when medasr_quantize,
+    # threads from medasr_threads), the export cached in medasr_onnx_cache_dir ("" =
+    # $XDG_CACHE_HOME/chartlight/medasr-onnx) under the model, its revision and the options;
+    # "auto": ONNX Runtime when MedASR runs on the CPU, PyTorch on a GPU.
+    medasr_runtime: str = "auto"
+    medasr_onnx_cache_dir: str = ""
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -361,6 +368,7 @@ class Settings:
         self._check_test_models()
         self._check_budgets()
         self._check_engines()
+        self._check_medasr_runtime()
         self._check_dicom_write()
         self._check_dispatch()
         if self.speech_live_idle_s <= 0 or self.speech_live_max_recordings <= 0:
@@ -462,6 +470,14 @@ class Settings:
         if self.medasr_lm_path and not Path(self.medasr_lm_path).expanduser().is_file():
             raise ConfigError(f"medasr_lm_path {self.medasr_lm_path!r} is not a file (a KenLM ARPA or "
                               "binary model)")
+
+    def _check_medasr_runtime(self) -> None:
+        if self.medasr_runtime not in {"auto", "torch", "onnxruntime"}:
+            raise ConfigError(f"medasr_runtime must be auto, torch or onnxruntime, not "
+                              f"{self.medasr_runtime!r}")
+        if self.medasr_runtime == "onnxruntime" and self.medasr_device not in {"", "cpu"}:
+            raise ConfigError(f"medasr_runtime onnxruntime runs on the CPU: medasr_device "
+                              f"{self.medasr_device!r} needs medasr_runtime = \"torch\"")
 
     def _check_token_scopes(self) -> None:
         unknown = [scope for scope in self.fhir_token_scopes if parse_scope(scope) is None]

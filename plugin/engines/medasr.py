@@ -9,12 +9,13 @@ chunks batched together; chunk outputs are joined by plugin.pipelines.speech.ctc
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plugin.engines.devices import check_device
+from plugin.engines.medasr_onnx import (
+    OnnxCtcModel,
+    cached_export,
+    export_dir_of,
+    export_key,
+    require_onnxruntime,
+)
 from plugin.errors import ConfigError
 from plugin.pipelines.speech.beam_search import BeamOptions, decode_beam
 from plugin.pipelines.speech.ctc import (
@@ -42,13 +50,16 @@ DEFAULT_MODEL = "google/medasr"
 SAMPLE_RATE = 16_000
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 KINDS: tuple[AIKind, ...] = ("Deep-Learning-Models",)
+# Where the forward pass runs: transformers in PyTorch, the exported graph in ONNX Runtime (CPU
+# only), or auto: ONNX Runtime on the CPU and PyTorch on a GPU (bench/speech.py compares them).
+RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
 class LoadedMedAsr:
     """A ready model with its feature extractor, tokenizer and the facts decoding needs."""
 
-    model: Any  # transformers LasrForCTC (or a dynamically quantised copy)
+    model: Any  # transformers LasrForCTC (or a dynamically quantised copy), or an OnnxCtcModel
     feature_extractor: Any  # LasrFeatureExtractor
     tokenizer: Any  # LasrTokenizer
     info: ModelInfo
@@ -114,6 +125,8 @@ class MedAsrEngine:
         device: str | None = None,
         threads: int | None = None,
         cache_dir: str | None = None,
+        runtime: str = "torch",
+        export_dir: str | None = None,
         loaded: LoadedMedAsr | None = None,
     ) -> None:
         if chunk_s <= 2 * stride_s or stride_s < 0:
@@ -122,11 +135,15 @@ class MedAsrEngine:
             raise ConfigError("speech batch_size must be at least 1")
         if threads is not None and threads < 1:
             raise ConfigError("speech threads must be at least 1 (or None for torch's default)")
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"speech runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.model = model
         self.chunk_s, self.stride_s, self.batch_size = chunk_s, stride_s, batch_size
         self.quantize, self.lm_path = quantize, lm_path
         self.beam = beam or BeamOptions()  # alpha, beta, width: used only with lm_path
         self.device, self.threads, self.cache_dir = device, threads, cache_dir
+        # The exported graphs' cache (None: $XDG_CACHE_HOME/chartlight/medasr-onnx).
+        self.runtime, self.export_dir = runtime, export_dir
         self._loaded = loaded
 
     @classmethod
@@ -234,11 +251,28 @@ class MedAsrEngine:
             weights = _weights_dir(self.model, self.cache_dir)
             if weights is None:
                 raise ConfigError(f"MedASR is not available on this machine: {self.requirements()}")
-            device = self.device or _default_device()
+            device = self.device or ("cpu" if self.runtime == "onnxruntime" else _default_device())
             check_device(torch, device, engine="speech")
+            onnx = self._onnx_on(device)
             with _LOAD_LOCK:
-                self._loaded = _load_pretrained(str(weights), self.model, device, self.quantize)
+                if onnx:
+                    _check_onnx_device(device)
+                    self._loaded = _load_onnx(str(weights), self.model, self.quantize,
+                                              str(export_dir_of(self.export_dir)), self.threads)
+                else:
+                    self._loaded = _load_pretrained(str(weights), self.model, device, self.quantize)
+        elif self._onnx_on(self._loaded.device) and not isinstance(self._loaded.model, OnnxCtcModel):
+            with _LOAD_LOCK:  # a model built elsewhere (the tests' tiny ones): export it
+                self._loaded = onnx_of_loaded(self._loaded, quantize=self.quantize,
+                                              export_dir=export_dir_of(self.export_dir),
+                                              threads=self.threads)
         return self._loaded
+
+    def _onnx_on(self, device: str) -> bool:
+        onnx = self.runtime == "onnxruntime" or (self.runtime == "auto" and device == "cpu")
+        if onnx:
+            require_onnxruntime()
+        return onnx
 
 
 def run_batch(loaded: LoadedMedAsr, pieces: Sequence[np.ndarray], *,
@@ -343,6 +377,60 @@ def _load_pretrained(path: str, name: str, device: str, quantize: bool) -> Loade
                      display=f"MedASR speech recognition ({precision}, {device})")
     return LoadedMedAsr(model, processor.feature_extractor, processor.tokenizer, info,
                         device=device, dtype=str(dtype).removeprefix("torch."))
+
+
+@lru_cache(maxsize=2)
+def _load_onnx(path: str, name: str, quantize: bool, export_dir: str,
+               threads: int | None) -> LoadedMedAsr:
+    """The checkpoint's ONNX graph (exported on first use, then read from the cache) in an ONNX
+    Runtime session; the torch weights are loaded only to export."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCTC, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    version = _weights_version(Path(path))
+
+    def build() -> torch.nn.Module:
+        model = AutoModelForCTC.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+        return exportable(prepare_model(model, quantize=False), quantize=quantize)
+
+    onnx_path = cached_export(export_key(name, version, quantize=quantize), Path(export_dir), build)
+    info = ModelInfo(name=name, version=version, kinds=KINDS,
+                     display=f"MedASR speech recognition ({'int8' if quantize else 'float32'}, "
+                             "cpu, ONNX Runtime)")
+    return LoadedMedAsr(OnnxCtcModel(onnx_path, config, threads=threads),
+                        processor.feature_extractor, processor.tokenizer, info)
+
+
+def onnx_of_loaded(loaded: LoadedMedAsr, *, quantize: bool, export_dir: Path,
+                   threads: int | None = None) -> LoadedMedAsr:
+    """A torch-loaded MedASR (fp32, on the CPU) as its ONNX Runtime twin, cached under its
+    name and version like a checkpoint."""
+    model = loaded.model
+    if loaded.device != "cpu" or any(
+            type(m).__module__.startswith("torch.ao.nn") for m in model.modules()):
+        raise ConfigError("the ONNX export needs the fp32 model on the CPU, not a quantised or "
+                          "GPU copy")
+    key = export_key(loaded.info.name, loaded.info.version, quantize=quantize)
+    onnx_path = cached_export(key, export_dir, lambda: exportable(model, quantize=quantize))
+    return replace(loaded, model=OnnxCtcModel(onnx_path, model.config, threads=threads))
+
+
+def exportable(model: torch.nn.Module, *, quantize: bool) -> torch.nn.Module:
+    """The prepared fp32 model as it is exported: for int8, a copy whose pointwise convolutions
+    are Linear layers, so they export as MatMul and are quantised like the torch int8 path's."""
+    if not quantize:
+        return model
+    model = copy.deepcopy(model)
+    _pointwise_as_linear(model)
+    return model
+
+
+def _check_onnx_device(device: str) -> None:
+    if device != "cpu":
+        raise ConfigError(f"medasr_runtime onnxruntime runs on the CPU, not {device!r}: set "
+                          "medasr_device = \"cpu\" or medasr_runtime = \"torch\"")
 
 
 def _weights_dir(model: str, cache_dir: str | None) -> Path | None:

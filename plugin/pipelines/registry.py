@@ -163,6 +163,7 @@ def speech_options_of(settings: Settings) -> SpeechOptions:
         quantize=settings.medasr_quantize, batch_size=settings.medasr_batch_size,
         chunk_s=settings.medasr_chunk_s, stride_s=settings.medasr_stride_s,
         device=settings.medasr_device or None, threads=settings.medasr_threads or None,
+        runtime=settings.medasr_runtime, export_dir=settings.medasr_onnx_cache_dir or None,
         attachment_allowed_hosts=settings.attachment_allowed_hosts,
         job_memory_bytes=settings.job_memory_bytes, max_duration_s=settings.speech_max_duration_s)
 

@@ -51,14 +51,18 @@ class SpeechOptions:
     # decompression bombs (hours of compressed silence) before they are decoded.
     max_duration_s: float = 3600.0
     lm_path: str | None = None  # KenLM model (ARPA or binary): CTC beam search with it
-    # int8 dynamic quantisation of the Linear layers on CPU (bench/speech.py: ~2x faster, log-prob
-    # cosine 0.9999 against fp32); False keeps exact fp32. Ignored on GPU (bf16/fp16 there).
+    # int8 dynamic quantisation of the Linear layers (MatMuls in ONNX Runtime) on CPU
+    # (bench/speech.py); False keeps exact fp32. Ignored on GPU (bf16/fp16 there).
     quantize: bool = True
     batch_size: int = 4  # chunks per forward pass
     lm_alpha: float = DEFAULT_ALPHA  # the LM's weight in beam search
     lm_beta: float = DEFAULT_BETA  # the bonus per word in beam search
     device: str | None = None  # None: CUDA when present, else CPU
-    threads: int | None = None  # torch intra-op threads; None: torch's default
+    threads: int | None = None  # intra-op threads (torch's, or ONNX Runtime's pool); None: default
+    # "torch" (transformers), "onnxruntime" (the exported graph, CPU only) or "auto" (ONNX
+    # Runtime on the CPU, PyTorch on a GPU); docs/speech.md "Runtimes".
+    runtime: str = "auto"
+    export_dir: str | None = None  # the ONNX export cache; None: $XDG_CACHE_HOME/chartlight/medasr-onnx
     max_audio_bytes: int = 200 * 1024 * 1024
     attachment_allowed_hosts: tuple[str, ...] = ()
     # What one job may hold decoded at once (the attachment, the samples), charged before decoding.
@@ -79,7 +83,8 @@ class SpeechPipeline:
                                   stride_s=options.stride_s, batch_size=options.batch_size,
                                   quantize=options.quantize, lm_path=options.lm_path,
                                   beam=BeamOptions(alpha=options.lm_alpha, beta=options.lm_beta),
-                                  device=options.device, threads=options.threads)
+                                  device=options.device, threads=options.threads,
+                                  runtime=options.runtime, export_dir=options.export_dir)
         self.engine = engine
 
     def unavailable_reason(self) -> str:

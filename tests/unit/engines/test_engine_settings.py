@@ -73,6 +73,8 @@ def restore_threads() -> Iterator[None]:
 
 
 def _speech_engine(folder: Path, **settings: Any) -> MedAsrEngine:
+    # The PyTorch runtime, whose modules these tests inspect (test_medasr_onnx.py: the other).
+    settings.setdefault("medasr_runtime", "torch")
     engine = installed_pipelines(Settings(medasr_model=str(folder), **settings))["speech"].run.engine  # type: ignore[attr-defined]
     assert isinstance(engine, MedAsrEngine)
     return engine
