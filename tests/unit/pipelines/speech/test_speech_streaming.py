@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +25,13 @@ def dictation() -> np.ndarray:
     return decode_audio(espeak_wav(DICTATION_TEXT), source="test", max_duration_s=600).samples
 
 
-def engine(*, quantize: bool, batch_size: int = 3) -> MedAsrEngine:
+def engine(*, quantize: bool, batch_size: int = 3, runtime: str = "torch",
+           export_dir: str | None = None) -> MedAsrEngine:
     # Short windows so that the dictation spans many windows and several batches.
+    if runtime == "onnxruntime":  # ONNX Runtime quantises the fp32 graph it exports itself
+        return MedAsrEngine.from_loaded(tiny_loaded(), quantize=quantize, runtime=runtime,
+                                        export_dir=export_dir, chunk_s=4.0, stride_s=0.8,
+                                        batch_size=batch_size)
     return MedAsrEngine.from_loaded(tiny_loaded(quantize=quantize), chunk_s=4.0, stride_s=0.8,
                                     batch_size=batch_size)
 
@@ -43,11 +49,13 @@ def batch_windows(asr: MedAsrEngine, audio: np.ndarray) -> tuple[list[ChunkFrame
     return frames, scores
 
 
-@pytest.mark.parametrize(("quantize", "seed"), [(False, 1), (True, 2)], ids=["fp32", "int8"])
-def test_streamed_in_random_pieces_the_final_is_the_batch_transcript_exactly(quantize: bool,
-                                                                             seed: int) -> None:
+@pytest.mark.parametrize(("quantize", "seed", "runtime"), [
+    (False, 1, "torch"), (True, 2, "torch"), (True, 3, "onnxruntime"),  # the CPU default
+], ids=["fp32", "int8", "onnxruntime-int8"])
+def test_streamed_in_random_pieces_the_final_is_the_batch_transcript_exactly(
+        quantize: bool, seed: int, runtime: str, tmp_path: Path) -> None:
     audio = dictation()
-    asr = engine(quantize=quantize)
+    asr = engine(quantize=quantize, runtime=runtime, export_dir=str(tmp_path / "onnx"))
     assert len(asr.window_plan(len(audio))) > 2 * asr.batch_size  # several batches, one short
     batch = asr.transcribe(audio)
     windows, log_probs = batch_windows(asr, audio)
