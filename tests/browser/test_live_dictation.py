@@ -96,7 +96,7 @@ def test_live_dictation_partials_while_speaking_then_the_batch_transcript_for_re
     engine = stack.app.extensions["chartlight.pipelines"]["speech"].engine
     assert final_text == format_transcript(engine.transcribe(samples).text)
     # ... and the transcript the job wrote for review says the same.
-    actions = app.locator(".transcript .review-actions")
+    actions = app.locator(".transcript > .review-actions")  # the note below has its own
     written = fhir.read(*actions.get_attribute("data-ref").split("/"))
     assert base64.b64decode(written["content"][0]["attachment"]["data"]).decode() == final_text
     assert written["context"]["related"][0]["reference"] == f"DocumentReference/{source}"

@@ -236,7 +236,7 @@ def test_dictation_recorded_transcribed_reviewed_and_signed(
     source = frame.url.rsplit("/", 1)[-1]
     recording = fhir.read("DocumentReference", source)
     assert recording["content"][0]["attachment"]["contentType"].startswith("audio/")
-    actions = app.locator(".transcript .review-actions")
+    actions = app.locator(".transcript > .review-actions")  # the note below has its own
     transcript_ref = actions.get_attribute("data-ref")
     actions.locator('button[data-testid="approve"]').click()
     actions.locator('[data-testid="result-state"]', has_text="approved").wait_for()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ctrl_c import restore_ctrl_c
 from tests.support.postgres import FOLDER_PREFIX
 
 pytestmark = pytest.mark.sandbox
@@ -58,7 +59,8 @@ def inner_session(tmp_path: Path, test: str, port: int) -> tuple[subprocess.Pope
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
          f"{tmp_path / 'test_inner.py'}::{test}", "--rootdir", str(tmp_path), "-c", os.devnull],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=restore_ctrl_c)  # Ctrl-C must reach it even when this session ignores it
     return process, ready
 
 

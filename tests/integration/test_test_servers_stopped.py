@@ -19,6 +19,7 @@ import pytest
 from plugin.sandbox.ehr import EhrSandbox
 from plugin.sandbox.hapi import HapiSandbox
 from plugin.sandbox.orthanc import OrthancSandbox
+from tests.support.ctrl_c import restore_ctrl_c
 
 pytestmark = pytest.mark.sandbox
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,8 @@ def inner_session(tmp_path: Path, test: str, ports: list[int]) -> tuple[subproce
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
          f"{tmp_path / 'test_inner.py'}::{test}", "--rootdir", str(tmp_path), "-c", os.devnull],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=restore_ctrl_c)  # Ctrl-C must reach it even when this session ignores it
     return process, ready
 
 
