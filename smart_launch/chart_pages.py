@@ -43,6 +43,8 @@ from plugin.writeback import subject_of
 from smart_launch.session import SmartSession, current_session, fhir_client_for, login_required
 
 from .views.context import Abilities
+from .views.context import json_failure as _fail
+from .views.context import patient_in_context as _patient
 from .views.patient import banner_of
 
 log = logging.getLogger(__name__)
@@ -206,18 +208,6 @@ def _session_and_client() -> tuple[SmartSession, FhirClient]:
 
 def _banner(session: SmartSession, client: FhirClient) -> Any:
     return banner_of(client, _patient(session)) if session.need_patient_banner else None
-
-
-def _patient(session: SmartSession) -> str:
-    if not session.patient_id:
-        abort(400, "this launch has no patient in context: open the app from a patient's chart")
-    return session.patient_id
-
-
-def _fail(status: int, message: str) -> Response:
-    response = jsonify(ok=False, error=message)
-    response.status_code = status
-    return response
 
 
 def _test_model_refusal(reader: SummaryPipeline, client: FhirClient) -> str:

@@ -41,6 +41,8 @@ from .views.context import (
     runs_of,
     style_cache_of,
 )
+from .views.context import json_failure as _fail
+from .views.context import patient_in_context as _patient
 from .views.dictation import MAX_DICTATION_BYTES, dictation_source
 from .views.dictation_note import NOTE_KINDS, note_view
 from .views.evidence import audio_bytes, document_bytes, page_png
@@ -128,18 +130,6 @@ def _session() -> SmartSession:
     if session is None:  # login_required has run: only a race with logout gets here
         abort(401)
     return session
-
-
-def _patient(session: SmartSession) -> str:
-    if not session.patient_id:
-        abort(400, "this launch has no patient in context: open the app from a patient's chart")
-    return session.patient_id
-
-
-def _fail(status: int, message: str) -> Response:
-    response = jsonify(ok=False, error=message)
-    response.status_code = status
-    return response
 
 
 def _fhir_message(exc: FhirError) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, abort, jsonify
 
 from plugin.app import settings_of
 from plugin.jobs import JobLimits
@@ -134,3 +134,17 @@ def live_recordings_of(app: Flask) -> LiveRecordings:
         app.extensions[LIVE] = LiveRecordings(folder, limits)
     live: LiveRecordings = app.extensions[LIVE]
     return live
+
+
+def patient_in_context(session: SmartSession) -> str:
+    """The launch's patient, or 400 for a launch without one (the app's pages need a patient)."""
+    if not session.patient_id:
+        abort(400, "this launch has no patient in context: open the app from a patient's chart")
+    return session.patient_id
+
+
+def json_failure(status: int, message: str) -> Response:
+    """The JSON error body the app's scripts read: {"ok": false, "error": message}."""
+    response = jsonify(ok=False, error=message)
+    response.status_code = status
+    return response
