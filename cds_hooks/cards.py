@@ -52,6 +52,7 @@ class AnalysisStatus:
     running: int = 0
     failed: int = 0
     newly_queued: int = 0  # queued by this call's look for new inputs
+    on_record: int = 0  # inputs that look left alone: their results are on the record already
     checking: bool = False  # that look had not finished when the card was made
     failures: tuple[str, ...] = field(default=())  # "DocumentReference/7: unreadable PDF"
     jobs_unreadable: bool = False  # the job database did not answer: job counts are not known
@@ -188,6 +189,9 @@ def _status_card(status: AnalysisStatus, context: CardContext, *, shown: int, si
         summary = "chartlight: no AI results awaiting review for this patient"
     else:
         summary = "chartlight: some AI analyses need attention"
+    if status.on_record:
+        lines.append(f"{status.on_record} input(s) already analysed: their results are on the record, "
+                     "so they were not analysed again.")
     if signed:
         lines.append(f"{signed} AI result(s) of this patient are already signed off.")
     return Card(

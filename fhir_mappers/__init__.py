@@ -22,7 +22,7 @@ from .identifiers import (
 from .labels import AIAST_CODE, DICTAST_CODE, TEST_WEIGHTS_CODE, TEST_WEIGHTS_DISPLAY
 from .loinc import LoincEntry, lookup_loinc
 from .observation import to_observation
-from .provenance import to_provenance, to_review_provenance
+from .provenance import activity_pipeline, pipeline_activity, to_provenance, to_review_provenance
 from .structured_results import to_structured_results_document
 from .systems import SID_DEVICE as DEVICE_IDENTIFIER_SYSTEM
 from .systems import SID_RESULT as RESULT_IDENTIFIER_SYSTEM
@@ -39,12 +39,14 @@ __all__ = [
     "TEST_WEIGHTS_DISPLAY",
     "LoincEntry",
     "Unit",
+    "activity_pipeline",
     "device_identifier",
     "fhir_id_safe",
     "identifier_query",
     "item_identifier",
     "lookup_loinc",
     "normalise_unit",
+    "pipeline_activity",
     "report_identifier",
     "result_identifier",
     "structured_results_identifier",

@@ -5,6 +5,8 @@ clinician as verifier, the decision and its reason).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -21,6 +23,9 @@ from .systems import (
 )
 
 REVIEW_DISPLAYS = {"approve": "Approved by clinician", "reject": "Rejected by clinician"}
+# A write's activity text starts "chartlight <pipeline> pipeline <version>" (notes follow after
+# "; "): written by pipeline_activity, read back by activity_pipeline.
+_ACTIVITY = re.compile(r"chartlight (\S+) pipeline (\S+)")
 AGENT_TYPE_DISPLAYS = {"author": "Author", "verifier": "Verifier"}
 
 
@@ -72,6 +77,19 @@ def to_provenance(
     if entities:
         resource["entity"] = entities
     return resource
+
+
+def pipeline_activity(pipeline: str, version: str, notes: Iterable[str] = ()) -> str:
+    """The `activity.text` of a write: the pipeline and its version, then the notes."""
+    return "; ".join((f"chartlight {pipeline} pipeline {version}", *notes))
+
+
+def activity_pipeline(provenance: JsonDict) -> str:
+    """The pipeline a write Provenance names in its activity text (pipeline_activity); "" for
+    any other Provenance (a clinician's review, another system's)."""
+    text = str((provenance.get("activity") or {}).get("text") or "")
+    found = _ACTIVITY.fullmatch(text.split("; ", 1)[0])
+    return found.group(1) if found else ""
 
 
 def dicom_instance_reference(sop_instance_uid: str) -> JsonDict:

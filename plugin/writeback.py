@@ -34,6 +34,7 @@ from fhir_mappers import (
     STRUCTURED_RESULTS_KEY,
     identifier_query,
     item_identifier,
+    pipeline_activity,
     report_identifier,
     structured_results_identifier,
     to_device,
@@ -294,8 +295,7 @@ def build_transaction(
     provenance = to_provenance(
         targets=targets, device=refs[DEVICE_KEY], sources=[result.source, *result.other_sources],
         instances=list(result.instances_used), recorded=now, on_behalf_of=on_behalf_of,
-        activity_text="; ".join((f"chartlight {result.pipeline} pipeline {result.pipeline_version}",
-                                 *result.preparation)),
+        activity_text=pipeline_activity(result.pipeline, result.pipeline_version, result.preparation),
     )
     entries.append(_entry(_urn("provenance", now.isoformat(), *targets), provenance, "POST",
                           "Provenance"))
