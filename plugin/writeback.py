@@ -130,11 +130,14 @@ def write_result(
     observations_allowed: bool | None = None,
     writes_allowed: bool | None = None,
     source: Resource | None = None,
+    job_pipeline: str = "",
 ) -> WriteOutcome:
     """Write `result` for patient `subject` ("Patient/1"). `observations_allowed` and
     `writes_allowed` default to what the client's granted scopes allow (`write_grant`); the
     server may refuse more. `source`, the analysed resource as read from the server at its
-    version, must name `subject`."""
+    version, must name `subject`. `job_pipeline`, the job's pipeline name, is the one the
+    Provenance names (default `result.pipeline`; they differ for an imaging task other than
+    findings), so the record tells which analysis ran (plugin.jobs.on_record)."""
     if source is not None:
         check_source_subject(source, subject=subject, base_url=client.base_url)
     grant = write_grant(client.granted_scopes, result)
@@ -145,7 +148,8 @@ def write_result(
     if observations_allowed:
         try:
             return _write(client, result, plan_resources(result, subject=subject), subject=subject,
-                          now=now, on_behalf_of=on_behalf_of, path="observations")
+                          now=now, on_behalf_of=on_behalf_of, path="observations",
+                          job_pipeline=job_pipeline)
         except FhirResponseError as exc:
             if exc.status not in REFUSAL_STATUSES:
                 raise
@@ -156,7 +160,8 @@ def write_result(
         refusal = "the granted scopes do not allow Observation writes"
     try:
         outcome = _write(client, result, plan_document_only(result, subject=subject),
-                         subject=subject, now=now, on_behalf_of=on_behalf_of, path="document-only")
+                         subject=subject, now=now, on_behalf_of=on_behalf_of, path="document-only",
+                         job_pipeline=job_pipeline)
     except FhirResponseError as exc:
         if exc.status not in REFUSAL_STATUSES:
             raise
@@ -237,12 +242,13 @@ def _write(
     now: datetime,
     on_behalf_of: str | None,
     path: WritePath,
+    job_pipeline: str = "",
 ) -> WriteOutcome:
     device = Planned(DEVICE_KEY, to_device(result.model))
     existing = _existing_by_identifier(client, [device, *planned])
     outcome = WriteOutcome(path=path)
     bundle = build_transaction(result, planned, existing, outcome, base_url=client.base_url,
-                               now=now, on_behalf_of=on_behalf_of)
+                               now=now, on_behalf_of=on_behalf_of, job_pipeline=job_pipeline)
     if bundle is None:
         return outcome
     response = client.transaction(bundle)
@@ -266,6 +272,7 @@ def build_transaction(
     base_url: str,
     now: datetime,
     on_behalf_of: str | None = None,
+    job_pipeline: str = "",
 ) -> Resource | None:
     """The transaction that brings the server from `existing` (resources found by identifier)
     to `planned`; None when nothing needs writing. Records unchanged and signed resources in
@@ -295,7 +302,8 @@ def build_transaction(
     provenance = to_provenance(
         targets=targets, device=refs[DEVICE_KEY], sources=[result.source, *result.other_sources],
         instances=list(result.instances_used), recorded=now, on_behalf_of=on_behalf_of,
-        activity_text=pipeline_activity(result.pipeline, result.pipeline_version, result.preparation),
+        activity_text=pipeline_activity(job_pipeline or result.pipeline, result.pipeline_version,
+                                        result.preparation),
     )
     entries.append(_entry(_urn("provenance", now.isoformat(), *targets), provenance, "POST",
                           "Provenance"))

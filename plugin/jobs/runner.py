@@ -252,7 +252,8 @@ class JobRunner:
             if not self.store.holds(job):
                 raise StaleJob(job.id, job.attempts)
             outcome = write_result(client, result, subject=job.subject, now=self.clock(),
-                                   on_behalf_of=job.on_behalf_of or None, source=source)
+                                   on_behalf_of=job.on_behalf_of or None, source=source,
+                                   job_pipeline=job.pipeline)
         except StaleJob:
             raise
         except SQLAlchemyError as exc:  # the job store, not the job: its lease decides what next

@@ -5,13 +5,15 @@ write-back planner; the Provenances are written by hand, as a FHIR server return
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fhir_mappers import activity_pipeline
-from plugin.jobs import Recorded, ResultOnRecord, analysed_by, analysed_versions
+from plugin.jobs import JobRunner, JobStore, Recorded, ResultOnRecord, analysed_by, analysed_versions
 from plugin.results import SourceRef
 from plugin.writeback import WriteOutcome, build_transaction, plan_resources
-from tests.support.pipelines import fixed_result
+from tests.support.pipelines import fixed_pipeline, fixed_result
+from tests.unit.jobs.fake_ehr import FakeEhr
 
 PATIENT = "7"
 SOURCE = {"resourceType": "DocumentReference", "id": "5", "meta": {"versionId": "2"}}
@@ -88,3 +90,20 @@ def test_the_write_back_names_its_pipeline_as_the_record_reads_it() -> None:
     assert bundle is not None
     [provenance] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Provenance"]
     assert activity_pipeline(provenance) == result.pipeline == "test-fixed"
+
+
+def test_the_provenance_names_the_jobs_pipeline_so_imaging_tasks_stay_apart(tmp_path: Path) -> None:
+    """Every imaging task writes results of pipeline "imaging"; its job's name (imaging-question-…)
+    is what the write's Provenance names, so a question's answer on the record never stands for the
+    findings read of the same study."""
+    ehr = FakeEhr("http://ehr-a.test/fhir")
+    ehr.add_source("7", "Patient/1")
+    store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+    store.submit(pipeline="imaging-question-0123456789", source_type="DocumentReference", source_id="7",
+                 source_version="1", subject="Patient/1", fhir_base_url=ehr.base)
+    JobRunner(store, {"imaging-question-0123456789": fixed_pipeline()},
+              lambda job: ehr.client()).run_until_idle()
+    [transaction] = ehr.transactions
+    [provenance] = [e["resource"] for e in transaction["entry"]
+                    if e["resource"]["resourceType"] == "Provenance"]
+    assert activity_pipeline(provenance) == "imaging-question-0123456789"
