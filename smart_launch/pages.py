@@ -22,6 +22,7 @@ from plugin.app import job_store_of, settings_of
 from plugin.errors import FhirError, FhirResponseError, InputError, ResponseTooLarge
 from plugin.fhir import FhirClient
 from plugin.jobs import Job
+from plugin.jobs.on_record import RESULT_TYPES
 from plugin.pipelines.imaging.prepare import imaging_options
 from plugin.pipelines.speech.audio import decode_audio
 from plugin.pipelines.speech.formatting import format_transcript
@@ -54,7 +55,6 @@ from .views.results import ReviewItem, TextSpan, Word, review_items, source_of, 
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
-RESULT_TYPES = ("Observation", "DiagnosticReport", "DocumentReference")
 SOURCE_TYPES = ("DocumentReference", "DiagnosticReport", "Media", "ImagingStudy")
 PREVIEW_PREFIX = "preview-"
 

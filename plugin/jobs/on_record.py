@@ -28,7 +28,7 @@ class ResultOnRecord:
 
     reference: str  # "Observation/5"
     source: str  # the analysed input, "DocumentReference/7"; "" when the result does not say
-    signed: bool  # a clinician decided: approved, edited or rejected
+    signed: bool  # a clinician decided: approved or edited (the CDS scan counts a rejection too)
     awaiting: bool  # still preliminary
 
 
