@@ -81,7 +81,13 @@ class JobLimits:
                                 "summary": settings.job_timeout_summary_s})
 
     def time_limit(self, pipeline: str) -> float:
-        return self.time_limits.get(pipeline, self.default_time_limit_s)
+        return self.time_limits.get(self.limit_name(pipeline), self.default_time_limit_s)
+
+    def limit_name(self, pipeline: str) -> str:
+        """The name whose limit a pipeline runs under: its own, else its family's (an imaging task
+        such as "imaging-question-…" or "imaging-compare" runs under imaging's limit)."""
+        family = pipeline.split("-", 1)[0]
+        return family if pipeline not in self.time_limits and family in self.time_limits else pipeline
 
     def retry_delay(self, attempt: int, rand: Callable[[], float] = _jitter) -> float:
         """The wait before try `attempt + 1` (attempt counts from 1). Pure given `rand`."""
@@ -234,6 +240,7 @@ class JobRunner:
             self._record(self.store.fail, job, f"no pipeline named {job.pipeline!r} is installed")
             return
         limit = self.limits.time_limit(job.pipeline)
+        setting = f"job_timeout_{self.limits.limit_name(job.pipeline)}_s"
         deadline = (job.deadline_at.timestamp() if job.deadline_at
                     else self.clock().timestamp() + limit)
         try:
@@ -244,7 +251,7 @@ class JobRunner:
                                  report_progress=lambda f, t: self._report(job, f, t))
             result = run_with_time_limit(pipeline, context, deadline - self.clock().timestamp(),
                                       f"{job.pipeline} took longer than its time limit of "
-                                      f"{limit:g} s; stopped (job_timeout_{job.pipeline}_s)")
+                                      f"{limit:g} s; stopped ({setting})")
             if self.clock().timestamp() > deadline:
                 raise JobTimedOut(f"{job.pipeline} ran past its time limit of {limit:g} s before "
                                   "writing; nothing was written")

@@ -272,3 +272,14 @@ def test_a_written_transcript_queues_its_note_for_the_same_server_patient_and_se
              j.session_id, j.state) for j in notes] == [
         (w, "Patient/1", EHR_A, "session-1", JobState.QUEUED) for w in written]
     assert len(written) == 1
+
+
+def test_an_imaging_task_runs_under_the_imaging_limit() -> None:
+    limits = JobLimits.from_settings(Settings(job_timeout_imaging_s=120, job_timeout_summary_s=60))
+    assert limits.time_limit("imaging-question-3f2a") == 120
+    assert limits.time_limit("imaging-compare") == 120
+    assert limits.limit_name("imaging-compare") == "imaging"
+    assert limits.time_limit("summary") == 60
+    # a pipeline without a limit of its own or its family's keeps the default
+    assert limits.time_limit("dictation-note") == limits.default_time_limit_s
+    assert limits.limit_name("dictation-note") == "dictation-note"
