@@ -216,7 +216,8 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 def _substance(code: str, meaning: str) -> Dataset:
     """A staining step's "Using substance" content item (SCT 424361007)."""
     name = _code("424361007", "SCT", "Using substance")
-    return _item(ValueType="CODE", ConceptNameCodeSequence=Sequence([name]), ConceptCodeSequence=Sequence([_code(code, "SCT", meaning)]))
+    return _item(ValueType="CODE", ConceptNameCodeSequence=Sequence([name]),
+                 ConceptCodeSequence=Sequence([_code(code, "SCT", meaning)]))
 
 
 def _level_dataset(spec: SlideSpec, uid: str, number: int, image_type: str, columns: int, rows: int,
