@@ -278,3 +278,17 @@ def huge_slide_files(name: str = "huge", side: int = 100_000) -> tuple[SlideSpec
     spec = SlideSpec(columns=side, rows=side, tile=512, downsamples=(1,), thumbnail_downsample=0,
                      blobs=(Blob(1000, 1000, 600, 600),), organization="TILED_SPARSE", name=name)
     return spec, make_slide(spec).files
+
+
+def series_metadata(files: tuple[bytes, ...]) -> list[dict[str, object]]:
+    """The DICOM JSON a WADO-RS series metadata call answers for these files (pixel data left out),
+    by pydicom's own JSON writer, for unit tests that have no PACS."""
+    from pydicom import dcmread
+    from pydicom.filebase import DicomBytesIO
+
+    found = []
+    for data in files:
+        ds = dcmread(DicomBytesIO(data))
+        del ds.PixelData
+        found.append(ds.to_json_dict())
+    return found
