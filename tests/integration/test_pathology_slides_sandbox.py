@@ -288,7 +288,8 @@ def test_each_pathology_setting_changes_the_preparation(client: FhirClient, slid
     assert len(run(pathology_patches=3).patches) == 3
     assert run(pathology_patches=3, pathology_patch_px=512).patches[0].image.size == (512, 512)
     assert run(pathology_patches=3, pathology_target_um_per_px=2.0).choices["level_um_per_px"] == 2.0
-    with pytest.raises(InputError, match=r"over the 20-frame limit \(pathology_max_frames_fetched\)"):
+    with pytest.raises(InputError, match=r"cutting 16 patches needs 64 frames and 1 were already fetched: "
+                                         r"over the 20-frame limit \(pathology_max_frames_fetched\)"):
         run(pathology_max_frames_fetched=20)
     with pytest.raises(InputError, match=r"over the 1,000,000,000-pixel limit \(pathology_max_base_pixels\)"):
         run(pathology_max_base_pixels=1_000_000_000)

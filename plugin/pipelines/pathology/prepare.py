@@ -228,7 +228,7 @@ def _prepare(slide: OpenSlide, study: Resource, version: str, started: datetime 
     chosen = sampling.sample_patches(candidates, options.patches, sampling.seed_for(slide.series_uid))
     frames_of = [tuple(sorted(f for f in frames_for_region(level, c.region, index).values() if f is not None))
                  for c in chosen.chosen]
-    reader.reserve(sum(len(f) for f in frames_of), f"{len(chosen.chosen)} patches")
+    reader.reserve(sum(len(f) for f in frames_of), f"cutting {len(chosen.chosen)} patches")
     patches = []
     for number, (candidate, frames) in enumerate(zip(chosen.chosen, frames_of, strict=True), start=1):
         pixels = reader.read_region(level, candidate.region)
