@@ -66,8 +66,8 @@ class CountingSession(requests.Session):
         found = []
         for path in self.paths:
             parts = path.split("/")
-            if "frames" in parts:
-                found.append((parts[parts.index("instances") + 1], int(parts[-1])))
+            if "frames" in parts:  # one frame, or a list of them (`frames/3,4,9`)
+                found += [(parts[parts.index("instances") + 1], int(n)) for n in parts[-1].split(",")]
         return found
 
 
@@ -169,6 +169,8 @@ def test_a_slide_fetches_its_metadata_the_thumbnail_and_only_the_patches_frames(
     assert [p for p in session.paths if p.endswith("/metadata")] == [
         f"/studies/{BIG.study_uid}/series/{BIG.series_uid}/metadata"]
     assert slide.choices["frames_fetched"] == 65
+    # The thumbnail, then all 64 patch frames in one WADO-RS request (frames/a,b,...).
+    assert len([p for p in session.paths if "/frames/" in p]) == slide.choices["frame_requests"] == 2
     assert slide.choices["transfer_syntaxes"] == ["1.2.840.10008.1.2.4.50"]  # as stored, no transcoding
     patch_frames = wanted - {(slide.thumbnail_level.instance_uid, 1)}
     assert slide.frames_used == {level.instance_uid: tuple(sorted(f for _, f in patch_frames))}
@@ -250,7 +252,7 @@ BAD = {
     "no_thumbnail": ("no thumbnail level: the smallest image of the slide is 4096 x 3072 pixels", "metadata"),
     "huge": ("the base level is 100000 x 100000 pixels (10,000,000,000), over the 8,000,000,000-pixel limit "
              "(pathology_max_base_pixels)", "metadata"),
-    "missing_frame": ("the frame could not be retrieved (the PACS answered HTTP 400)", "frames"),
+    "missing_frame": ("could not be retrieved (the PACS answered HTTP 400)", "frames"),
 }
 
 

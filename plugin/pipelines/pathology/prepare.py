@@ -229,13 +229,17 @@ def _prepare(slide: OpenSlide, study: Resource, version: str, started: datetime 
     frames_of = [tuple(sorted(f for f in frames_for_region(level, c.region, index).values() if f is not None))
                  for c in chosen.chosen]
     reader.reserve(sum(len(f) for f in frames_of), f"cutting {len(chosen.chosen)} patches")
+    # All patches' frames together: one request per FRAMES_PER_REQUEST frames (16 patches of
+    # 2 x 2 tiles: one request), each frame once.
+    regions = reader.read_regions(level, [c.region for c in chosen.chosen],
+                                  f"cutting {len(chosen.chosen)} patches")
     patches = []
-    for number, (candidate, frames) in enumerate(zip(chosen.chosen, frames_of, strict=True), start=1):
-        pixels = reader.read_region(level, candidate.region)
+    for number, (candidate, frames, pixels) in enumerate(zip(chosen.chosen, frames_of, regions, strict=True),
+                                                         start=1):
         patches.append(Patch(number=number, image=Image.fromarray(pixels, "RGB"), level=level,
                              region=candidate.region, base_region=base_box(pyramid, level, candidate.region),
                              frames=frames, tissue_fraction=candidate.tissue_fraction))
-        report(0.3 + 0.7 * number / len(chosen.chosen), f"patch {number} of {len(chosen.chosen)}")
+    report(1.0, f"{len(patches)} patches cut")
     used = [(level.instance_uid, f) for p in patches for f in p.frames]
     record = reader.record
     choices = {
@@ -254,7 +258,7 @@ def _prepare(slide: OpenSlide, study: Resource, version: str, started: datetime 
         "min_tissue": options.min_tissue, "candidates": chosen.candidates,
         "tissue_regions": list(chosen.regions), "patches_per_region": list(chosen.per_region),
         "patches_requested": options.patches, "patches": len(patches), "seed": chosen.seed,
-        "frames_fetched": record.frames, "frame_bytes": record.frame_bytes,
+        "frames_fetched": record.frames, "frame_requests": record.requests, "frame_bytes": record.frame_bytes,
         "bytes_read": slide.source.client.bytes_read, "requests": slide.source.client.requests_made,
         "decode_s": round(record.decode_s, 3), "transfer_syntaxes": sorted(record.transfer_syntaxes),
         "source": slide.source.describe(),

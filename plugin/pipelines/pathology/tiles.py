@@ -2,11 +2,12 @@
 within the budgets) and decoding them into that region's pixels.
 
     frames_for_region(level, region)      {(column, row) tile: 1-based frame number or None}
-    TileReader(client, study_uid, ...)    .region(level, region) -> RGB uint8 array
+    TileReader(client, study_uid, ...)    .read_region(s)(level, ...) -> RGB uint8 arrays
 
-Budgets are checked before the work: the frame count before any request, each frame's bytes
-while it is read (DicomWebClient cuts the body off), its decoded size from the codestream's
-header before its pixels are decoded, and the job's memory budget before each allocation.
+Frames go FRAMES_PER_REQUEST to a request. Budgets are checked before the work: the frame count
+before any request, each frame's bytes while the answer is read (DicomWebClient cuts the body
+off), a frame's decoded size from its codestream's header before its pixels are decoded, and
+the job's memory budget before each allocation.
 A tile absent from a TILED_SPARSE level is background (the scanner found nothing there): it
 is painted white, not fetched.
 """
@@ -35,6 +36,9 @@ JPEG_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 JPEG2000_SYNTAXES = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
                      "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
 EMPTY = 255  # a sparse level's absent tile: white glass
+# Frames asked for in one WADO-RS request (`frames/1,2,3`): Orthanc 1.10's cost per request grows
+# with the instance's size, not with the frames asked (docs/pathology.md "Orthanc 1.10 notes").
+FRAMES_PER_REQUEST = 64
 
 
 def tiles_for_region(level: PyramidLevel, region: Box) -> list[tuple[int, int]]:
@@ -71,6 +75,7 @@ class FetchRecord:
     """What was fetched, for the choices record and the benchmark."""
 
     frames: int = 0
+    requests: int = 0
     frame_bytes: int = 0
     decode_s: float = 0.0
     transfer_syntaxes: set[str] = field(default_factory=set)
@@ -104,51 +109,57 @@ class TileReader:
         """The RGB pixels of `region` of `level` (uint8, rows x columns x 3). The caller owns the
         memory charge of the result (width x height x 3 bytes) and releases it."""
         x0, y0, x1, y1 = int(region.x0), int(region.y0), int(region.x1), int(region.y1)
-        tiles = frames_for_region(level, region, self.index(level))
-        wanted = sorted({f for f in tiles.values() if f is not None})
-        self.reserve(len(wanted), f"region {x0},{y0}-{x1},{y1} of instance {level.instance_uid}")
-        size = (y1 - y0) * (x1 - x0) * 3
-        self.budget.charge(size, "a slide region's pixels")
+        return self.read_regions(level, [region], f"region {x0},{y0}-{x1},{y1} of instance "
+                                                  f"{level.instance_uid}")[0]
+
+    def read_regions(self, level: PyramidLevel, regions: list[Box], what: str) -> list[np.ndarray]:
+        """The pixels of several regions of one level, their frames fetched together (each once,
+        FRAMES_PER_REQUEST to a request). The caller owns the memory charge of the results."""
+        index = self.index(level)
+        maps = [frames_for_region(level, region, index) for region in regions]
+        wanted = sorted({f for tiles in maps for f in tiles.values() if f is not None})
+        self.reserve(len(wanted), what)
+        size = sum(int(r.x1 - r.x0) * int(r.y1 - r.y0) * 3 for r in regions)
+        self.budget.charge(size, "slide regions' pixels")
         try:
-            canvas = np.full((y1 - y0, x1 - x0, 3), EMPTY, dtype=np.uint8)
             decoded = dict(zip(wanted, self._fetch_all(level, wanted), strict=True))
-            tw, th = level.tile_columns, level.tile_rows
-            for (col, row), number in tiles.items():
-                if number is None:
-                    continue
-                tile = decoded[number]
-                tx0, ty0 = col * tw, row * th
-                # The overlap of this tile and the region, in matrix pixels.
-                ox0, oy0 = max(x0, tx0), max(y0, ty0)
-                ox1, oy1 = min(x1, tx0 + tw), min(y1, ty0 + th)
-                canvas[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0] = tile[oy0 - ty0:oy1 - ty0, ox0 - tx0:ox1 - tx0]
-            return canvas
+            return [_assemble(level, region, tiles, decoded)
+                    for region, tiles in zip(regions, maps, strict=True)]
         except BaseException:
             self.budget.release(size)
             raise
 
     def _fetch_all(self, level: PyramidLevel, numbers: list[int]) -> list[np.ndarray]:
         tile_bytes = level.tile_columns * level.tile_rows * 3
+        chunks = [numbers[i:i + FRAMES_PER_REQUEST] for i in range(0, len(numbers), FRAMES_PER_REQUEST)]
         with self.budget.held(tile_bytes * len(numbers), f"{len(numbers)} decoded tiles"):
-            if self.workers <= 1 or len(numbers) <= 1:
-                return [self._fetch(level, n) for n in numbers]
-            with ThreadPoolExecutor(min(self.workers, len(numbers))) as pool:
-                return list(pool.map(lambda n: self._fetch(level, n), numbers))
+            if self.workers <= 1 or len(chunks) <= 1:
+                done = [self._fetch(level, chunk) for chunk in chunks]
+            else:
+                with ThreadPoolExecutor(min(self.workers, len(chunks))) as pool:
+                    done = list(pool.map(lambda chunk: self._fetch(level, chunk), chunks))
+        return [tile for chunk in done for tile in chunk]
 
-    def _fetch(self, level: PyramidLevel, number: int) -> np.ndarray:
-        where = f"{self.where} instance {level.instance_uid} frame {number}"
+    def _fetch(self, level: PyramidLevel, numbers: list[int]) -> list[np.ndarray]:
+        """One request for `numbers` (WADO-RS takes a list of frames), then each frame decoded."""
+        plural = "s" if len(numbers) > 1 else ""
+        instance = f"{self.where} instance {level.instance_uid}"
+        where = f"{instance} frame{plural} {','.join(map(str, numbers))}"
         try:
-            data, syntax = self.client.frame(self.study_uid, level.series_uid, level.instance_uid, number,
-                                             max_bytes=self.max_frame_bytes)
+            parts, syntax = self.client.frames(self.study_uid, level.series_uid, level.instance_uid, numbers,
+                                               max_bytes_each=self.max_frame_bytes)
         except InputError as exc:
-            raise InputError(where, f"the frame could not be retrieved ({exc.reason})") from None
+            raise InputError(where, f"the frame{plural} could not be retrieved ({exc.reason})") from None
         with self._lock:
-            self.record.frames += 1
-            self.record.frame_bytes += len(data)
+            self.record.frames += len(numbers)
+            self.record.requests += 1
+            self.record.frame_bytes += sum(len(part) for part in parts)
             self.record.transfer_syntaxes.add(syntax)
-            self.record.digests[(level.instance_uid, number)] = hashlib.sha256(data).hexdigest()
+            for number, part in zip(numbers, parts, strict=True):
+                self.record.digests[(level.instance_uid, number)] = hashlib.sha256(part).hexdigest()
         started = time.perf_counter()
-        pixels = decode_frame(data, syntax, level, where=where)
+        pixels = [decode_frame(part, syntax, level, where=f"{instance} frame {n}")
+                  for n, part in zip(numbers, parts, strict=True)]
         with self._lock:
             self.record.decode_s += time.perf_counter() - started
         return pixels
@@ -159,6 +170,24 @@ class TileReader:
         for key in frames:
             combined.update(self.record.digests[key].encode())
         return combined.hexdigest()
+
+
+def _assemble(level: PyramidLevel, region: Box, tiles: dict[tuple[int, int], int | None],
+              decoded: dict[int, np.ndarray]) -> np.ndarray:
+    """The region's pixels from its decoded tiles; absent (sparse) tiles stay white."""
+    x0, y0, x1, y1 = int(region.x0), int(region.y0), int(region.x1), int(region.y1)
+    canvas = np.full((y1 - y0, x1 - x0, 3), EMPTY, dtype=np.uint8)
+    tw, th = level.tile_columns, level.tile_rows
+    for (col, row), number in tiles.items():
+        if number is None:
+            continue
+        tile = decoded[number]
+        tx0, ty0 = col * tw, row * th
+        # The overlap of this tile and the region, in matrix pixels.
+        ox0, oy0 = max(x0, tx0), max(y0, ty0)
+        ox1, oy1 = min(x1, tx0 + tw), min(y1, ty0 + th)
+        canvas[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0] = tile[oy0 - ty0:oy1 - ty0, ox0 - tx0:ox1 - tx0]
+    return canvas
 
 
 def decode_frame(data: bytes, syntax: str, level: PyramidLevel, *, where: str) -> np.ndarray:
