@@ -228,9 +228,8 @@ def _prepare(slide: OpenSlide, study: Resource, version: str, started: datetime 
     chosen = sampling.sample_patches(candidates, options.patches, sampling.seed_for(slide.series_uid))
     frames_of = [tuple(sorted(f for f in frames_for_region(level, c.region, index).values() if f is not None))
                  for c in chosen.chosen]
-    reader.reserve(sum(len(f) for f in frames_of), f"cutting {len(chosen.chosen)} patches")
-    # All patches' frames together: one request per FRAMES_PER_REQUEST frames (16 patches of
-    # 2 x 2 tiles: one request), each frame once.
+    # All patches' frames together, the frame budget checked first: one request per
+    # FRAMES_PER_REQUEST frames (16 patches of 2 x 2 tiles: one request), each frame once.
     regions = reader.read_regions(level, [c.region for c in chosen.chosen],
                                   f"cutting {len(chosen.chosen)} patches")
     patches = []
