@@ -44,6 +44,16 @@ def test_the_mask_matches_the_drawn_tissue_on_a_jpeg_thumbnail() -> None:
     assert iou > 0.97 and precision > 0.98, (iou, precision)
 
 
+def test_the_threshold_follows_the_slide_not_a_fixed_value() -> None:
+    # Yellowed glass (saturation ~30, over the fixed floor of 20): Otsu still splits glass from
+    # tissue, where a fixed threshold at the floor would call the whole slide tissue.
+    tinted, truth = _thumbnail().copy(), _truth()
+    tinted[~truth] = (240, 232, 212)
+    found = tissue_mask(tinted)
+    assert found.threshold > 30
+    assert (found.mask & truth).sum() / (found.mask | truth).sum() > 0.97
+
+
 def test_an_empty_slide_has_no_tissue() -> None:
     blank = np.full((100, 100, 3), 242, dtype=np.uint8)
     blank[::7, ::5] = (236, 240, 242)  # JPEG-like noise on glass
