@@ -13,6 +13,7 @@ the level instance, the frames fetched for it and the region in that level's tot
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plugin.engines.answers import AnswerFormatError
@@ -36,6 +37,7 @@ from .report_draft import SlideRead, preparation_notes, report_narrative
 from .slide import Patch, PreparedSlide
 
 if TYPE_CHECKING:
+    from plugin.config import Settings
     from plugin.pipelines.imaging.stow import DicomWriteOptions
 
 PIPELINE = "pathology"
@@ -57,6 +59,23 @@ class PrepareSlide(Protocol):
 
 
 FindStudies = Callable[[FhirClient, str], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class SettingsOptions:
+    """The slide options the settings give (prepare.pathology_options), built when a job runs:
+    the slide reader is imported only by the processes that read slides."""
+
+    settings: Settings
+
+    def build(self) -> Any:
+        from .prepare import pathology_options  # type: ignore[import-not-found,unused-ignore]
+
+        return pathology_options(self.settings)
+
+
+def settings_options(settings: Settings) -> SettingsOptions:
+    return SettingsOptions(settings)
 
 
 class PathologyPipeline:
@@ -115,6 +134,8 @@ class PathologyPipeline:
     def _prepare_slide(self, context: JobContext, start: float, end: float) -> PreparedSlide:
         prepare = self._prepare or _default_prepare()
         options = self.preparation if self.preparation is not None else _default_options()
+        if isinstance(options, SettingsOptions):
+            options = options.build()
 
         def progress(fraction: float, text: str) -> None:
             context.report_progress(start + (end - start) * min(max(fraction, 0.0), 1.0), text)
