@@ -49,6 +49,7 @@ KEY = "pathology"  # item keys start with it: "pathology/1", the report "patholo
 PATHOLOGY_REPORT_CODE = Coding("http://loinc.org", "60567-5", "Comprehensive pathology report panel")
 
 Progress = Callable[[float, str], None]
+SLIDE_READER = "plugin.pipelines.pathology.prepare"  # pyramid, tissue mask, tiles -> PreparedSlide
 
 
 class PrepareSlide(Protocol):
@@ -100,7 +101,11 @@ class PathologyPipeline:
         self.dicom_write = dicom_write
 
     def unavailable_reason(self) -> str:
-        """Why the pipeline cannot run here (the model is absent); "" when it can."""
+        """Why the pipeline cannot run here (the model or the slide reader is absent); "" when
+        it can."""
+        if self._prepare is None and not _slide_reader_installed():
+            return (f"the slide reader ({SLIDE_READER}) is not installed here, so no slide can be "
+                    "read")
         if self.engine.available():
             return ""
         why = getattr(self.engine, "why_unavailable", lambda: None)() or "it is not available"
@@ -200,6 +205,12 @@ def _report_code(resource: dict[str, Any]) -> Coding:
             if coding.get("system") and coding.get("code"):
                 return Coding(coding["system"], coding["code"], coding.get("display", ""))
     return PATHOLOGY_REPORT_CODE
+
+
+def _slide_reader_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(SLIDE_READER) is not None
 
 
 def _default_prepare() -> PrepareSlide:
