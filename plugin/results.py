@@ -225,7 +225,8 @@ class PipelineResult:
     problems: tuple[InputProblem, ...] = ()
     # Extra inputs (e.g. the prior study of a comparison), at their exact versions.
     other_sources: tuple[SourceRef, ...] = field(default=())
-    # DICOM SOP Instance UIDs whose pixels the model was shown (imaging), for the Provenance.
+    # DICOM SOP Instance UIDs whose pixels the model was shown (imaging, pathology), for the
+    # Provenance.
     instances_used: tuple[str, ...] = ()
     # What the written resources' identifiers are derived from, when not `source` at its version:
     # a note made from our own transcript is one note per transcript (the transcript's id alone),
