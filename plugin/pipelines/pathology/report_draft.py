@@ -7,6 +7,7 @@ with the same answer changes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,9 @@ from .slide import PreparedSlide
 
 TITLE = "Whole-slide pathology: findings (AI draft)"
 _CHOICES_MAX = 1200  # characters of the preparation's own record quoted in the draft
+# Timings in the preparation's record are left out: a re-run must write the same draft (else every
+# run would update it), and how long a fetch took says nothing about the result.
+_TIMING = re.compile(r"(^|_)(s|ms|us|ns|secs?|seconds|time|times|elapsed|duration|timings?)$")
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,20 @@ def preparation_notes(slide: PreparedSlide) -> list[str]:
 
 
 def choices_text(choices: dict[str, Any]) -> str:
-    """The preparation's record as compact, key-sorted JSON (cut short past a limit)."""
-    text = json.dumps(choices, sort_keys=True, separators=(", ", ": "), ensure_ascii=False,
+    """The preparation's record as compact, key-sorted JSON without its timings (cut short past
+    a limit)."""
+    text = json.dumps(_without_timings(choices), sort_keys=True, separators=(", ", ": "), ensure_ascii=False,
                       default=str)
     return text if len(text) <= _CHOICES_MAX else text[:_CHOICES_MAX - 1] + "…"
+
+
+def _without_timings(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items()
+                if not _TIMING.search(str(k).lower())}
+    if isinstance(value, list | tuple):
+        return [_without_timings(v) for v in value]
+    return value
 
 
 def _body(read: SlideRead) -> list[str]:

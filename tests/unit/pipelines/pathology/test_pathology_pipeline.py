@@ -193,6 +193,15 @@ def test_the_narrative_lists_context_preparation_patches_and_cited_patches() -> 
     assert "- Invasive ductal carcinoma, grade 2 (abnormal) — patches 2, 3" in text
 
 
+def test_timings_in_the_preparation_record_do_not_change_the_draft() -> None:
+    slide = prepared_slide()
+    timed = [type(slide)(**{**slide.__dict__, "choices": {**slide.choices, "decode_s": seconds,
+                                                          "fetch": {"frames": 9, "elapsed_ms": seconds}}})
+             for seconds in (0.8, 1.7)]
+    first, second = (narrative(run(GOOD, t)[0]) for t in timed)
+    assert first == second and '"fetch": {"frames": 9}' in first
+
+
 # ---- FHIR -------------------------------------------------------------------------------------
 
 def planned(result: PipelineResult) -> dict[str, dict[str, Any]]:
