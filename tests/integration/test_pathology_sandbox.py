@@ -231,3 +231,18 @@ def test_the_sr_lands_in_the_pacs_on_the_slide_s_level_and_frames(
     # A re-run: the SR is already there; none is added.
     run(fhir, tmp_path, study, slide, version="v1", write=write)
     assert stored_srs(pacs_url, slide.study_uid) == [(series_uid, sr_uid)]
+
+    # A new model version: a second SR in the same series, naming the first as its predecessor.
+    run(fhir, tmp_path, study, slide, version="v2", write=write)
+    (report,) = ours(fhir, "DiagnosticReport", study)
+    (new_uid,) = [i["value"].removeprefix("urn:oid:") for i in report["identifier"]
+                  if i["system"] == DICOM_UID]
+    assert new_uid != sr_uid and stored_srs(pacs_url, slide.study_uid) == sorted(
+        [(series_uid, sr_uid), (series_uid, new_uid)])
+    client = DicomWebClient(pacs_url)
+    try:
+        newer = hd.sr.srread(io.BytesIO(client.instance(slide.study_uid, series_uid, new_uid)))
+    finally:
+        client.close()
+    (previous,) = newer.PredecessorDocumentsSequence
+    assert previous.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == sr_uid

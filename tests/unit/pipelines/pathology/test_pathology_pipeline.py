@@ -17,7 +17,7 @@ from PIL import Image
 
 from fhir_mappers.evidence import evidence_extension
 from fhir_mappers.systems import EXT_DICOM_FRAMES, EXT_EVIDENCE_IMAGE
-from plugin.errors import ConfigError
+from plugin.errors import ConfigError, InputError
 from plugin.fhir import FhirClient
 from plugin.jobs import Job, JobContext, JobState
 from plugin.pipelines.pathology.pipeline import PathologyPipeline, slide_result
@@ -175,6 +175,16 @@ def test_an_unreadable_answer_writes_no_finding_and_says_so() -> None:
     assert result.reports == ()
     assert "could not be read" in reasons(result)
     assert "could not be read, so nothing was taken from it" in narrative(result)
+
+
+def test_a_slide_the_reader_refuses_fails_with_its_reason_and_the_model_is_not_called() -> None:
+    def refuse(client: Any, study: Any, options: Any, progress: Any = None) -> PreparedSlide:
+        raise InputError("ImagingStudy/slide-1", "the slide has no thumbnail level")
+
+    engine = ScriptedEngine(GOOD)
+    with pytest.raises(InputError, match="no thumbnail level"):
+        PathologyPipeline(engine, prepare=refuse, preparation=object())(context())
+    assert engine.turns == []
 
 
 def test_test_weights_are_marked_and_an_absent_model_refuses_to_run() -> None:
