@@ -124,6 +124,27 @@ def test_parts_the_header_leaves_out_are_not_invented() -> None:
     assert label == "PATCH 1 (resolution not stated, region x 0-256, y 0-256 of pyramid level 1)"
 
 
+def test_the_remote_engine_sends_each_patch_with_its_label_in_order() -> None:
+    from plugin.engines.openai_chat import OpenAIChatEngine
+    from tests.support.chat_completions import ChatServer, chat_server
+
+    server = ChatServer(MODEL.name, answers=["```json\n" + GOOD + "\n```"])
+    slide = prepared_slide()
+    with chat_server(server) as url:
+        pipeline = PathologyPipeline(OpenAIChatEngine(url, MODEL.name, timeout_s=10), preparation=object(),
+                                     prepare=lambda client, study, options, progress=None: slide)
+        result = pipeline(context())
+    assert server.shape_errors == []
+    (request,) = server.requests
+    assert [p["type"] for p in request.parts] == ["text", *["image_url", "text"] * 3, "text"]
+    labels = [p["text"] for p in request.parts if p["type"] == "text"][1:4]
+    assert [label.split(" (")[0] for label in labels] == ["PATCH 1", "PATCH 2", "PATCH 3"]
+    assert [image.getpixel((0, 0)) for image in request.images()] == [
+        patch.image.getpixel((0, 0)) for patch in slide.patches]
+    assert [f.text for f in findings(result)] == ["Invasive ductal carcinoma, grade 2",
+                                                  "Benign fibrofatty breast stroma"]
+
+
 # ---- reading the answer -----------------------------------------------------------------------
 
 def test_findings_cite_their_patches_level_frames_and_region() -> None:
