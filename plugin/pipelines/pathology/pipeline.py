@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from plugin.engines.answers import AnswerFormatError
 from plugin.engines.vision_language import VisionLanguageEngine
-from plugin.errors import ConfigError
+from plugin.errors import ConfigError, InputError
 from plugin.fhir import FhirClient
 from plugin.jobs import JobContext
 from plugin.results import (
@@ -123,6 +123,10 @@ class PathologyPipeline:
             raise ConfigError(f"pathology pipeline: {reason}")
         context.report_progress(0.02, "preparing the slide")
         slide = self._prepare_slide(context, 0.02, 0.55)
+        if not slide.patches:
+            raise InputError(f"ImagingStudy/{slide.source.id}",
+                             "no patch of tissue was taken from the slide, so there is nothing to "
+                             "show the model")
         parts = slide_parts(slide)
         context.report_progress(0.6, f"model call 1 of 1 ({len(slide.patches)} patch"
                                      f"{'es' * (len(slide.patches) != 1)})")

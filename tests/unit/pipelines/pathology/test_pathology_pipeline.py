@@ -205,6 +205,9 @@ def test_a_slide_the_reader_refuses_fails_with_its_reason_and_the_model_is_not_c
     engine = ScriptedEngine(GOOD)
     with pytest.raises(InputError, match="no thumbnail level"):
         PathologyPipeline(engine, prepare=refuse, preparation=object())(context())
+    empty = type(prepared_slide())(**{**prepared_slide().__dict__, "patches": ()})
+    with pytest.raises(InputError, match="no patch of tissue"):
+        run(GOOD, empty)
     assert engine.turns == []
 
 
