@@ -184,8 +184,9 @@ def _evidence(study: Prepared, group: ReportGroup, result: PipelineResult, endpo
             for item in dicomweb.series_metadata(study.study_uid, series):
                 uid = _value(item, "00080018")
                 if (series, uid) in wanted:
-                    found[uid] = Dataset.from_json({k: v for k, v in item.items()
-                                                    if "BulkDataURI" not in v and "InlineBinary" not in v})
+                    header = {k: v for k, v in item.items()
+                              if "BulkDataURI" not in v and "InlineBinary" not in v}
+                    found[uid] = _with_type2_patient_study(Dataset.from_json(header))
     finally:
         dicomweb.close()
     missing = sorted(u for _, u in wanted if u not in found)
@@ -193,6 +194,20 @@ def _evidence(study: Prepared, group: ReportGroup, result: PipelineResult, endpo
         raise InputError(f"{endpoint} studies/{study.study_uid}",
                          f"the PACS has no header for cited instance(s) {', '.join(missing)}")
     return [found[u] for _, u in sorted(wanted)]
+
+
+# Patient and study attributes the SR copies from its first evidence header (highdicom reads them
+# there). All are type 2: a source that leaves one out (a PACS omits an empty one from DICOM JSON,
+# a slide scanner may never write it) gets it empty, as the SR itself may have it.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                 "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def _with_type2_patient_study(header: Dataset) -> Dataset:
+    for keyword in _TYPE2_COPIED:
+        if keyword not in header:
+            setattr(header, keyword, None)
+    return header
 
 
 def _first_shown(study: Prepared) -> list[tuple[str, str]]:

@@ -261,6 +261,9 @@ def _prepare(slide: OpenSlide, study: Resource, version: str, started: datetime 
         "bytes_read": slide.source.client.bytes_read, "requests": slide.source.client.requests_made,
         "decode_s": round(record.decode_s, 3), "transfer_syntaxes": sorted(record.transfer_syntaxes),
         "source": slide.source.describe(),
+        # The DICOMweb base the slide was read from: the SR write-back (imaging/stow.py) stores the
+        # report there when that base is also on the write allow-list.
+        "endpoint": slide.source.client.base_url,
     }
     source = SourceRef("ImagingStudy", str(study["id"]), version, content_sha256=reader.digest(used))
     return PreparedSlide(source=source, study_uid=slide.study_uid, series_uid=slide.series_uid,
