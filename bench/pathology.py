@@ -39,7 +39,7 @@ from plugin.fhir import FhirClient  # noqa: E402
 from plugin.pipelines.imaging.dicomweb import INSTANCE_ACCEPT, multipart_parts, store_instances  # noqa: E402
 from plugin.pipelines.pathology.prepare import PathologyOptions, prepare_slide  # noqa: E402
 from plugin.sandbox.orthanc import OrthancSandbox  # noqa: E402
-from tests.support.wsi_slides import Blob, SlideSpec, SyntheticSlide, make_slide  # noqa: E402
+from plugin.sandbox.synthetic.slide import Blob, SlideSpec, SyntheticSlide, make_slide  # noqa: E402
 
 Row = dict[str, float]
 

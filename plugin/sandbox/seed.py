@@ -29,6 +29,7 @@ from plugin.fhir import FhirClient
 from plugin.pipelines.imaging.dicomweb import DicomWebClient, store_instances
 from plugin.sandbox import synthetic
 from plugin.sandbox.synthetic import SyntheticPatient
+from plugin.sandbox.synthetic.slide import Blob, SlideSpec, make_slide
 
 SEED_SYSTEM = "https://chartlight.dev/fhir/sid/sandbox-input"
 MRN_SYSTEM = "https://chartlight.dev/fhir/sid/sandbox-mrn"
@@ -39,6 +40,9 @@ DICOM_UID = "urn:dicom:uid"
 LAB_COLLECTED = synthetic.DEMO_LAB_REPORT.collected
 DICTATED = datetime(2026, 11, 21, 10, 40, tzinfo=UTC)
 CT_ACQUIRED = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+SLIDE_SCANNED = datetime(2026, 11, 24, 15, 10, tzinfo=UTC)
+CHEST = {"system": "http://snomed.info/sct", "code": "51185008", "display": "Thoracic structure"}
+COLON = {"system": "http://snomed.info/sct", "code": "71854001", "display": "Colon structure"}
 CXR_PRIOR = datetime(2025, 5, 12, 14, 5, tzinfo=UTC)
 CXR_CURRENT = datetime(2026, 11, 21, 9, 5, tzinfo=UTC)
 # label -> (acquired, opacity size in mm, photometric interpretation)
@@ -113,6 +117,7 @@ class _Seeder:
             ("ct-chest", self._ct),
             ("cxr-prior", lambda ident: self._cxr(ident, "prior")),
             ("cxr-current", lambda ident: self._cxr(ident, "current")),
+            ("slide-colon-biopsy", self._slide),
         ]
 
     def run(self, key: str, step: Callable[[Resource], list[tuple[Resource, str]]]) -> None:
@@ -228,6 +233,22 @@ class _Seeder:
         return self._imaging(identifier, self._cxr_files(label), CXR_VARIANTS[label][0],
                              f"Chest X-ray PA ({label})")
 
+    def _slide_files(self) -> tuple[bytes, ...]:
+        """A small whole-slide image (12k x 9k px at 0.25 µm/px, 3 levels and a thumbnail) of an
+        H&E colon biopsy: two pieces of tissue on glass."""
+        spec = SlideSpec(columns=12288, rows=9216, tile=256, downsamples=(1, 2, 8), thumbnail_downsample=32,
+                         blobs=(Blob(3600, 3400, 2400, 2000), Blob(8800, 5800, 2300, 2400)),
+                         name=f"demo-{self.patient.mrn}", patient_id=self.patient.mrn,
+                         patient_name=f"{self.patient.family}^{self.patient.given}")
+        return make_slide(spec).files
+
+    def _slide(self, identifier: Resource) -> list[tuple[Resource, str]]:
+        # A slide is read tile by tile by WADO-RS frame retrieval: without a PACS there is none.
+        if self.pacs_url is None:
+            return []
+        return self._imaging(identifier, list(self._slide_files()), SLIDE_SCANNED,
+                             "Colon biopsy, H&E (whole-slide image)")
+
     def _restore_to_pacs(self, key: str, study: Resource) -> bool:
         """Make an already seeded study reachable through this PACS: store its instances there if
         the PACS lacks them (a reset, or a fresh Orthanc beside a persistent FHIR server), and give
@@ -243,7 +264,12 @@ class _Seeder:
         if stored and reference in study.get("endpoint", []):
             return False
         if not stored:
-            files = self._ct_files() if key == "ct-chest" else self._cxr_files(key.removeprefix("cxr-"))
+            if key == "ct-chest":
+                files = self._ct_files()
+            elif key.startswith("slide"):
+                files = list(self._slide_files())
+            else:
+                files = self._cxr_files(key.removeprefix("cxr-"))
             store_instances(self.pacs_url, files)
         if reference not in study.get("endpoint", []):
             self.client.update({**study, "endpoint": [reference, *study.get("endpoint", [])]},
@@ -302,8 +328,7 @@ class _Seeder:
                              "code": str(first.Modality)},
                 "description": str(first.get("SeriesDescription", description)),
                 "numberOfInstances": len(files),
-                "bodySite": {"system": "http://snomed.info/sct", "code": "51185008",
-                             "display": "Thoracic structure"},
+                "bodySite": (COLON if first.Modality == "SM" else CHEST),
                 "started": when.isoformat(),
                 "instance": instances,
             }],

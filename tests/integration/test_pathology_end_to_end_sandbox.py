@@ -1,5 +1,5 @@
 """The whole pathology path on the real servers, nothing prepared by hand: a synthetic slide from
-tests/support/wsi_slides.py stored in Orthanc by STOW-RS behind an ImagingStudy on HAPI, the job
+plugin/sandbox/synthetic/slide.py stored in Orthanc by STOW-RS behind an ImagingStudy on HAPI, the job
 runner running the pathology pipeline with the real slide reader (pyramid, mask, frames), an engine
 with canned answers (labelled a random-weight test model), the SR written back to the PACS.
 
@@ -28,7 +28,7 @@ from plugin.pipelines.imaging.stow import DicomWriteOptions
 from plugin.pipelines.pathology.pipeline import PIPELINE, PathologyPipeline
 from plugin.pipelines.pathology.prepare import PathologyOptions, prepare_slide
 from plugin.results import ModelInfo
-from tests.support.wsi_slides import Blob, SlideSpec, make_slide
+from plugin.sandbox.synthetic.slide import Blob, SlideSpec, make_slide
 
 pytestmark = pytest.mark.sandbox
 

@@ -1,5 +1,5 @@
 """Whole-slide preparation against the real HAPI FHIR server and Orthanc PACS: synthetic DICOM WSI
-series (tests/support/wsi_slides.py) stored by STOW-RS, an ImagingStudy + Endpoint on HAPI, and
+series (plugin/sandbox/synthetic/slide.py) stored by STOW-RS, an ImagingStudy + Endpoint on HAPI, and
 prepare_slide fetching the series metadata, the thumbnail and only the patches' frames (counted
 here on the wire); the patches lie on tissue and hold the pixels the generator drew there; each
 broken slide fails with its own error and fetches nothing it did not need."""
@@ -30,7 +30,7 @@ from plugin.pipelines.pathology.prepare import (
 from plugin.pipelines.pathology.regions import overview_png, region_png
 from plugin.pipelines.pathology.slide import PreparedSlide
 from plugin.pipelines.pathology.tissue import tissue_mask
-from tests.support.wsi_slides import (
+from plugin.sandbox.synthetic.slide import (
     DEFAULT_BLOBS,
     Blob,
     SlideSpec,

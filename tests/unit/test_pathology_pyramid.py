@@ -1,5 +1,5 @@
 """The slide pyramid read from series metadata (DICOM JSON written by pydicom from the synthetic
-slides of tests/support/wsi_slides.py): levels, thumbnail, spacing, sparse frame places, the
+slides of plugin/sandbox/synthetic/slide.py): levels, thumbnail, spacing, sparse frame places, the
 slide's context, and each inconsistent geometry refused with the instance named."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from plugin.errors import InputError
 from plugin.pipelines.pathology.pyramid import read_pyramid
-from tests.support.wsi_slides import Blob, SlideSpec, huge_slide_files, make_slide, series_metadata
+from plugin.sandbox.synthetic.slide import Blob, SlideSpec, huge_slide_files, make_slide, series_metadata
 
 SMALL = SlideSpec(columns=4096, rows=3072, tile=256, downsamples=(1, 4), thumbnail_downsample=16,
                   blobs=(Blob(1200, 1100, 700, 600), Blob(3000, 2200, 600, 500)), name="unit")

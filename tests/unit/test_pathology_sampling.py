@@ -11,7 +11,7 @@ from PIL import Image
 from plugin.pipelines.pathology import sampling
 from plugin.pipelines.pathology.slide import PyramidLevel
 from plugin.pipelines.pathology.tissue import otsu_threshold, saturation, tissue_mask
-from tests.support.wsi_slides import DEFAULT_BLOBS, SlideSpec, render
+from plugin.sandbox.synthetic.slide import DEFAULT_BLOBS, SlideSpec, render
 
 SPEC = SlideSpec()  # 40k x 30k, four blobs
 THUMB = 64  # the generator's THUMBNAIL downsample
@@ -25,7 +25,7 @@ def _thumbnail(quality: int = 90) -> np.ndarray:
 
 
 def _truth() -> np.ndarray:
-    from tests.support.wsi_slides import _coords, _inside
+    from plugin.sandbox.synthetic.slide import _coords, _inside
     u, v = _coords(THUMB, 0, 0, 625, 469)
     return _inside(SPEC.blobs, u, v)
 

@@ -1,6 +1,7 @@
-"""Synthetic whole-slide images for the pathology tests and benchmark: a tiled multi-resolution DICOM
-VL Whole Slide Microscopy series (one instance per pyramid level, JPEG baseline tiles, TILED_FULL or
-TILED_SPARSE, optionally a single-frame THUMBNAIL image), with the tissue truth alongside.
+"""Synthetic whole-slide images for the demo patient, the pathology tests and the benchmark: a
+tiled multi-resolution DICOM VL Whole Slide Microscopy series (one instance per pyramid level, JPEG
+baseline tiles, TILED_FULL or TILED_SPARSE, optionally a single-frame THUMBNAIL image), with the
+tissue truth alongside.
 
 Made apart from the reader (nothing here imports plugin.pipelines.pathology): the picture is a pure
 function of base-level coordinates (`SyntheticSlide.render`), so a test can compare what the reader
@@ -66,6 +67,7 @@ class SlideSpec:
     bad: str = ""
     quality: int = 90
     patient_id: str = "WSI-TEST-1"
+    patient_name: str = "Test^Slide"
 
     @property
     def study_uid(self) -> str:
@@ -227,7 +229,7 @@ def _level_dataset(spec: SlideSpec, uid: str, number: int, image_type: str, colu
     ds.SOPClassUID, ds.SOPInstanceUID = WSI_STORAGE, uid
     ds.StudyInstanceUID, ds.SeriesInstanceUID = spec.study_uid, spec.series_uid
     ds.FrameOfReferenceUID = generate_uid(entropy_srcs=["wsi-frame", spec.name])
-    ds.Modality, ds.PatientID, ds.PatientName = "SM", spec.patient_id, "Test^Slide"
+    ds.Modality, ds.PatientID, ds.PatientName = "SM", spec.patient_id, spec.patient_name
     ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20260101", "120000", "", "1"
     ds.SeriesNumber, ds.InstanceNumber = 1, number
     ds.Manufacturer = "chartlight tests"
