@@ -348,6 +348,16 @@ class Settings:
     # "auto": ONNX Runtime when MedASR runs on the CPU, PyTorch on a GPU.
     medasr_runtime: str = "auto"
     medasr_onnx_cache_dir: str = ""
+    # Whole-slide pathology (docs/pathology.md): patches are cut at the pyramid level whose µm per
+    # pixel is closest to pathology_target_um_per_px, pathology_patches of them, each
+    # pathology_patch_px square (MedGemma's processor takes 896 x 896); a slide whose base level
+    # has more than pathology_max_base_pixels pixels is refused from its metadata alone; one
+    # slide may fetch at most pathology_max_frames_fetched frames (tiles), checked before fetching.
+    pathology_target_um_per_px: float = 0.5
+    pathology_patches: int = 16
+    pathology_patch_px: int = 896
+    pathology_max_base_pixels: int = 8_000_000_000
+    pathology_max_frames_fetched: int = 512
 
     def __post_init__(self) -> None:
         _check_http_url("fhir_base_url", self.fhir_base_url)
@@ -371,6 +381,7 @@ class Settings:
         self._check_medasr_runtime()
         self._check_dicom_write()
         self._check_dispatch()
+        self._check_pathology()
         if self.speech_live_idle_s <= 0 or self.speech_live_max_recordings <= 0:
             raise ConfigError("speech_live_idle_s and speech_live_max_recordings must be positive")
         for name in ("summary_token_budget", "summary_max_new_tokens", "job_timeout_summary_s"):
@@ -555,6 +566,14 @@ class Settings:
                 raise ConfigError("medgemma_engine is remote: set medgemma_remote_url")
             if not self.medgemma_remote_model.strip():
                 raise ConfigError("medgemma_engine is remote: set medgemma_remote_model")
+
+    def _check_pathology(self) -> None:
+        for name in ("pathology_target_um_per_px", "pathology_patches", "pathology_max_base_pixels",
+                     "pathology_max_frames_fetched"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 64 <= self.pathology_patch_px <= 4096:
+            raise ConfigError(f"pathology_patch_px must be 64 to 4096, got {self.pathology_patch_px!r}")
 
     def _check_imaging(self) -> None:
         for name in ("pacs_port", "imaging_max_slices", "imaging_max_instance_bytes",

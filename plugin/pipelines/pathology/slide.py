@@ -38,6 +38,9 @@ class PyramidLevel:
     transfer_syntax: str = ""  # as the PACS declared it in the metadata ("" = unknown)
     photometric: str = ""  # PhotometricInterpretation
     optical_path: str = ""  # OpticalPathIdentifier (the first, when several)
+    # TILED_SPARSE: the (column, row) tile of each frame, in frame order (frame n is index n-1);
+    # empty for TILED_FULL, whose frame order is implied (row by row, columns fastest).
+    sparse_tiles: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def tiles_across(self) -> int:
