@@ -1,4 +1,4 @@
-"""Report groups -> FHIR R4 DiagnosticReport: a lab panel or an imaging read that collects the
+"""Report groups -> FHIR R4 DiagnosticReport: a lab panel, an imaging or a pathology read that collects the
 Observations of its items. A conclusion the model wrote is labelled inline as AI-asserted.
 """
 
@@ -13,7 +13,8 @@ from .evidence import derived_from_extension
 from .labels import ai_meta, inline_ai_label, with_test_marker
 from .systems import EXT_GENERATED_BY, V2_0074
 
-CATEGORY_DISPLAYS = {"LAB": "Laboratory", "RAD": "Radiology"}
+CATEGORY_DISPLAYS = {"LAB": "Laboratory", "RAD": "Radiology",
+                     "PAT": "Pathology (gross & histopath, not surgical)"}
 
 
 def to_diagnostic_report(

@@ -5,7 +5,10 @@ from.
                     quote, box ("x0,y0,x1,y1" in page pixels)
     evidence-audio  start, end (seconds from the start of the recording), quote
     evidence-image  study, series, instance (DICOM UIDs as FHIR `id`, the type ImagingStudy uses
-                    for them), frame, slice, box ("x0,y0,x1,y1" in image pixels)
+                    for them), frame, slice, box ("x0,y0,x1,y1" in image pixels); for a
+                    whole-slide patch also level (0 = the base level) and frames ("3,4,9,10",
+                    the 1-based tiles of the instance), its box then in the level's total
+                    pixel matrix
     confidence      valueDecimal, the model's confidence in the item (0..1)
     derived-from    valueReference, the source, where the resource has no element that may
                     point at it (R4 DiagnosticReport; Observation.derivedFrom of a DiagnosticReport)
@@ -31,6 +34,11 @@ from .systems import (
 
 def box_text(box: Box) -> str:
     return ",".join(number_text(v) for v in (box.x0, box.y0, box.x1, box.y1))
+
+
+def frames_text(frames: tuple[int, ...]) -> str:
+    """1-based frame numbers as "3,4,9,10" (sorted, no repeats)."""
+    return ",".join(str(f) for f in sorted(set(frames)))
 
 
 def _part(name: str, value_type: str, value: object) -> JsonDict:
@@ -80,6 +88,10 @@ def evidence_extension(evidence: Evidence) -> JsonDict:
             parts.append(_part("slice", "valueInteger", evidence.slice_index))
         if evidence.box is not None:
             parts.append(_part("box", "valueString", box_text(evidence.box)))
+        if evidence.level is not None:
+            parts.append(_part("level", "valueInteger", evidence.level))
+        if evidence.frames:
+            parts.append(_part("frames", "valueString", frames_text(evidence.frames)))
         return {"url": EXT_EVIDENCE_IMAGE, "extension": parts}
     raise TypeError(f"not evidence: {type(evidence).__name__}")
 

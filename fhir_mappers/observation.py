@@ -42,11 +42,15 @@ CATEGORY_DISPLAYS = {
     "exam": "Exam",
     "imaging": "Imaging",
 }
+# A finding's own category -> Observation.category (a slide's findings are laboratory results:
+# observation-category "laboratory" covers histology and anatomic pathology).
+FINDING_OBSERVATION_CATEGORY = {"pathology": "laboratory"}
 
 # Observation.code of a finding that has no code of its own.
 FINDING_CODES = {
     "imaging": (LOINC, "18782-3", "Radiology Study observation (narrative)"),
     "exam": (LOINC, "29545-1", "Physical findings Narrative"),
+    "pathology": (LOINC, "22635-7", "Pathology report microscopic observation Other stain"),
 }
 
 CHANGE_DISPLAYS = {
@@ -90,8 +94,9 @@ def to_observation(
         resource["extension"] = extensions
     resource["identifier"] = [identifier]
     resource["status"] = status
+    category = FINDING_OBSERVATION_CATEGORY.get(item.category, item.category)
     resource["category"] = [
-        concept(coding(OBSERVATION_CATEGORY, item.category, CATEGORY_DISPLAYS[item.category]))
+        concept(coding(OBSERVATION_CATEGORY, category, CATEGORY_DISPLAYS[category]))
     ]
     if isinstance(item, MeasuredValue):
         _measured(resource, item, subject, effective)

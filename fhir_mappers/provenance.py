@@ -13,11 +13,13 @@ from typing import Literal
 from plugin.results import SourceRef
 
 from .datatypes import JsonDict, coding, concept, fhir_datetime, fhir_instant
+from .evidence import frames_text
 from .labels import aiast
 from .systems import (
     AI_DEVICE_TYPE_CS,
     CS_REVIEW_DECISION,
     DICOM_UID,
+    EXT_DICOM_FRAMES,
     PROVENANCE_PARTICIPANT_TYPE,
     V3_DATA_OPERATION,
 )
@@ -43,13 +45,17 @@ def to_provenance(
     activity_text: str,
     occurred: datetime | None = None,
     instances: list[str] | None = None,
+    frames: dict[str, tuple[int, ...]] | None = None,
 ) -> JsonDict:
     """The Provenance of one write: `targets` are every resource written (references or
     urn:uuid fullUrls of the same transaction), `device` the model's Device, `sources` the inputs
     (written as versioned references), `on_behalf_of` the user who ran it when known.
     `occurred` (when the model ran) defaults to `recorded`. `instances` are the DICOM SOP
     Instance UIDs the model was shown: each is a source entity named by its identifier
-    (system urn:dicom:uid, value urn:oid:<uid>), as ImagingStudy names its study."""
+    (system urn:dicom:uid, value urn:oid:<uid>), as ImagingStudy names its study. `frames`
+    names, per instance, the 1-based frames the model was shown when only some were (a whole
+    slide's tiles): that entity then says them in its display ("DICOM SOP Instance, frames 3,4,9")
+    and in the dicom-frames extension (valueString "3,4,9")."""
     if not targets:
         raise ValueError("a Provenance needs at least one target")
     agent: JsonDict = {
@@ -72,7 +78,7 @@ def to_provenance(
                                    text=activity_text)
     resource["agent"] = [agent]
     entities = [{"role": "source", "what": {"reference": s.versioned_reference}} for s in sources]
-    entities += [{"role": "source", "what": dicom_instance_reference(uid)}
+    entities += [_instance_entity(uid, (frames or {}).get(uid, ()))
                  for uid in dict.fromkeys(instances or ())]
     if entities:
         resource["entity"] = entities
@@ -90,6 +96,15 @@ def activity_pipeline(provenance: JsonDict) -> str:
     text = str((provenance.get("activity") or {}).get("text") or "")
     found = _ACTIVITY.fullmatch(text.split("; ", 1)[0])
     return found.group(1) if found else ""
+
+
+def _instance_entity(uid: str, frames: tuple[int, ...]) -> JsonDict:
+    entity: JsonDict = {"role": "source", "what": dicom_instance_reference(uid)}
+    if frames:
+        listed = frames_text(frames)
+        entity["extension"] = [{"url": EXT_DICOM_FRAMES, "valueString": listed}]
+        entity["what"]["display"] = f"DICOM SOP Instance, frames {listed}"
+    return entity
 
 
 def dicom_instance_reference(sop_instance_uid: str) -> JsonDict:

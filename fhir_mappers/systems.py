@@ -28,6 +28,8 @@ EXT_EVIDENCE_AUDIO = f"{NAMESPACE}/StructureDefinition/evidence-audio"
 EXT_EVIDENCE_IMAGE = f"{NAMESPACE}/StructureDefinition/evidence-image"
 EXT_CONFIDENCE = f"{NAMESPACE}/StructureDefinition/confidence"
 EXT_DERIVED_FROM = f"{NAMESPACE}/StructureDefinition/derived-from"
+# The 1-based frames of a DICOM instance that a model was shown (Provenance.entity), "3,4,9".
+EXT_DICOM_FRAMES = f"{NAMESPACE}/StructureDefinition/dicom-frames"
 # The AI Device that produced a resource which has no element of its own for it.
 EXT_GENERATED_BY = f"{NAMESPACE}/StructureDefinition/generated-by"
 

@@ -354,8 +354,8 @@ def _with_test_models(settings: Settings, on: bool) -> Settings:
               help="imaging --task localize: a structure or finding to box (repeat for more).")
 def analyze(pipeline: str, patient_id: str, task: str | None, question: str | None,
             find: tuple[str, ...]) -> None:
-    """Analyse a patient's inputs with one pipeline (documents, speech, imaging) and write the
-    results back, with a progress bar per input."""
+    """Analyse a patient's inputs with one pipeline (documents, speech, imaging, pathology, ...)
+    and write the results back, with a progress bar per input."""
     from rich.console import Console
 
     from plugin.analysis import analyze_patient, print_run, service_client_for

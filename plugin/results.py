@@ -67,7 +67,11 @@ class AudioEvidence:
 
 @dataclass(frozen=True)
 class ImageEvidence:
-    """A place in a DICOM study: the instance (and frame or slice index) and optionally a box."""
+    """A place in a DICOM study: the instance (and frame or slice index) and optionally a box.
+
+    A whole-slide patch names its pyramid `level` (0 = the base, largest level), the `frames`
+    (tiles, 1-based) of the instance its pixels came from, and `box` in that level's *total pixel
+    matrix* (not in one frame)."""
 
     study_uid: str
     series_uid: str
@@ -75,6 +79,8 @@ class ImageEvidence:
     frame: int | None = None
     slice_index: int | None = None
     box: Box | None = None
+    frames: tuple[int, ...] = ()
+    level: int | None = None
 
 
 Evidence = TextEvidence | AudioEvidence | ImageEvidence
@@ -135,7 +141,7 @@ class Finding:
     text: str
     code: Coding | None = None
     body_site: str = ""  # as the model named it; coded by the mapper when known
-    category: Literal["imaging", "exam"] = "imaging"
+    category: Literal["imaging", "exam", "pathology"] = "imaging"
     change: ChangeFromPrior | None = None  # longitudinal comparison only
     abnormal: bool | None = None
     critical: bool = False
@@ -192,7 +198,7 @@ class ReportGroup:
 
     key: str
     code: Coding
-    category: Literal["LAB", "RAD"]
+    category: Literal["LAB", "RAD", "PAT"]
     item_keys: tuple[str, ...]
     conclusion: str = ""  # written by the model: labelled inline as AI-asserted
     effective: datetime | None = None
@@ -210,7 +216,7 @@ class InputProblem:
 
 @dataclass(frozen=True)
 class PipelineResult:
-    pipeline: str  # "documents" | "speech" | "imaging"
+    pipeline: str  # "documents" | "speech" | "imaging" | "pathology"
     pipeline_version: str  # prompt/code version: a change updates the same resources
     source: SourceRef
     model: ModelInfo
@@ -219,7 +225,8 @@ class PipelineResult:
     problems: tuple[InputProblem, ...] = ()
     # Extra inputs (e.g. the prior study of a comparison), at their exact versions.
     other_sources: tuple[SourceRef, ...] = field(default=())
-    # DICOM SOP Instance UIDs whose pixels the model was shown (imaging), for the Provenance.
+    # DICOM SOP Instance UIDs whose pixels the model was shown (imaging, pathology), for the
+    # Provenance.
     instances_used: tuple[str, ...] = ()
     # What the written resources' identifiers are derived from, when not `source` at its version:
     # a note made from our own transcript is one note per transcript (the transcript's id alone),
@@ -228,3 +235,6 @@ class PipelineResult:
     # What was done to the inputs that a reader of the Provenance should know (e.g. an imaging
     # study's slices flipped to the standard display orientation): one sentence each.
     preparation: tuple[str, ...] = ()
+    # The frames of each instance in `instances_used` whose pixels the model was shown, where only
+    # some were (a whole slide's tiles): (instance UID, 1-based frame numbers), for the Provenance.
+    frames_used: tuple[tuple[str, tuple[int, ...]], ...] = ()

@@ -301,7 +301,8 @@ def build_transaction(
                for e in entries]
     provenance = to_provenance(
         targets=targets, device=refs[DEVICE_KEY], sources=[result.source, *result.other_sources],
-        instances=list(result.instances_used), recorded=now, on_behalf_of=on_behalf_of,
+        instances=list(result.instances_used), frames=dict(result.frames_used), recorded=now,
+        on_behalf_of=on_behalf_of,
         activity_text=pipeline_activity(job_pipeline or result.pipeline, result.pipeline_version,
                                         result.preparation),
     )

@@ -49,8 +49,8 @@ class ModelSpec:
 
 MODELS = (
     ModelSpec("medasr", "medasr_model", "google/medasr", ("speech",), "LasrCTCConfig"),
-    ModelSpec("medgemma", "medgemma_model", "google/medgemma-1.5-4b-it", ("documents", "imaging"),
-              "Gemma3Config"),
+    ModelSpec("medgemma", "medgemma_model", "google/medgemma-1.5-4b-it",
+              ("documents", "imaging", "pathology"), "Gemma3Config"),
 )
 
 

@@ -30,6 +30,7 @@ RUN_JOB = "chartlight.run_job"  # the one task: run the job whose id the message
 # MedGemma over text (the patient summary, structured notes from dictations) — the GPU queues.
 QUEUES = ("documents", "speech", "imaging", "reasoning")
 REASONING_PIPELINES = ("summary", "dictation-note")
+IMAGE_PIPELINES = ("pathology",)  # MedGemma over images other than imaging's own
 # Sockets to the broker fail fast: a web request that queues a job never waits on a broker that
 # is down (the job is in the table; the sweep publishes it once the broker is back).
 CONNECT_TIMEOUT_S = 2.0
@@ -38,11 +39,12 @@ SOCKET_TIMEOUT_S = 10.0
 
 def queue_of(pipeline: str) -> str:
     """The queue a pipeline's jobs go to: the pipeline's name; imaging tasks other than
-    findings ("imaging-question-...") go to the imaging queue too (they need the same GPU), and
-    the pipelines that reason over text with MedGemma to the reasoning queue."""
+    findings ("imaging-question-...") and whole-slide pathology go to the imaging queue too
+    (they need the same GPU), and the pipelines that reason over text with MedGemma to the
+    reasoning queue."""
     if pipeline in REASONING_PIPELINES:
         return "reasoning"
-    return "imaging" if pipeline.startswith("imaging") else pipeline
+    return "imaging" if pipeline.startswith("imaging") or pipeline in IMAGE_PIPELINES else pipeline
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -78,6 +78,7 @@ class JobLimits:
                    time_limits={"documents": settings.job_timeout_documents_s,
                                 "speech": settings.job_timeout_speech_s,
                                 "imaging": settings.job_timeout_imaging_s,
+                                "pathology": settings.job_timeout_imaging_s,
                                 "summary": settings.job_timeout_summary_s})
 
     def time_limit(self, pipeline: str) -> float:

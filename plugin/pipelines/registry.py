@@ -71,6 +71,8 @@ def installed_pipelines(settings: Settings) -> dict[str, InstalledPipeline]:
             if settings.test_models else "", engine=speech_pipeline.engine),
         note.name: note,
         imaging.name: imaging,
+        # Pathology shares imaging's engine (one MedGemma per process) and its GPU queue.
+        "pathology": pathology_pipeline(settings, engine=None if settings.test_models else doc_engine),
         summary.PIPELINE: summary_pipeline(settings, engine=None if settings.test_models else doc_engine),
     }
 
@@ -205,6 +207,27 @@ def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
         f"CT/MRI volumes and chest X-rays -> imaging findings (MedGemma 1.5, task {task.kind})",
         lambda client, patient_id: task_sources(task, find_imaging_studies(client, patient_id)),
         run, unavailable_reason=pipeline.unavailable_reason(),
+        engine_note=f"MedGemma 1.5 through {where}")
+
+
+def pathology_pipeline(settings: Settings, *, engine: VisionLanguageEngine | None = None
+                       ) -> InstalledPipeline:
+    """Whole-slide pathology: the patient's studies with a slide (SM) series -> findings on
+    patches of the slide (plugin.pipelines.pathology). The slide options come from the settings
+    when a job runs; the DICOM SR goes back under imaging's write-back settings."""
+    from plugin.pipelines.imaging.stow import dicom_write_options
+    from plugin.pipelines.pathology.pipeline import PIPELINE, PathologyPipeline, settings_options
+
+    engine = engine or medgemma_engine(settings)
+    pipeline = PathologyPipeline(engine, preparation=settings_options(settings),
+                                 dicom_write=dicom_write_options(settings))
+    run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
+    where = ("the tiny random-weight test model: TEST OUTPUT, not clinical" if settings.test_models
+             else "local transformers" if settings.medgemma_engine == "local"
+             else f"the remote endpoint {settings.medgemma_remote_url}")
+    return InstalledPipeline(
+        PIPELINE, "whole-slide pathology (DICOM SM) -> pathology findings and report (MedGemma 1.5)",
+        pipeline.find_studies, run, unavailable_reason=pipeline.unavailable_reason(),
         engine_note=f"MedGemma 1.5 through {where}")
 
 

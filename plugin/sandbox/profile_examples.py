@@ -103,7 +103,36 @@ def imaging_example() -> PipelineResult:
                              ("finding/1",), conclusion="Right lower zone opacity, enlarging."),))
 
 
-EXAMPLES = {"documents": documents_example, "speech": speech_example, "imaging": imaging_example}
+def pathology_example() -> PipelineResult:
+    study = "1.2.826.0.1.3680043.8.498.3"
+    series, level1 = study + ".1", study + ".1.2"  # level 1 of the slide's pyramid, 256 px tiles
+    source = SourceRef("ImagingStudy", "example-breast-slide", "1", "5be0" * 16)
+    carcinoma = Finding(
+        key="pathology/1", text="Invasive ductal carcinoma, moderately differentiated",
+        category="pathology", body_site="breast", abnormal=True,
+        # 512 px patches: frame = row x 64 tiles across + column + 1
+        evidence=(ImageEvidence(study, series, level1, box=Box(4096, 2048, 4608, 2560),
+                                frames=(529, 530, 593, 594), level=1),
+                  ImageEvidence(study, series, level1, box=Box(6144, 3072, 6656, 3584),
+                                frames=(793, 794, 857, 858), level=1)))
+    draft = Narrative(key="pathology/report", kind="report-draft",
+                      title="Whole-slide pathology: findings (AI draft)", media_type="text/markdown",
+                      text="### Whole-slide pathology: findings (AI draft)\n\n- Invasive ductal carcinoma, "
+                           "moderately differentiated (abnormal) — patches 2, 5\n")
+    return PipelineResult(
+        pipeline="pathology", pipeline_version="1", source=source,
+        instances_used=(level1,), frames_used=((level1, (529, 530, 593, 594, 793, 794, 857, 858)),),
+        preparation=("slide: patches from pyramid level 1 of 4 (16384 x 12288 px, 0.5 µm/px)",),
+        model=ModelInfo("google/medgemma-1.5-4b-it", "example-revision",
+                        ("Vision-Language-Models", "Large-Language-Models"), display="MedGemma 1.5 4B"),
+        items=(carcinoma, draft),
+        reports=(ReportGroup("pathology", Coding("http://loinc.org", "60567-5",
+                                                 "Comprehensive pathology report panel"), "PAT",
+                             ("pathology/1",), conclusion="Invasive ductal carcinoma."),))
+
+
+EXAMPLES = {"documents": documents_example, "speech": speech_example, "imaging": imaging_example,
+            "pathology": pathology_example}
 
 
 def example_bundle(pipeline: str) -> dict[str, Any]:

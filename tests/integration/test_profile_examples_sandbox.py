@@ -18,6 +18,7 @@ SOURCES = [
      "content": {"contentType": "audio/wav", "data": "UklGRg=="}},
     {"resourceType": "ImagingStudy", "id": "example-cxr-current", "status": "available", "subject": SUBJECT},
     {"resourceType": "ImagingStudy", "id": "example-cxr-prior", "status": "available", "subject": SUBJECT},
+    {"resourceType": "ImagingStudy", "id": "example-breast-slide", "status": "available", "subject": SUBJECT},
 ]
 
 

@@ -7,7 +7,10 @@ What the SR holds (docs/pacs.md "Results back into the PACS"):
 - one measurement group per finding: its text (TEXT "Finding"), its code when the model gave one
   (CODE "Finding"), its change from the prior study (TEXT), and its place: a box becomes a closed
   SCOORD POLYLINE (pixel coordinates, corner convention, like the FHIR box) on the exact source
-  instance and frame; a finding cited on slices references those instances and frames;
+  instance and frame; a finding cited on slices references those instances and frames; a
+  whole-slide finding has one planar ROI per patch it cites, on that patch's level instance,
+  naming the patch's frames, its polyline in the level's total pixel matrix (pixel origin
+  interpretation VOLUME);
 - the prior study's Study Instance UID when the result is a comparison;
 - preliminary status: CompletionFlag PARTIAL, VerificationFlag UNVERIFIED;
 - a random-weight test model's output says "TEST OUTPUT, not clinical" in every text it carries.
@@ -40,6 +43,7 @@ _COMMENT = hd.sr.CodedConcept("121106", "DCM", "Comment")
 _SCHEMES = {"http://snomed.info/sct": "SCT", "http://loinc.org": "LN", "http://radlex.org": "RADLEX"}
 # The procedure reported when the report's own code has no DICOM scheme (the pipeline's default).
 _IMAGING_STUDY = hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging study")
+_PATHOLOGY_REPORT = hd.sr.CodedConcept("60567-5", "LN", "Comprehensive pathology report panel")
 SERIES_NUMBER = 9901  # chartlight's SR series, far from the scanners' own numbers
 
 
@@ -94,8 +98,8 @@ def build_sr(result: PipelineResult, group: ReportGroup, *, identity: SrIdentity
             model_name=model.name[:64], serial_number=device_serial[:64]))
     algorithm = hd.sr.AlgorithmIdentification(name=model.name[:64], version=model.version[:64])
     findings = {item.key: item for item in result.items if isinstance(item, Finding)}
-    groups = [_group(findings[key], number, algorithm, by_uid, marked)
-              for number, key in enumerate(group.item_keys, 1) if key in findings]
+    groups = [g for number, key in enumerate(group.item_keys, 1) if key in findings
+              for g in _groups(findings[key], number, algorithm, by_uid, marked)]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=_procedure(group),
@@ -122,16 +126,27 @@ def build_sr(result: PipelineResult, group: ReportGroup, *, identity: SrIdentity
             series_description=description)
 
 
-def _group(finding: Finding, number: int, algorithm: hd.sr.AlgorithmIdentification,
-           by_uid: dict[str, Dataset], marked: Callable[[str], str]) -> _Group:
-    tracking = hd.sr.TrackingIdentifier(uid=None, identifier=f"finding {number}: {finding.text}"[:64])
+def _groups(finding: Finding, number: int, algorithm: hd.sr.AlgorithmIdentification,
+            by_uid: dict[str, Dataset], marked: Callable[[str], str]) -> list[_Group]:
+    """The measurement groups of one finding: one per box it carries (a slide's finding cites
+    several patches: one planar ROI each), else one citing its source images."""
+    images = [e for e in finding.evidence if isinstance(e, ImageEvidence) and e.instance_uid]
+    boxed = [e for e in images if e.box is not None]
+    if len(boxed) <= 1:
+        return [_group(finding, f"finding {number}", images, boxed[:1], algorithm, by_uid, marked)]
+    return [_group(finding, f"finding {number}.{k}", images, [e], algorithm, by_uid, marked)
+            for k, e in enumerate(boxed, 1)]
+
+
+def _group(finding: Finding, name: str, images: list[ImageEvidence], boxed: list[ImageEvidence],
+           algorithm: hd.sr.AlgorithmIdentification, by_uid: dict[str, Dataset],
+           marked: Callable[[str], str]) -> _Group:
+    tracking = hd.sr.TrackingIdentifier(uid=None, identifier=f"{name}: {finding.text}"[:64])
     # The coded finding is TID 1501's "Finding" (finding type); without a code, the text alone.
     finding_type = None
     if finding.code is not None and finding.code.system in _SCHEMES:
         finding_type = hd.sr.CodedConcept(finding.code.code, _SCHEMES[finding.code.system],
                                           finding.code.display or finding.code.code)
-    images = [e for e in finding.evidence if isinstance(e, ImageEvidence) and e.instance_uid]
-    boxed = [e for e in images if e.box is not None]
     group: _Group
     if boxed:
         group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -155,21 +170,33 @@ def _region(evidence: ImageEvidence, by_uid: dict[str, Dataset]) -> hd.sr.ImageR
     corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1],
                         [box.x0, box.y0]], dtype=float)
     ds = _header(evidence, by_uid)
-    frames = [evidence.frame] if _frames(ds) > 1 and evidence.frame else None
+    frames = _referenced_frames(evidence, ds)
+    # A tiled image's box is in its total pixel matrix (a slide patch's region), not in a frame.
+    origin = (hd.sr.PixelOriginInterpretationValues.VOLUME
+              if evidence.frames and "TotalPixelMatrixRows" in ds else None)
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=corners,
                              source_image=hd.sr.SourceImageForRegion(
                                  referenced_sop_class_uid=str(ds.SOPClassUID),
                                  referenced_sop_instance_uid=str(ds.SOPInstanceUID),
-                                 referenced_frame_numbers=frames))
+                                 referenced_frame_numbers=frames),
+                             pixel_origin_interpretation=origin)
 
 
 def _source_image(evidence: ImageEvidence, by_uid: dict[str, Dataset]
                   ) -> hd.sr.SourceImageForMeasurementGroup:
     ds = _header(evidence, by_uid)
-    frames = [evidence.frame] if _frames(ds) > 1 and evidence.frame else None
+    frames = _referenced_frames(evidence, ds)
     return hd.sr.SourceImageForMeasurementGroup(
         referenced_sop_class_uid=str(ds.SOPClassUID), referenced_sop_instance_uid=str(ds.SOPInstanceUID),
         referenced_frame_numbers=frames)
+
+
+def _referenced_frames(evidence: ImageEvidence, ds: Dataset) -> list[int] | None:
+    """The frames a citation names: a slide patch's tiles, else the one frame of a multi-frame
+    image (None for a single-frame image, which has no frames to name)."""
+    if evidence.frames:
+        return sorted(set(evidence.frames))
+    return [evidence.frame] if _frames(ds) > 1 and evidence.frame else None
 
 
 def _header(evidence: ImageEvidence, by_uid: dict[str, Dataset]) -> Dataset:
@@ -189,10 +216,11 @@ def _text(name: hd.sr.CodedConcept, value: str) -> hd.sr.TextContentItem:
 
 
 def _procedure(group: ReportGroup) -> hd.sr.CodedConcept:
-    """The DiagnosticReport's code (the study's procedure code, else LOINC 18748-4)."""
+    """The DiagnosticReport's code (the study's procedure code, else LOINC 18748-4, or 60567-5
+    for a pathology report)."""
     scheme = _SCHEMES.get(group.code.system)
     if scheme is None:
-        return _IMAGING_STUDY
+        return _PATHOLOGY_REPORT if group.category == "PAT" else _IMAGING_STUDY
     return hd.sr.CodedConcept(group.code.code, scheme, group.code.display or group.code.code)
 
 

@@ -223,12 +223,23 @@ class ImagingPipeline:
 
 def task_sources(task: ImagingTask, studies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The studies a task applies to: a comparison needs a prior study; localisation a
-    radiograph (no CT or MR in the study). Others: every study."""
+    radiograph (no CT or MR in the study). Others: every study. A study of whole slides only
+    (every series SM) is the pathology pipeline's, never imaging's."""
+    studies = [s for s in studies if not is_slide_only(s)]
     if task.kind == "compare":
         return [s for s in studies if find_prior_study(s, studies) is not None]
     if task.kind == "localize":
         return [s for s in studies if study_modalities(s) and not study_modalities(s) & _VOLUMES]
     return studies
+
+
+def is_slide_only(study: dict[str, Any]) -> bool:
+    """Whether every series of the study (or, with none listed, every modality) is SM: whole-slide
+    microscopy, which the pathology pipeline reads."""
+    series = [s for s in study.get("series", []) if isinstance(s, dict)]
+    codes = ([(s.get("modality") or {}).get("code") for s in series] if series else
+             [c.get("code") for c in study.get("modality", []) if isinstance(c, dict)])
+    return bool(codes) and all(isinstance(c, str) and c.upper() == "SM" for c in codes)
 
 
 def _finding_evidence(read: ReadFinding, study: PreparedStudy

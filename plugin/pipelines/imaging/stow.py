@@ -42,6 +42,9 @@ from .sources import client_token, is_trusted
 
 if TYPE_CHECKING:
     from plugin.config import Settings
+    from plugin.pipelines.pathology.slide import PreparedSlide
+
+    Prepared = PreparedStudy | PreparedSlide
 
 log = logging.getLogger(__name__)
 DICOM_UID_SYSTEM = "urn:dicom:uid"
@@ -72,10 +75,12 @@ def dicom_write_options(settings: Settings) -> DicomWriteOptions:
                              max_metadata_bytes=settings.imaging_max_instance_bytes)
 
 
-def write_back_sr(client: FhirClient, result: PipelineResult, study: PreparedStudy,
+def write_back_sr(client: FhirClient, result: PipelineResult, study: Prepared,
                   options: DicomWriteOptions, *, prior_study_uid: str = "") -> PipelineResult:
     """`result` with each report group linked to its SR (sent now or already stored), and a
-    problem for each group whose SR was not sent, saying why."""
+    problem for each group whose SR was not sent, saying why. `study` is an imaging study or a
+    whole slide as prepared; either records the DICOMweb endpoint it was read from in
+    `choices["endpoint"]` (absent: read from DICOM attachments, nothing is sent)."""
     if not options.enabled or not result.reports:
         return result
     where = f"ImagingStudy/{study.source.id}"
@@ -103,7 +108,7 @@ def write_back_sr(client: FhirClient, result: PipelineResult, study: PreparedStu
     return replace(result, reports=tuple(groups), problems=tuple(problems))
 
 
-def _one_group(client: FhirClient, result: PipelineResult, study: PreparedStudy, group: ReportGroup,
+def _one_group(client: FhirClient, result: PipelineResult, study: Prepared, group: ReportGroup,
                endpoint: str, token: str | None, options: DicomWriteOptions,
                prior_study_uid: str) -> tuple[str, str]:
     """(the SR's SOP Instance UID to link, "" and the reason when none)."""
@@ -161,7 +166,7 @@ def _stored(session: requests.Session, endpoint: str, study_uid: str, series_uid
     return any(_value(item, "00080018") == instance_uid for item in found)
 
 
-def _evidence(study: PreparedStudy, group: ReportGroup, result: PipelineResult, endpoint: str,
+def _evidence(study: Prepared, group: ReportGroup, result: PipelineResult, endpoint: str,
               token: str | None, options: DicomWriteOptions) -> list[Dataset]:
     """Headers of the instances the group's findings cite (else the first image shown), from
     WADO-RS series metadata, without bulk data."""
@@ -169,9 +174,8 @@ def _evidence(study: PreparedStudy, group: ReportGroup, result: PipelineResult, 
     cited = [e for key in group.item_keys if key in findings for e in findings[key].evidence
              if isinstance(e, ImageEvidence) and e.instance_uid]
     wanted = {(e.series_uid, e.instance_uid) for e in cited}
-    if not wanted and study.images:
-        first = study.images[0]
-        wanted = {(first.series_uid, first.instance_uid)}
+    if not wanted:
+        wanted = set(_first_shown(study))
     dicomweb = DicomWebClient(endpoint, token=token, session=options.session, timeout_s=options.timeout_s,
                               max_metadata_bytes=options.max_metadata_bytes)
     try:
@@ -189,6 +193,15 @@ def _evidence(study: PreparedStudy, group: ReportGroup, result: PipelineResult, 
         raise InputError(f"{endpoint} studies/{study.study_uid}",
                          f"the PACS has no header for cited instance(s) {', '.join(missing)}")
     return [found[u] for _, u in sorted(wanted)]
+
+
+def _first_shown(study: Prepared) -> list[tuple[str, str]]:
+    """(series, instance) of the first image the model was shown: a study's first image, a
+    slide's first patch's level."""
+    if isinstance(study, PreparedStudy):
+        return [(study.images[0].series_uid, study.images[0].instance_uid)] if study.images else []
+    return [(study.patches[0].level.series_uid, study.patches[0].level.instance_uid)
+            ] if study.patches else []
 
 
 def _value(item: dict[str, Any], tag: str) -> str:
