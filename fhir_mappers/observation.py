@@ -50,7 +50,7 @@ FINDING_OBSERVATION_CATEGORY = {"pathology": "laboratory"}
 FINDING_CODES = {
     "imaging": (LOINC, "18782-3", "Radiology Study observation (narrative)"),
     "exam": (LOINC, "29545-1", "Physical findings Narrative"),
-    "pathology": (LOINC, "22635-7", "Pathology report microscopic observation Other stain"),
+    "pathology": (LOINC, "22635-7", "Pathology report microscopic observation"),
 }
 
 CHANGE_DISPLAYS = {
