@@ -27,7 +27,7 @@ def test_clicking_a_patch_highlights_its_place_on_the_slide(
                      settings_extra={"imaging_allowed_endpoints": (pacs_url,)}) as stack:
         page.goto(stack.ehr_page_url(case.patient))
         app = page.frame_locator("iframe#app")
-        row = app.locator('tr[data-testid="input-row"]', has_text="Breast core biopsy slide")
+        row = app.locator('tr[data-testid="input-row"]', has_text="Colon biopsy slide (H&E)")
         row.locator('a[data-testid="review-link"]').click()
         app.locator('[data-testid="slide-overview"]').wait_for()
         frame = next(f for f in page.frames if "/smart/" in f.url)

@@ -72,7 +72,7 @@ def test_the_app_shows_each_patch_beside_its_finding_and_its_place_on_the_slide(
         findings = [o for o in fhir.search("Observation", {"subject": f"Patient/{patient}"})
                     if any(i.get("system") == SID_RESULT for i in o.get("identifier", []))]
         by_text = {o["valueString"]: o for o in findings}
-        carcinoma = by_text["Invasive ductal carcinoma, grade 2"]
+        carcinoma = by_text["Adenocarcinoma, moderately differentiated"]
         boxes = _evidence_boxes(carcinoma)
         assert sorted(boxes) == sorted(_box(p.region) for p in slide.patches[:2])
         for index, (x0, y0, x1, y1) in enumerate(boxes, start=1):

@@ -33,9 +33,9 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 THUMB = 32
 PATCH_LEVEL_DOWNSAMPLE = 2  # the level closest to 0.5 µm/px
 ANSWER = json.dumps({"findings": [
-    {"finding": "Invasive ductal carcinoma, grade 2", "abnormal": True, "patches": [1, 2]},
-    {"finding": "Benign fibrofatty stroma", "abnormal": False, "patches": [3, 2]},
-], "impression": "Invasive ductal carcinoma."})
+    {"finding": "Adenocarcinoma, moderately differentiated", "abnormal": True, "patches": [1, 2]},
+    {"finding": "Normal colonic mucosa", "abnormal": False, "patches": [3, 2]},
+], "impression": "Adenocarcinoma."})
 
 
 def spec(name: str) -> SlideSpec:
@@ -89,7 +89,7 @@ def _study(fhir: FhirClient, made: SlideSpec, patient: str, endpoint: str) -> Re
         "resourceType": "ImagingStudy", "status": "available", "subject": {"reference": f"Patient/{patient}"},
         "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{made.study_uid}"}],
         "endpoint": [{"reference": f"Endpoint/{endpoint}"}], "started": "2026-10-02T09:30:00Z",
-        "description": "Breast core biopsy slide", "modality": [{"system": DCM, "code": "SM"}],
+        "description": "Colon biopsy slide (H&E)", "modality": [{"system": DCM, "code": "SM"}],
         "series": [{"uid": made.series_uid, "modality": {"system": DCM, "code": "SM"}}]})
 
 
