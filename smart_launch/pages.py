@@ -24,6 +24,7 @@ from plugin.fhir import FhirClient
 from plugin.jobs import Job
 from plugin.jobs.on_record import RESULT_TYPES
 from plugin.pipelines.imaging.prepare import imaging_options
+from plugin.pipelines.pathology.prepare import pathology_options
 from plugin.pipelines.speech.audio import decode_audio
 from plugin.pipelines.speech.formatting import format_transcript
 from plugin.pipelines.speech.streaming import IncrementalDecoder
@@ -49,6 +50,7 @@ from .views.dictation_note import NOTE_KINDS, note_view
 from .views.evidence import audio_bytes, document_bytes, page_png
 from .views.imaging import frame_png, prior_study_reference
 from .views.inputs import KIND_TITLES, InputRow, Status, job_statuses, patient_inputs, statuses
+from .views.pathology import cited_patches, patch_png, patches_of, slide_overview, subject_is
 from .views.patient import banner_of
 from .views.record import analysed_versions
 from .views.results import ReviewItem, TextSpan, Word, review_items, source_of, transcript_words
@@ -77,6 +79,10 @@ def register_pages(bp: Blueprint) -> None:
          ["GET"]),
         ("/app/audio/<resource_type>/<resource_id>", "app_audio", audio, ["GET"]),
         ("/app/imaging/<resource_type>/<resource_id>/<which>.png", "app_imaging", imaging, ["GET"]),
+        ("/app/pathology/<resource_type>/<resource_id>/patch/<int:index>.png", "app_pathology_patch",
+         pathology_patch, ["GET"]),
+        ("/app/pathology/ImagingStudy/<study_id>/overview.<fmt>", "app_pathology_overview",
+         pathology_overview, ["GET"]),
         ("/app/review/<resource_type>/<resource_id>/<decision>", "app_review", review, ["POST"]),
         ("/app/dictation", "app_dictation", dictation, ["GET"]),
         ("/app/dictation/upload", "app_dictation_upload", dictation_upload, ["POST"]),
@@ -342,9 +348,11 @@ def source_review(resource_type: str, resource_id: str) -> Any:
         # The structured note is made from the transcript, so it names the transcript as source.
         note = next((i for i in record.items if source_of(i) == transcript.reference
                      and i.result.kind == "document" and i.result.value in NOTE_KINDS), None)
+    patches = cited_patches(items) if rows[0].pipeline == "pathology" else ()
     return render_template(
         "app_source.html", smart=session, abilities=Abilities.of(session), row=rows[0], kind=kind,
         items=items, words=words, transcript=transcript, note=note,
+        patches=patches, patches_of=lambda item: patches_of(item, patches),
         note_view=note_view(note.result.resource) if note else None,
         state=_statuses(session, rows, record)[rows[0].key],
         banner=banner_of(client, _patient(session)) if session.need_patient_banner else None)
@@ -425,11 +433,68 @@ def imaging(resource_type: str, resource_id: str, which: str) -> Any:
                 lambda: frame_png(client, client.read(study_type, study_id), spot, options))
 
 
+def _patient_study(session: SmartSession, client: FhirClient, study_ref: str) -> dict[str, Any]:
+    """The slide study, read with the user's client: 404 when it is not an ImagingStudy, 403
+    when it is another patient's than the launch's."""
+    study_type, _, study_id = study_ref.partition("/")
+    if study_type != "ImagingStudy" or not study_id:
+        abort(404)
+    study = client.read(study_type, study_id)
+    if not subject_is(study, _patient(session)):
+        abort(403)
+    return study
+
+
+def pathology_patch(resource_type: str, resource_id: str, index: int) -> Any:
+    """The `index`-th (1-based) image evidence of a pathology finding: the slide patch it cites,
+    cut from the cited level of the slide, as PNG."""
+    if resource_type not in RESULT_TYPES:
+        abort(404)
+    session = _session()
+    client = fhir_client_for(session)
+    item = _find_item(session, client, f"{resource_type}/{resource_id}")
+    spots = item.image_spots
+    if not 1 <= index <= len(spots) or spots[index - 1].level is None:
+        abort(404)
+    study = _patient_study(session, client, source_of(item))
+    options = pathology_options(settings_of(current_app))
+    return _png(session, item, f"patch-{index}",
+                lambda: patch_png(client, study, options, spots[index - 1]))
+
+
+def pathology_overview(study_id: str, fmt: str) -> Any:
+    """The slide of a study at its thumbnail level (`overview.png`), and where each patch that
+    chartlight's findings about it cite lies on it (`overview.json`: overview pixels)."""
+    if fmt not in ("png", "json"):
+        abort(404)
+    session = _session()
+    client = fhir_client_for(session)
+    reference = f"ImagingStudy/{study_id}"
+    study = _patient_study(session, client, reference)
+    patches = cited_patches(i for i in _record(session, client).items if source_of(i) == reference)
+    options = pathology_options(settings_of(current_app))
+    version = str((study.get("meta") or {}).get("versionId", ""))
+    # Keyed with the FHIR server: the same ids on another EHR are another patient's slide.
+    key = (session.fhir_base, session.id, reference, version, "overview", patches)
+    try:
+        overview = evidence_cache_of(current_app).get_or_make(
+            key, lambda: slide_overview(client, study, options, patches))
+    except (InputError, FhirError) as exc:
+        log.info("the slide overview of %s could not be made (%s)", reference, type(exc).__name__)
+        return _fail(422, str(exc) if isinstance(exc, InputError) else _fhir_message(exc))
+    if fmt == "json":
+        response = jsonify(ok=True, **overview.as_json())
+    else:
+        response = Response(overview.png, mimetype="image/png")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _png(session: SmartSession, item: ReviewItem, view: str, make: Callable[[], bytes]) -> Any:
     """A rendered evidence image, made once per session, result version and view; a source that
     cannot be rendered is a 422 with the reason."""
     try:
-        key = (session.id, item.reference, item.version, view)
+        key = (session.fhir_base, session.id, item.reference, item.version, view)
         png = evidence_cache_of(current_app).get_or_make(key, make)
     except (InputError, FhirError) as exc:
         log.info("evidence of %s could not be rendered (%s)", item.reference, type(exc).__name__)

@@ -257,6 +257,48 @@ function initImageBoxes() {
   });
 }
 
+// ---- pathology: the patches' places on the slide overview ---------------------------------------
+
+function initSlideOverview() {
+  const aside = document.querySelector(".slide-overview[data-marks-url]");
+  if (!aside) return;
+  const frame = aside.querySelector(".overview-frame");
+  const message = aside.querySelector('[data-role="overview-message"]');
+  const patches = document.querySelectorAll(".patch[data-patch]");
+  const highlight = (number) => {
+    patches.forEach((p) => p.classList.toggle("active", p.dataset.patch === number));
+    frame.querySelectorAll(".mark").forEach((m) => m.classList.toggle("active", m.dataset.patch === number));
+  };
+  patches.forEach((p) => {
+    p.addEventListener("click", () => highlight(p.dataset.patch));
+    p.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") highlight(p.dataset.patch); });
+  });
+  fetch(aside.dataset.marksUrl, { credentials: "same-origin" }).then(async (response) => {
+    const body = await response.json();
+    if (!body.ok) throw new Error(body.error || "the slide overview could not be made");
+    for (const mark of body.marks) {
+      const [x0, y0, x1, y1] = mark.box;
+      const box = document.createElement("div");
+      box.className = "mark";
+      box.dataset.patch = String(mark.number);
+      box.dataset.testid = "overview-mark";
+      box.style.left = (100 * x0 / body.width) + "%";
+      box.style.top = (100 * y0 / body.height) + "%";
+      box.style.width = Math.max(0.4, 100 * (x1 - x0) / body.width) + "%";
+      box.style.height = Math.max(0.4, 100 * (y1 - y0) / body.height) + "%";
+      const label = document.createElement("span");
+      label.textContent = String(mark.number);
+      box.appendChild(label);
+      box.addEventListener("click", () => highlight(box.dataset.patch));
+      frame.appendChild(box);
+    }
+    if (body.unplaced.length) {
+      message.textContent = "Not on this slide's pyramid, so not marked: patch " + body.unplaced.join(", ");
+      message.hidden = false;
+    }
+  }).catch((error) => { message.textContent = String(error.message || error); message.hidden = false; });
+}
+
 // ---- dictation: record, upload, follow the transcription ---------------------------------------
 
 function initDictation() {
@@ -480,6 +522,7 @@ document.addEventListener("DOMContentLoaded", () => {
   initTranscript();
   initNoteSentences();
   initImageBoxes();
+  initSlideOverview();
   initDictation();
 });
 

@@ -16,8 +16,9 @@ from .record import Recorded
 
 Resource = dict[str, Any]
 InputKind = Literal["document", "imaging", "recording"]
+# Whole-slide (SM) studies are imaging studies to the user; the pathology pipeline analyses them.
 KIND_OF_PIPELINE: dict[str, InputKind] = {"documents": "document", "imaging": "imaging",
-                                          "speech": "recording"}
+                                          "speech": "recording", "pathology": "imaging"}
 KIND_TITLES: dict[InputKind, str] = {"document": "Documents", "imaging": "Imaging studies",
                                      "recording": "Recordings"}
 StatusState = Literal["not analysed", "queued", "running", "done", "signed", "failed", "unavailable"]
@@ -71,7 +72,9 @@ def patient_inputs(client: FhirClient, pipelines: Mapping[str, InstalledPipeline
                                                           "_count": 100}))
         except FhirError:  # the granted scopes may not include imaging: nothing to list
             studies = []
-        rows += [_row(s, "imaging", "", "no imaging pipeline is installed here") for s in studies]
+        listed = {r.reference for r in rows}  # slide studies the pathology pipeline already lists
+        rows += [_row(s, "imaging", "", "no imaging pipeline is installed here") for s in studies
+                 if f"ImagingStudy/{s.get('id')}" not in listed]
     order = {"document": 0, "imaging": 1, "recording": 2}
     rows.sort(key=lambda r: (order[r.kind], _negated(r.date), r.reference))
     return rows

@@ -40,7 +40,9 @@ class AudioSpan:
 
 @dataclass(frozen=True)
 class ImageSpot:
-    """A place in a DICOM study; `box` in pixels of the frame."""
+    """A place in a DICOM study; `box` in pixels of the frame. A whole-slide patch also names
+    its pyramid `level` (0 = base) and the 1-based `frames` (tiles) it was cut from; its `box` is
+    then in that level's total pixel matrix (docs/pathology.md)."""
 
     study: str
     series: str
@@ -48,6 +50,8 @@ class ImageSpot:
     frame: int | None
     slice_index: int | None
     box: Box | None
+    level: int | None = None
+    frames: tuple[int, ...] = ()
 
 
 Evidence = TextSpan | AudioSpan | ImageSpot
@@ -151,7 +155,8 @@ def evidence_of(resource: Resource) -> tuple[Evidence, ...]:
                 found.append(ImageSpot(
                     str(parts.get("study") or ""), str(parts.get("series") or ""),
                     str(parts.get("instance") or ""), _int_or_none(parts.get("frame")),
-                    _int_or_none(parts.get("slice")), parse_box(parts.get("box"))))
+                    _int_or_none(parts.get("slice")), parse_box(parts.get("box")),
+                    _int_or_none(parts.get("level")), parse_frames(parts.get("frames"))))
         except (KeyError, TypeError, ValueError):
             continue
     return tuple(found)
@@ -164,6 +169,17 @@ def parse_box(text: object) -> Box | None:
     except ValueError:
         return None
     return Box(x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def parse_frames(text: object) -> tuple[int, ...]:
+    """"7,8,11,12" -> (7, 8, 11, 12): 1-based frame numbers; () when absent. A malformed list
+    (not whole numbers, or a number under 1) makes the whole evidence item malformed."""
+    if text is None or str(text).strip() == "":
+        return ()
+    frames = tuple(int(v) for v in str(text).split(","))
+    if min(frames) < 1:
+        raise ValueError(f"frame numbers are 1-based: {text!r}")
+    return frames
 
 
 def ai_original_text(resource: Resource) -> str:

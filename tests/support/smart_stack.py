@@ -24,7 +24,8 @@ gets), ehr (more plugin.sandbox.ehr_server.EhrConfig fields: id_token_alg, id_to
 banner_on_ehr_launch, tenants), fhir_bases (SmartEhr.fhir_bases of the app's registration; "{ehr}"
 stands for the EHR's base URL), run_jobs (start the job runner; default True: the app's analyses
 with write scope are jobs, so tests that analyse need it), cds (the EHR page calls the app's CDS
-Hooks patient-view services, signed with the EHR's key, which the app trusts; default False).
+Hooks patient-view services, signed with the EHR's key, which the app trusts; default False),
+settings_extra (more Settings fields, e.g. imaging_allowed_endpoints for a PACS the app may read).
 Jobs started in the app run with the session's token through the EHR's FHIR proxy; other jobs use
 the service's own client (settings.fhir_base_url is the HAPI sandbox itself, without a token).
 `stack.use_pipelines(pipelines)` swaps the installed pipelines (pages and runner). The EHR user
@@ -158,7 +159,8 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
                 refuse_with_error: bool = False, token_lifetime_s: int = 3600,
                 standalone_patient: str | None = None, ehr: dict[str, Any] | None = None,
                 fhir_bases: tuple[str, ...] = (), run_jobs: bool = True,
-                more_upstreams: tuple[str, ...] = (), cds: bool = False) -> Iterator[SmartStack]:
+                more_upstreams: tuple[str, ...] = (), cds: bool = False,
+                settings_extra: dict[str, Any] | None = None) -> Iterator[SmartStack]:
     with ExitStack() as servers:
         app_server = servers.enter_context(_server())
         app_base = f"http://127.0.0.1:{app_server.server_port}"
@@ -194,7 +196,7 @@ def smart_stack(sandbox_url: str, tmp_path: Path, *, client_auth: str = "public"
             smart_public_base_url=app_base,
             cds_trusted_ehrs=(TrustedEhr(iss=sides[0][1], jwks_url=f"{sides[0][1]}/ehr/cds-jwks.json",
                                          fhir_servers=(sides[0][0].config.fhir_base,), name=EHR_NAME),)
-            if cds else ())
+            if cds else (), **(settings_extra or {}))
         app = create_app(settings)
         app_server.app = app
         runner = _runner(app, settings) if run_jobs else None
