@@ -23,7 +23,7 @@ from plugin.budget import MemoryBudget
 from plugin.errors import ConfigError
 from plugin.results import Box
 
-from .number_reread import numeric_boxes, reread, unread_ink
+from .number_reread import mended_number, numeric_boxes, reread, unread_ink
 from .pages import PageText
 from .scan_cleanup import CleanPage, clean_page
 from .word_boxes import PageWord, lay_out
@@ -84,7 +84,10 @@ def ocr_page(request: OcrRequest, budget: MemoryBudget | None = None) -> PageTex
     again = numeric_boxes([w.text for w in words], boxes)
     second = reread(cleaned.image, [boxes[i] for i in again], timeout=PAGE_TIMEOUT_S)
     for i, text in zip(again, second, strict=True):
-        words[i] = replace(words[i], reread=text,
+        # A slip of the page's reading that the cut-out's reading and the ink undo ("71" for a
+        # printed "7.1", "§.2" for "5.2"): the word is what was printed.
+        printed = mended_number(words[i].text, text, cleaned.image, boxes[i]) or words[i].text
+        words[i] = replace(words[i], text=printed, reread=text,
                            unread_ink=unread_ink(cleaned.image, boxes[i], boxes))
     width, height = request.image.size
     return lay_out(request.number, words,
