@@ -30,6 +30,7 @@ from .table_columns import (
     column_bands,
     continues_heading,
     header_roles,
+    leader_debris,
     loose_heading,
     merge_headings,
     tables_from_header,
@@ -135,6 +136,10 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
                 continue
             if ocr:
                 mine = [p for p in (_mended(p) for p in mine) if p.text]
+                # Leaders Tesseract read as letters ("HDL Cholesterol nee eee ene 38 L") are
+                # not part of the name.
+                debris = leader_debris([p.text for p in mine], [p.word.confidence for p in mine])
+                mine = [p for p, d in zip(mine, debris, strict=True) if not d]
             if not mine:
                 continue
             row = _Row(line)
