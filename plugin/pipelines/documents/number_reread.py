@@ -172,35 +172,50 @@ def _is_one(glyph: np.ndarray) -> bool:
         max(centres) - min(centres) <= _STEM_DRIFT * height
 
 
-def one_read_as_four(printed: str, again: str, image: Image.Image,
-                     box: tuple[int, int, int, int]) -> str | None:
-    """The number where the page's reading has a "4" for a printed "1" ("7.4" for "7.1",
-    Tesseract's slip on photos) and the cut-out's reading has the "1": only when the two
-    readings differ in nothing else and the ink there is a stem, not a "4"'s bar."""
-    if len(printed) != len(again) or not re.fullmatch(r"\d+(?:[.,]\d+)?", again):
+def ones_and_points(printed: str, again: str, image: Image.Image,
+                    box: tuple[int, int, int, int]) -> str | None:
+    """The cut-out's reading (`again`) where the page's reading (`printed`) differs from it only
+    in the glyphs Tesseract gets wrong on photos, "1"s (read "4", or lost in a letter: "7A" for
+    "7.1") and decimal points, and the ink proves each of those: one glyph per character of
+    `again`, an upright stem (not a "4"'s bar) at every "1", a point-sized mark on the baseline
+    at every point. The other digits must be the same, in the same order, in both readings."""
+    if not re.fullmatch(r"\d+(?:[.,]\d+)?", again) or again == printed:
         return None
-    slips = [i for i, (a, b) in enumerate(zip(printed, again, strict=True)) if a != b]
-    if not slips or any(printed[i] != "4" or again[i] != "1" for i in slips):
+    if not _same_but_ones(re.sub(r"[^\d]", "", printed), re.sub(r"[^\d]", "", again)):
         return None
     marks = glyphs(image, box)
-    wanted = "".join("d" if c.isdigit() else "p" for c in again)
-    if "".join(_shape(m) for m in marks) != wanted:
+    if "".join(_shape(m) for m in marks) != "".join("d" if c.isdigit() else "p" for c in again):
         return None
-    return again if all(_is_one(marks[i]) for i in slips) else None
+    return again if all(_is_one(m) for m, c in zip(marks, again, strict=True) if c == "1") \
+        else None
+
+
+def _same_but_ones(printed: str, again: str) -> bool:
+    """Whether the two digit strings are the same once `again`'s "1"s are left out and some of
+    `printed`'s "1"s and "4"s (the "1"s it read as "4") are: every other digit of each is the
+    other's. A "4" `again` reads must be a "4" on the page too."""
+    rest = again.replace("1", "")
+    i = 0
+    for digit in printed:
+        if i < len(rest) and digit == rest[i]:
+            i += 1
+        elif digit not in "14":
+            return False
+    return i == len(rest)
 
 
 def mended_number(printed: str, again: str, image: Image.Image,
                   box: tuple[int, int, int, int]) -> str | None:
     """What the page printed where OCR's page reading (`printed`) made a slip the cut-out's
     reading (`again`) does not: a dropped decimal point (`dropped_point`), a "1" read as "4"
-    where the ink is a stem (`one_read_as_four`) or a "5" read as "§"
+    or lost in a letter where the ink is a stem (`ones_and_points`) or a "5" read as "§"
     ("§.2", Tesseract's slip on scans and photos; nothing else prints "§" against a digit).
     None when neither applies: the precision gate then compares the two readings as they are."""
     if _SECTION_FOR_5.search(printed) and "§" not in again and \
             _SECTION_FOR_5.sub("5", printed) == again:
         return again
     return dropped_point(printed, again, image, box) or \
-        one_read_as_four(printed, again, image, box)
+        ones_and_points(printed, again, image, box)
 
 
 _SECTION_FOR_5 = re.compile(r"§(?=[\d.,])|(?<=\d)§")
