@@ -31,8 +31,8 @@ _CONFUSED = tuple(frozenset(pair) for pair in (
     ("/", "i"), ("/", "1"), ("/", "|"), ("o", "0"), ("u", "p"), ("u", "y"), ("u", "µ"),
     ("o", "g"), ("q", "g"), ("t", "l"), ("^", "*"), ("^", "4"), ("^", "°"), ("*", "°"),
     ("%", "*"), ("%", "^"),
-    # Seen on the corpus's photos: "mmoVL" (l read as V), "X1OA9/L" and "10“9/1" (the caret).
-    ("v", "l"), ("^", "a"), ("^", "“"), ("^", '"'),
+    # The caret read as a letter or a quote mark on the corpus's photos ("X1OA9/L", "10“9/1").
+    ("^", "a"), ("^", "“"), ("^", '"'),
 ))
 _THIN = frozenset("l1i|/.'")
 

@@ -230,3 +230,15 @@ def test_a_unit_is_not_joined_to_the_comparator_of_the_range_after_it() -> None:
     assert not isinstance(cells, str) and cells is not None
     assert (cells.result, cells.unit, cells.reference_range, cells.flag) == \
         ("165", "mg/dl", "< 150", "H")
+
+
+def test_a_capital_i_read_as_a_bar_in_a_table_name_is_given_back() -> None:
+    # "Troponin |": the bar is dropped with the specks, the catalogue knows "Troponin I".
+    columns = {"name": 50, "result": 330, "unit": 380}
+    words = [PageWord(label, Box(columns[key], 100, columns[key] + 5 * len(label), 108), None,
+                      0.95) for key, label in (("name", "Test"), ("result", "Result"),
+                                                ("unit", "Units"))]
+    words += [PageWord(t, Box(x, 114, x + 5 * len(t), 122), None, 0.9)
+              for x, t in ((50, "Troponin"), (100, "|"), (330, "<0.04"), (380, "ng/mL"))]
+    page = lay_out(1, words, origin="ocr", width=612, height=792, note="test")
+    assert brief(read(page)) == [("Troponin I", "<0.04", "ng/mL", "", "")]
