@@ -41,6 +41,13 @@ def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
     """The text Tesseract reads in each box (left, top, width, height) of `image` when the
     boxes are cut out (enlarged `scale` times) and stacked, one per line; "" where it reads
     nothing."""
+    return [text for text, _ in reread_scored(image, boxes, timeout=timeout, scale=scale)]
+
+
+def reread_scored(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
+                  timeout: float, scale: float = REREAD_SCALE) -> list[tuple[str, float | None]]:
+    """`reread`, with Tesseract's lowest word confidence (0..1) for each box (None: nothing
+    read)."""
     if not boxes:
         return []
     crops = [image.crop((left - _PAD, top - _PAD, left + width + _PAD, top + height + _PAD))
@@ -59,7 +66,7 @@ def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
         strip.paste(crop, (_MARGIN + (k % per_line) * column, _MARGIN + (k // per_line) * slot))
     data = pytesseract.image_to_data(strip, config=REREAD_CONFIG, timeout=timeout,
                                      output_type=pytesseract.Output.DICT)
-    found: list[list[tuple[int, str]]] = [[] for _ in crops]
+    found: list[list[tuple[int, str, float]]] = [[] for _ in crops]
     for i, raw in enumerate(data["text"]):
         text = str(raw).strip()
         if not text:
@@ -68,8 +75,9 @@ def reread(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], *,
         middle = top + int(str(data["height"][i])) / 2
         k = int(middle // slot) * per_line + int(max(left, 0) // column)
         if 0 <= k < len(crops):
-            found[k].append((left, text))
-    return ["".join(text for _, text in sorted(words)) for words in found]
+            found[k].append((left, text, float(str(data["conf"][i])) / 100))
+    return [("".join(text for _, text, _ in sorted(words)),
+             min((c for _, _, c in words), default=None)) for words in found]
 
 
 # How far beside a number's box (a fraction of its height) ink that no word covers makes the
