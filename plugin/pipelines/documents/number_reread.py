@@ -6,6 +6,10 @@ Tesseract misreads a "1" as a "4" with high confidence on a phone photo ("10.1" 
 "1.412"); read again out of its context, enlarged, the same print comes out right, so a number
 both readings agree on is kept and one they disagree on is withheld (the precision gate). One
 extra Tesseract call per page, on a small grid of cut-outs.
+
+Where the readings differ by a slip the ink can settle (a dropped decimal point, a "1" read as
+"4", a "5" read as "§"), `mended_number` cuts the number's ink into glyphs and takes the cut-out's
+reading only when the glyphs show it.
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ _POINT_SIZE = 0.35
 _POINT_TOP = 0.55
 _POINT_BOTTOM = 0.75
 _DIGIT_HEIGHT = 0.5  # a digit's ink spans at least this much of the box's height
+_SECTION_FOR_5 = re.compile(r"§(?=[\d.,])|(?<=\d)§")  # "§.2" for "5.2"
 
 
 def glyphs(image: Image.Image, box: tuple[int, int, int, int]) -> list[np.ndarray]:
@@ -224,9 +229,6 @@ def mended_number(printed: str, again: str, image: Image.Image,
         return again
     return dropped_point(printed, again, image, box) or \
         ones_and_points(printed, again, image, box)
-
-
-_SECTION_FOR_5 = re.compile(r"§(?=[\d.,])|(?<=\d)§")
 
 
 def dropped_point(printed: str, again: str, image: Image.Image,

@@ -92,13 +92,11 @@ def ocr_page(request: OcrRequest, budget: MemoryBudget | None = None) -> PageTex
                            unread_ink=unread_ink(cleaned.image, boxes[i], boxes))
     # What the page reading skipped (a lone "8" in a cell), read alone twice the same way.
     for unread in unread_words(cleaned.image, boxes, timeout=PAGE_TIMEOUT_S):
-        left, top, w, h = unread.box
-        words.append(replace(_page_word(unread.text, unread.confidence, (left, top, left + w,
-                                                                         top + h),
-                                        cleaned, request.page_scale),
-                             reread=unread.again,
-                             unread_ink=unread_ink(cleaned.image, unread.box,
-                                                   [*boxes, unread.box])))
+        left, top, across, down = unread.box
+        word = _page_word(unread.text, unread.confidence,
+                          (left, top, left + across, top + down), cleaned, request.page_scale)
+        words.append(replace(word, reread=unread.again, unread_ink=unread_ink(
+            cleaned.image, unread.box, [*boxes, unread.box])))
     width, height = request.image.size
     return lay_out(request.number, words,
                    origin="ocr", width=width * request.page_scale,
