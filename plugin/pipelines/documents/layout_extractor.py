@@ -27,6 +27,7 @@ from .lab_rows import (
 )
 from .pages import Line, PageText
 from .printed_numbers import Conventions, detect_conventions, parse_date, parse_value
+from .table_columns import leader_debris
 from .table_reader import read_tables
 
 LAYOUT_VERSION = "1.0"
@@ -45,12 +46,6 @@ _COLLECTED = re.compile(r"(?i)\b(?:collected|collection(?: date)?(?: ?/ ?time)?|
                         r"prélèvement|prelevement)\s*:?\s*(.+)")
 _SPECIMEN = re.compile(r"(?i)^specimen(?: type)?\s*:\s*(.+?)(?:\s{2,}|\s+status\s*:|$)")
 _MAX_NAME_WORDS = 8
-# OCR confidence below which a run of lower-case words is taken for leaders. Measured on the
-# corpus's three scans of a dotted-leader report: 75% of the other words score below it, 90% of
-# the test names' words 0.91 or more.
-DEBRIS_CONFIDENCE = 0.35
-LEADER_RUN = 5
-_X_HEIGHT = re.compile(r"[acemnorstuvwxz]+")
 _LABELS = frozenset({"reference", "ref", "range", "normal", "interval", "flag", "units", "unit"})
 _CONTINUED = re.compile(r"\s*\((?:continued|cont\.?)\)", re.IGNORECASE)
 UNREADABLE: Literal["unreadable"] = "unreadable"
@@ -122,35 +117,11 @@ def read_lab_rows(pages: Sequence[PageText]) -> LayoutReading:
 
 def without_debris(page: PageText, line: Line) -> str:
     """An OCR'd line without the dotted leaders Tesseract reads as runs of letters ("Glucose nee
-    eee ene e eee 128"): three or more words in a row without a digit, each lower-case or
-    barely recognised, at least half of them barely recognised. A weak word alone stays (it
-    may be part of the name)."""
+    eee ene e eee 128"): `leader_debris`."""
     words = [w for w in page.words if line.start <= w.start < line.end]
     texts = [page.text[w.start:w.end] for w in words]
-    scores = [w.confidence if w.confidence is not None else 1.0 for w in words]
-    # Leader debris: no digit, and lower-case or barely recognised.
-    weak = [not re.search(r"[\d<>]", t) and (t.islower() and c < 0.6 or c < DEBRIS_CONFIDENCE
-                                              or _X_HEIGHT.fullmatch(t) is not None)
-            for t, c in zip(texts, scores, strict=True)]
-    keep = [True] * len(words)
-    start = 0
-    while start < len(words):
-        end = start
-        while end < len(words) and weak[end]:
-            end += 1
-        run = scores[start:end]
-        low = sum(c < DEBRIS_CONFIDENCE for c in run) * 2 >= len(run)
-        if len(run) >= 3 and (low or _dotted(texts[start:end])):
-            keep[start:end] = [False] * (end - start)
-        start = max(end, start + 1)
-    return " ".join(t for t, k in zip(texts, keep, strict=True) if k)
-
-
-def _dotted(texts: list[str]) -> bool:
-    """A run of words that can only be dots read as letters, however confidently: at least
-    `LEADER_RUN` of them, each lower-case letters of x-height (dots make no ascenders or
-    descenders: "nee eee ene tenner"). A test name is not five such words in a row."""
-    return len(texts) >= LEADER_RUN and all(_X_HEIGHT.fullmatch(t) for t in texts)
+    debris = leader_debris(texts, [w.confidence for w in words])
+    return " ".join(t for t, d in zip(texts, debris, strict=True) if not d)
 
 
 def parse_row(text: str, *, ocr: bool,
@@ -217,8 +188,11 @@ def _cells(name: str, result_token: str, texts: list[str], ocr: bool,
             reference, k = found
         elif not flag and flag_code(token) is not None:
             flag, k = token, k + 1
-        elif not unit and k + 1 < len(texts) and is_unit(texts[k] + texts[k + 1], ocr=ocr):
-            unit, k = texts[k] + texts[k + 1], k + 2  # a unit split by OCR ("x10^9 /L")
+        elif not unit and k + 1 < len(texts) and _range_at(texts, k + 1) is None and \
+                is_unit(texts[k] + texts[k + 1], ocr=ocr):
+            # A unit split by OCR ("x10^9 /L"); not a unit and the range after it ("mg/dL <
+            # 150"), which OCR's unit mending would otherwise take for "mg/dL" with a speck.
+            unit, k = texts[k] + texts[k + 1], k + 2
         elif not unit and (_unit_like(token, ocr) or is_unit(token, ocr=ocr, test=name)):
             unit, k = token, k + 1
         elif not reference and " ".join(texts[k:k + 2]).lower() == "not detected":

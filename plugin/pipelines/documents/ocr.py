@@ -23,9 +23,10 @@ from plugin.budget import MemoryBudget
 from plugin.errors import ConfigError
 from plugin.results import Box
 
-from .number_reread import numeric_boxes, reread, unread_ink
+from .number_reread import mended_number, numeric_boxes, reread, unread_ink
 from .pages import PageText
 from .scan_cleanup import CleanPage, clean_page
+from .unread_cells import unread_words
 from .word_boxes import PageWord, lay_out
 
 # Sparse text (--psm 11): the table geometry orders the words itself, and tables read far better
@@ -84,8 +85,18 @@ def ocr_page(request: OcrRequest, budget: MemoryBudget | None = None) -> PageTex
     again = numeric_boxes([w.text for w in words], boxes)
     second = reread(cleaned.image, [boxes[i] for i in again], timeout=PAGE_TIMEOUT_S)
     for i, text in zip(again, second, strict=True):
-        words[i] = replace(words[i], reread=text,
+        # A slip of the page's reading that the cut-out's reading and the ink undo ("71" for a
+        # printed "7.1", "§.2" for "5.2"): the word is what was printed.
+        printed = mended_number(words[i].text, text, cleaned.image, boxes[i]) or words[i].text
+        words[i] = replace(words[i], text=printed, reread=text,
                            unread_ink=unread_ink(cleaned.image, boxes[i], boxes))
+    # What the page reading skipped (a lone "8" in a cell), read alone twice the same way.
+    for unread in unread_words(cleaned.image, boxes, timeout=PAGE_TIMEOUT_S):
+        left, top, across, down = unread.box
+        word = _page_word(unread.text, unread.confidence,
+                          (left, top, left + across, top + down), cleaned, request.page_scale)
+        words.append(replace(word, reread=unread.again, unread_ink=unread_ink(
+            cleaned.image, unread.box, [*boxes, unread.box])))
     width, height = request.image.size
     return lay_out(request.number, words,
                    origin="ocr", width=width * request.page_scale,
@@ -111,20 +122,28 @@ def tesseract_words(data: dict[str, list[object]], cleaned: CleanPage,
     """Tesseract's words with boxes in page pixels (where they were printed) and in the
     straightened page (for the table geometry)."""
     words: list[PageWord] = []
-    straight = page_scale / cleaned.scale
     for i in _kept(data):
-        token = str(data["text"][i]).strip()
-        confidence = float(str(data["conf"][i]))
         left, top = float(str(data["left"][i])), float(str(data["top"][i]))
         right = left + float(str(data["width"][i]))
         bottom = top + float(str(data["height"][i]))
-        x0, y0, x1, y1 = (v * page_scale for v in cleaned.original_box(left, top, right, bottom))
-        words.append(PageWord(
-            token, Box(round(x0, 1), round(y0, 1), round(x1, 1), round(y1, 1)),
-            Box(round(left * straight, 1), round(top * straight, 1), round(right * straight, 1),
-                round(bottom * straight, 1)),
-            round(confidence / 100, 3)))
+        words.append(_page_word(str(data["text"][i]).strip(),
+                                float(str(data["conf"][i])) / 100, (left, top, right, bottom),
+                                cleaned, page_scale))
     return words
+
+
+def _page_word(token: str, confidence: float, edges: tuple[float, float, float, float],
+               cleaned: CleanPage, page_scale: float) -> PageWord:
+    """A word read at `edges` (left, top, right, bottom) of the cleaned image, with its box in
+    page pixels (where it was printed) and in the straightened page."""
+    left, top, right, bottom = edges
+    straight = page_scale / cleaned.scale
+    x0, y0, x1, y1 = (v * page_scale for v in cleaned.original_box(left, top, right, bottom))
+    return PageWord(
+        token, Box(round(x0, 1), round(y0, 1), round(x1, 1), round(y1, 1)),
+        Box(round(left * straight, 1), round(top * straight, 1), round(right * straight, 1),
+            round(bottom * straight, 1)),
+        round(confidence, 3))
 
 
 def _kept(data: dict[str, list[object]]) -> list[int]:

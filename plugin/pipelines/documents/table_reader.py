@@ -30,6 +30,7 @@ from .table_columns import (
     column_bands,
     continues_heading,
     header_roles,
+    leader_debris,
     loose_heading,
     merge_headings,
     tables_from_header,
@@ -133,8 +134,16 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
                     and not LEADER.match(p.text)]
             if not mine:
                 continue
+            # A capital I read as a bar ("Troponin |") is dropped with the specks below; the
+            # name gets it back when that makes a test the catalogue knows (clean_name).
+            barred = ocr and any(p.text == "|" and band_of(bands[t], p.box).roles[0] == "name"
+                                 for p in mine)
             if ocr:
                 mine = [p for p in (_mended(p) for p in mine) if p.text]
+                # Leaders Tesseract read as letters ("HDL Cholesterol nee eee ene 38 L") are
+                # not part of the name.
+                debris = leader_debris([p.text for p in mine], [p.word.confidence for p in mine])
+                mine = [p for p, d in zip(mine, debris, strict=True) if not d]
             if not mine:
                 continue
             row = _Row(line)
@@ -145,6 +154,9 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
                              any("unit" in c.roles for c in table.columns))
             # A wrapped name's lines are closer together than the table's rows.
             middle = statistics.median((p.box.y0 + p.box.y1) / 2 for p in mine)
+            if isinstance(read, LabRow) and barred and \
+                    (named := clean_name(f"{read.name} |", ocr=True)) != read.name:
+                read = replace(read, name=named)
             if isinstance(read, LabRow):
                 waiting, waited_at = pending[t]
                 if waiting and middle - waited_at < WRAPPED * pitches[t]:

@@ -31,6 +31,8 @@ _CONFUSED = tuple(frozenset(pair) for pair in (
     ("/", "i"), ("/", "1"), ("/", "|"), ("o", "0"), ("u", "p"), ("u", "y"), ("u", "µ"),
     ("o", "g"), ("q", "g"), ("t", "l"), ("^", "*"), ("^", "4"), ("^", "°"), ("*", "°"),
     ("%", "*"), ("%", "^"),
+    # The caret read as a letter or a quote mark on the corpus's photos ("X1OA9/L", "10“9/1").
+    ("^", "a"), ("^", "“"), ("^", '"'),
 ))
 _THIN = frozenset("l1i|/.'")
 

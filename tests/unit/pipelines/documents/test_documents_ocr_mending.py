@@ -53,6 +53,8 @@ def withheld(problems: list[InputProblem]) -> list[str]:
     ("mo/di", "Calcium", "mg/dL"),
     ("ag/mL", "Ferritin", "ng/mL"),
     ("tatio", "INR", "ratio"),
+    ("X1OA9/L", "Lymphocytes", "10^9/L"),  # the caret read as "A"
+    ("10“9/1", "Thrombocytes", "10^9/L"),  # ... and as a quote mark
 ])
 def test_a_garbled_unit_is_mended_to_the_one_unit_its_test_is_measured_in(
         read_as: str, test: str, unit: str) -> None:

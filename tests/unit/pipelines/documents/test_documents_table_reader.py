@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from plugin.pipelines.documents.lab_rows import LabRow
-from plugin.pipelines.documents.layout_extractor import without_debris
+from plugin.pipelines.documents.layout_extractor import parse_row, without_debris
 from plugin.pipelines.documents.pages import PageText
 from plugin.pipelines.documents.printed_numbers import POINT_MDY, Conventions
 from plugin.pipelines.documents.table_reader import read_tables
@@ -201,3 +201,44 @@ def test_dotted_leaders_read_confidently_as_letters_are_dropped() -> None:
     assert without_debris(page, first) == "HDL Cholesterol 38 L mg/dL > 40"
     # Four x-height words are not yet a leader: a name may have them.
     assert without_debris(page, second) == "Urea nitrogen cnc ace 18 mg/dL"
+
+
+def test_leaders_read_as_letters_inside_a_table_row_are_not_part_of_the_name() -> None:
+    # Under a header, the leaders sit in the name column: dropped there as on a plain line.
+    columns = {"name": 50, "result": 330, "unit": 380, "range": 440}
+    texts = [("HDL", 0.95), ("Cholesterol", 0.93), ("nee", 0.8), ("eee", 0.8), ("ene", 0.8),
+             ("tenner", 0.8), ("erate", 0.8)]
+    words = [PageWord(label, Box(columns[key], 100, columns[key] + 5 * len(label), 108), None,
+                      0.95)
+             for key, label in (("name", "Test"), ("result", "Result"), ("unit", "Units"),
+                                ("range", "Range"))]
+    at = 50.0
+    for text, confidence in texts:
+        words.append(PageWord(text, Box(at, 114, at + 5 * len(text), 122), None, confidence))
+        at += 5 * len(text) + 8
+    words += [PageWord(t, Box(x, 114, x + 5 * len(t), 122), None, 0.9, t if t[0].isdigit()
+                       else None) for x, t in ((330, "38"), (345, "L"), (380, "mg/dL"),
+                                               (440, ">"), (450, "40"))]
+    page = lay_out(1, words, origin="ocr", width=612, height=792, note="test")
+    assert brief(read(page)) == [("HDL Cholesterol", "38", "mg/dL", "> 40", "L")]
+
+
+def test_a_unit_is_not_joined_to_the_comparator_of_the_range_after_it() -> None:
+    # OCR's unit mending reads "mg/dl<" as mg/dL with a speck: the "150" was then left over
+    # and the row reported unreadable.
+    cells = parse_row("Triglycerides 165 H mg/dl < 150", ocr=True)
+    assert not isinstance(cells, str) and cells is not None
+    assert (cells.result, cells.unit, cells.reference_range, cells.flag) == \
+        ("165", "mg/dl", "< 150", "H")
+
+
+def test_a_capital_i_read_as_a_bar_in_a_table_name_is_given_back() -> None:
+    # "Troponin |": the bar is dropped with the specks, the catalogue knows "Troponin I".
+    columns = {"name": 50, "result": 330, "unit": 380}
+    words = [PageWord(label, Box(columns[key], 100, columns[key] + 5 * len(label), 108), None,
+                      0.95) for key, label in (("name", "Test"), ("result", "Result"),
+                                                ("unit", "Units"))]
+    words += [PageWord(t, Box(x, 114, x + 5 * len(t), 122), None, 0.9)
+              for x, t in ((50, "Troponin"), (100, "|"), (330, "<0.04"), (380, "ng/mL"))]
+    page = lay_out(1, words, origin="ocr", width=612, height=792, note="test")
+    assert brief(read(page)) == [("Troponin I", "<0.04", "ng/mL", "", "")]
