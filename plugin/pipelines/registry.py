@@ -213,13 +213,14 @@ def imaging_pipeline(settings: Settings, task: ImagingTask | None = None, *,
 def pathology_pipeline(settings: Settings, *, engine: VisionLanguageEngine | None = None
                        ) -> InstalledPipeline:
     """Whole-slide pathology: the patient's studies with a slide (SM) series -> findings on
-    patches of the slide (plugin.pipelines.pathology). The slide options come from the settings
-    when a job runs; the DICOM SR goes back under imaging's write-back settings."""
+    patches of the slide (plugin.pipelines.pathology), with the slide options of the settings; the
+    DICOM SR goes back under imaging's write-back settings."""
     from plugin.pipelines.imaging.stow import dicom_write_options
-    from plugin.pipelines.pathology.pipeline import PIPELINE, PathologyPipeline, settings_options
+    from plugin.pipelines.pathology.pipeline import PIPELINE, PathologyPipeline
+    from plugin.pipelines.pathology.prepare import pathology_options
 
     engine = engine or medgemma_engine(settings)
-    pipeline = PathologyPipeline(engine, preparation=settings_options(settings),
+    pipeline = PathologyPipeline(engine, preparation=pathology_options(settings),
                                  dicom_write=dicom_write_options(settings))
     run = test_models.sandbox_only(pipeline) if settings.test_models else pipeline
     where = ("the tiny random-weight test model: TEST OUTPUT, not clinical" if settings.test_models

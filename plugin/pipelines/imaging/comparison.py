@@ -79,3 +79,12 @@ def _comparable_time(when: datetime, reference: datetime) -> float:
     elif when.tzinfo is not None and reference.tzinfo is None:
         when = when.replace(tzinfo=None)
     return when.timestamp()
+
+
+def is_slide_only(study: dict[str, Any]) -> bool:
+    """Whether every series of the study (or, with none listed, every modality) is SM: whole-slide
+    microscopy, which the pathology pipeline reads."""
+    series = [s for s in study.get("series", []) if isinstance(s, dict)]
+    codes = ([(s.get("modality") or {}).get("code") for s in series] if series else
+             [c.get("code") for c in study.get("modality", []) if isinstance(c, dict)])
+    return bool(codes) and all(isinstance(c, str) and c.upper() == "SM" for c in codes)

@@ -32,7 +32,7 @@ from plugin.results import (
 )
 
 from .boxes import BoxError, to_pixel_box
-from .comparison import find_prior_study, study_modalities
+from .comparison import find_prior_study, is_slide_only, study_modalities
 from .prepared import PreparedImage, PreparedStudy
 from .prompts import PROMPT_VERSION, slice_label, task_parts
 from .report_draft import StudyRead, report_narrative
@@ -231,15 +231,6 @@ def task_sources(task: ImagingTask, studies: list[dict[str, Any]]) -> list[dict[
     if task.kind == "localize":
         return [s for s in studies if study_modalities(s) and not study_modalities(s) & _VOLUMES]
     return studies
-
-
-def is_slide_only(study: dict[str, Any]) -> bool:
-    """Whether every series of the study (or, with none listed, every modality) is SM: whole-slide
-    microscopy, which the pathology pipeline reads."""
-    series = [s for s in study.get("series", []) if isinstance(s, dict)]
-    codes = ([(s.get("modality") or {}).get("code") for s in series] if series else
-             [c.get("code") for c in study.get("modality", []) if isinstance(c, dict)])
-    return bool(codes) and all(isinstance(c, str) and c.upper() == "SM" for c in codes)
 
 
 def _finding_evidence(read: ReadFinding, study: PreparedStudy

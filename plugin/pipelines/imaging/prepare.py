@@ -23,6 +23,7 @@ from plugin.config import Settings
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
 from plugin.pipelines.imaging import orientation, preprocessing
+from plugin.pipelines.imaging.comparison import is_slide_only
 from plugin.pipelines.imaging.frames import frame_dataset
 from plugin.pipelines.imaging.instance_headers import InstanceHeader
 from plugin.pipelines.imaging.pixels import DecodedInstance, decode_dataset, decode_instance
@@ -90,8 +91,10 @@ def imaging_options(settings: Settings) -> ImagingOptions:
 
 
 def find_imaging_studies(client: FhirClient, patient_id: str) -> list[Resource]:
-    """The patient's ImagingStudy resources, newest `started` first (undated last)."""
-    studies = list(client.search("ImagingStudy", {"patient": patient_id, "_count": 100}))
+    """The patient's ImagingStudy resources, newest `started` first (undated last). A study of
+    whole slides only (every series SM) is left out: the pathology pipeline reads those."""
+    studies = [s for s in client.search("ImagingStudy", {"patient": patient_id, "_count": 100})
+               if not is_slide_only(s)]
     dated = sorted((s for s in studies if s.get("started")), key=lambda s: _parse_time(s["started"]),
                    reverse=True)
     return dated + [s for s in studies if not s.get("started")]

@@ -13,7 +13,7 @@ the level instance, the frames fetched for it and the region in that level's tot
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plugin.engines.answers import AnswerFormatError
@@ -37,8 +37,9 @@ from .report_draft import SlideRead, preparation_notes, report_narrative
 from .slide import Patch, PreparedSlide
 
 if TYPE_CHECKING:
-    from plugin.config import Settings
     from plugin.pipelines.imaging.stow import DicomWriteOptions
+
+    from .prepare import PathologyOptions
 
 PIPELINE = "pathology"
 PIPELINE_VERSION = "1"
@@ -49,34 +50,16 @@ KEY = "pathology"  # item keys start with it: "pathology/1", the report "patholo
 PATHOLOGY_REPORT_CODE = Coding("http://loinc.org", "60567-5", "Comprehensive pathology report panel")
 
 Progress = Callable[[float, str], None]
-SLIDE_READER = "plugin.pipelines.pathology.prepare"  # pyramid, tissue mask, tiles -> PreparedSlide
 
 
 class PrepareSlide(Protocol):
     """plugin.pipelines.pathology.prepare.prepare_slide: pyramid, tissue mask, patches."""
 
-    def __call__(self, client: FhirClient, study: dict[str, Any], options: Any, *,
+    def __call__(self, client: FhirClient, study: dict[str, Any], options: PathologyOptions, *,
                  progress: Progress | None = None) -> PreparedSlide: ...
 
 
 FindStudies = Callable[[FhirClient, str], list[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class SettingsOptions:
-    """The slide options the settings give (prepare.pathology_options), built when a job runs:
-    the slide reader is imported only by the processes that read slides."""
-
-    settings: Settings
-
-    def build(self) -> Any:
-        from .prepare import pathology_options  # type: ignore[import-not-found,unused-ignore]
-
-        return pathology_options(self.settings)
-
-
-def settings_options(settings: Settings) -> SettingsOptions:
-    return SettingsOptions(settings)
 
 
 class PathologyPipeline:
@@ -87,7 +70,7 @@ class PathologyPipeline:
     PreparedSlide objects themselves); `dicom_write` the SR back into the PACS (None: off).
     """
 
-    def __init__(self, engine: VisionLanguageEngine, *, preparation: Any = None,
+    def __init__(self, engine: VisionLanguageEngine, *, preparation: PathologyOptions | None = None,
                  max_new_tokens: int = MAX_NEW_TOKENS, prepare: PrepareSlide | None = None,
                  find_studies: FindStudies | None = None,
                  dicom_write: DicomWriteOptions | None = None) -> None:
@@ -101,11 +84,7 @@ class PathologyPipeline:
         self.dicom_write = dicom_write
 
     def unavailable_reason(self) -> str:
-        """Why the pipeline cannot run here (the model or the slide reader is absent); "" when
-        it can."""
-        if self._prepare is None and not _slide_reader_installed():
-            return (f"the slide reader ({SLIDE_READER}) is not installed here, so no slide can be "
-                    "read")
+        """Why the pipeline cannot run here (the model is absent); "" when it can."""
         if self.engine.available():
             return ""
         why = getattr(self.engine, "why_unavailable", lambda: None)() or "it is not available"
@@ -143,8 +122,6 @@ class PathologyPipeline:
     def _prepare_slide(self, context: JobContext, start: float, end: float) -> PreparedSlide:
         prepare = self._prepare or _default_prepare()
         options = self.preparation if self.preparation is not None else _default_options()
-        if isinstance(options, SettingsOptions):
-            options = options.build()
 
         def progress(fraction: float, text: str) -> None:
             context.report_progress(start + (end - start) * min(max(fraction, 0.0), 1.0), text)
@@ -177,6 +154,13 @@ def slide_result(slide: PreparedSlide, answer: str, model: ModelInfo,
                 body_site=slide.context.body_site, abnormal=kept.finding.abnormal,
                 evidence=tuple(patch_evidence(slide, by_number[n]) for n in kept.patches)))
             cited.append(kept.patches)
+        if reading.impression and not findings:
+            # An impression rests on findings: with none left that cites a shown patch, nothing on
+            # the slide supports it, so it is neither the report's conclusion nor in the draft.
+            problems.append(InputProblem(where, f"impression ({reading.impression[:80]}) not used: no "
+                                                "finding it could rest on cites a patch the model was "
+                                                "shown"))
+            reading = replace(reading, impression="")
     narrative = report_narrative(SlideRead(
         slide=slide, model=model, reading=reading, findings=tuple(findings),
         problems=tuple(problems), key=f"{KEY}/report", cited=tuple(cited)))
@@ -211,27 +195,22 @@ def _report_code(resource: dict[str, Any]) -> Coding:
     return PATHOLOGY_REPORT_CODE
 
 
-def _slide_reader_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(SLIDE_READER) is not None
-
 
 def _default_prepare() -> PrepareSlide:
-    from .prepare import prepare_slide  # type: ignore[import-not-found,unused-ignore]
+    from .prepare import prepare_slide
 
     prepare: PrepareSlide = prepare_slide
     return prepare
 
 
 def _default_find_studies() -> FindStudies:
-    from .prepare import find_slide_studies  # type: ignore[import-not-found,unused-ignore]
+    from .prepare import find_slide_studies
 
     find: FindStudies = find_slide_studies
     return find
 
 
-def _default_options() -> Any:
-    from .prepare import PathologyOptions  # type: ignore[import-not-found,unused-ignore]
+def _default_options() -> PathologyOptions:
+    from .prepare import PathologyOptions
 
     return PathologyOptions()

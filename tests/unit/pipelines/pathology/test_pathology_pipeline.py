@@ -190,6 +190,15 @@ def test_a_finding_citing_nothing_shown_is_withheld_and_listed() -> None:
     assert report.item_keys == ("pathology/3",)
 
 
+def test_an_impression_whose_findings_were_all_withheld_is_not_written() -> None:
+    answer = json.dumps({"findings": [{"finding": "Invasive adenocarcinoma", "patches": []}],
+                         "impression": "Invasive adenocarcinoma of the colon."})
+    result, _ = run(answer)
+    assert findings(result) == [] and result.reports == ()
+    assert "impression (Invasive adenocarcinoma of the colon.) not used" in reasons(result)
+    assert "#### Impression" not in narrative(result)
+
+
 def test_an_unreadable_answer_writes_no_finding_and_says_so() -> None:
     result, _ = run("The slide shows carcinoma in patches 2 and 3.")
     assert findings(result) == []

@@ -5,17 +5,15 @@ imaging skips those."""
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
-
-import pytest
 
 from plugin.config import Settings
 from plugin.jobs import JobLimits
 from plugin.jobs.dispatch import queue_of
 from plugin.pipelines.imaging import ImagingTask
 from plugin.pipelines.imaging.pipeline import is_slide_only, task_sources
-from plugin.pipelines.pathology.pipeline import PathologyPipeline, SettingsOptions
+from plugin.pipelines.pathology.pipeline import PathologyPipeline
+from plugin.pipelines.pathology.prepare import pathology_options
 from plugin.pipelines.registry import installed_pipelines
 
 
@@ -52,23 +50,6 @@ def test_pathology_is_installed_with_imaging_s_write_back_settings() -> None:
     assert (write.enabled, write.write_endpoints, write.uid_root) == (
         True, ("https://pacs.example.org/dicom-web",), "1.2.826.0.1.3680043.99")
     # the slide options are built from these very settings when a job runs
-    assert pipeline.preparation == SettingsOptions(settings)
+    assert pipeline.preparation == pathology_options(settings)
     assert queue_of("pathology") == "imaging"
     assert JobLimits.from_settings(settings).time_limit("pathology") == 1234.0
-
-
-def test_without_the_slide_reader_the_pipeline_says_so_and_is_not_run(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from plugin.pipelines.pathology import pipeline as module
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == module.SLIDE_READER else real(name, *a))
-    installed = installed_pipelines(Settings())["pathology"]
-    assert installed.unavailable_reason == (
-        "the slide reader (plugin.pipelines.pathology.prepare) is not installed here, so no slide "
-        "can be read")
-    # given the reader's function (as tests do), only the model decides
-    engine = installed.run.engine  # type: ignore[attr-defined]
-    given = PathologyPipeline(engine, prepare=lambda *a, **k: None)  # type: ignore[arg-type,return-value]
-    assert "slide reader" not in given.unavailable_reason()
