@@ -136,8 +136,7 @@ def read_tables(page: PageText, conventions: Conventions, *, panel: str = "",
                 continue
             # A capital I read as a bar ("Troponin |") is dropped with the specks below; the
             # name gets it back when that makes a test the catalogue knows (clean_name).
-            barred = ocr and any(p.text == "|" and band_of(bands[t], p.box).roles[0] == "name"
-                                 for p in mine)
+            barred = ocr and _trailing_bar([p for p in mine if band_of(bands[t], p.box).roles[0] == "name"])
             if ocr:
                 mine = [p for p in (_mended(p) for p in mine) if p.text]
                 # Leaders Tesseract read as letters ("HDL Cholesterol nee eee ene 38 L") are
@@ -298,3 +297,15 @@ def _row_pitch(table: Table, body: Sequence[Sequence[Placed]]) -> float:
     steps = [b - a for a, b in zip(middles, middles[1:], strict=False) if b > a]
     return statistics.median(steps) if steps else 12.0
 
+
+def _trailing_bar(name_words: list[Placed]) -> bool:
+    """Whether the name cell ends in a bar that can be a capital I read as "|": the last word,
+    at most a space after the word before it, about as tall as that word. A bar anywhere else
+    (a ruled table's border at the cell's left, a separator) is not a letter."""
+    ordered = sorted(name_words, key=lambda p: p.box.x0)
+    if len(ordered) < 2 or ordered[-1].text != "|":
+        return False
+    bar, before = ordered[-1].box, ordered[-2].box
+    height = before.y1 - before.y0
+    return (bar.x0 - before.x1 <= 0.6 * height
+            and 0.6 * height <= bar.y1 - bar.y0 <= 1.6 * height)

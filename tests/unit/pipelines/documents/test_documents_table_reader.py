@@ -239,6 +239,21 @@ def test_a_capital_i_read_as_a_bar_in_a_table_name_is_given_back() -> None:
                       0.95) for key, label in (("name", "Test"), ("result", "Result"),
                                                 ("unit", "Units"))]
     words += [PageWord(t, Box(x, 114, x + 5 * len(t), 122), None, 0.9)
-              for x, t in ((50, "Troponin"), (100, "|"), (330, "<0.04"), (380, "ng/mL"))]
+              for x, t in ((50, "Troponin"), (94, "|"), (330, "<0.04"), (380, "ng/mL"))]
     page = lay_out(1, words, origin="ocr", width=612, height=792, note="test")
     assert brief(read(page)) == [("Troponin I", "<0.04", "ng/mL", "", "")]
+
+
+def test_a_ruled_table_s_border_is_not_read_as_a_capital_i() -> None:
+    # The bar at the name cell's left is the table's rule: "Troponin" stays Troponin (troponin I
+    # and T are different tests), and so does a bar far after the name (a column rule).
+    columns = {"name": 50, "result": 330, "unit": 380}
+    header = [PageWord(label, Box(columns[key], 100, columns[key] + 5 * len(label), 108), None,
+                       0.95) for key, label in (("name", "Test"), ("result", "Result"),
+                                                 ("unit", "Units"))]
+    for bar_at in (40, 150):
+        words = header + [PageWord(t, Box(x, 114, x + 5 * len(t), 122), None, 0.9)
+                          for x, t in ((bar_at, "|"), (50, "Troponin"), (330, "<0.04"),
+                                       (380, "ng/mL"))]
+        page = lay_out(1, words, origin="ocr", width=612, height=792, note="test")
+        assert brief(read(page)) == [("Troponin", "<0.04", "ng/mL", "", "")], bar_at
