@@ -440,7 +440,7 @@ def _patient_study(session: SmartSession, client: FhirClient, study_ref: str) ->
     if study_type != "ImagingStudy" or not study_id:
         abort(404)
     study = client.read(study_type, study_id)
-    if not subject_is(study, _patient(session)):
+    if not subject_is(study, _patient(session), base_url=client.base_url):
         abort(403)
     return study
 

@@ -9,18 +9,16 @@ Endpoint, under the pathology allow-lists and budgets; nothing here logs patient
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
-
 from plugin.errors import InputError
 from plugin.fhir import FhirClient
-from plugin.pipelines.pathology.prepare import PathologyOptions, mask_level, open_slide, whole
-from plugin.pipelines.pathology.regions import region_png
+from plugin.pipelines.pathology.prepare import PathologyOptions
+from plugin.pipelines.pathology.regions import overview_png, region_png
 from plugin.results import Box
+from plugin.writeback import subject_of
 
 from .results import ImageSpot, ReviewItem
 
@@ -96,22 +94,15 @@ def slide_overview(client: FhirClient, study: Resource, options: PathologyOption
                    patches: tuple[CitedPatch, ...]) -> SlideOverview:
     """The study's slide at its thumbnail level as PNG, with where each patch lies on it. One
     metadata call and the thumbnail's frames; InputError names the study and the reason."""
-    with open_slide(client, study, options) as slide:
-        where = f"{slide.where} series {slide.series_uid}"
-        level = mask_level(slide.pyramid, options.mask_max_pixels, where=where)
-        pixels = slide.reader.read_region(level, whole(level))
-        size = (level.total_columns, level.total_rows)
-        marks, unplaced = [], []
-        for patch in patches:
-            found = slide.pyramid.find(patch.spot.instance)
-            if found is None or patch.spot.box is None:
-                unplaced.append(patch.number)
-                continue
-            marks.append(Mark(patch.number, overview_box(
-                patch.spot.box, (found.total_columns, found.total_rows), size)))
-    out = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(out, format="PNG")
-    return SlideOverview(out.getvalue(), size[0], size[1], tuple(marks), tuple(unplaced))
+    overview = overview_png(client, study, options)
+    marks, unplaced = [], []
+    for patch in patches:
+        level_size = overview.level_sizes.get(patch.spot.instance)
+        if level_size is None or patch.spot.box is None:
+            unplaced.append(patch.number)
+            continue
+        marks.append(Mark(patch.number, overview_box(patch.spot.box, level_size, overview.size)))
+    return SlideOverview(overview.png, overview.size[0], overview.size[1], tuple(marks), tuple(unplaced))
 
 
 def patch_png(client: FhirClient, study: Resource, options: PathologyOptions, spot: ImageSpot) -> bytes:
@@ -121,7 +112,7 @@ def patch_png(client: FhirClient, study: Resource, options: PathologyOptions, sp
     return region_png(client, study, options, spot.instance, spot.box)
 
 
-def subject_is(study: Resource, patient_id: str) -> bool:
-    """Whether the study is about the patient (its subject, relative or absolute reference)."""
-    reference = str((study.get("subject") or {}).get("reference", "")).split("/_history/")[0]
-    return reference == f"Patient/{patient_id}" or reference.endswith(f"/Patient/{patient_id}")
+def subject_is(study: Resource, patient_id: str, *, base_url: str) -> bool:
+    """Whether the study is about the patient on the server at `base_url` (a relative subject,
+    or an absolute one on that server: the same id on another server is someone else)."""
+    return subject_of(study, base_url=base_url) == f"Patient/{patient_id}"

@@ -204,9 +204,11 @@ def test_the_mask_measured_against_the_drawn_tissue(client: FhirClient, slides: 
                                                     pacs_url: str) -> None:
     big = slides["big"]
     assert big.slide is not None
-    png, scale = overview_png(client, big.study, options(pacs_url))
-    overview = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    assert overview.shape == (469, 625, 3) and scale == 64
+    made = overview_png(client, big.study, options(pacs_url))
+    overview = np.asarray(Image.open(io.BytesIO(made.png)).convert("RGB"))
+    base = big.slide.level(1).instance_uid
+    assert overview.shape == (469, 625, 3) and made.size == (625, 469)
+    assert made.level_sizes[base] == (40000, 30000)
     found, truth = tissue_mask(overview).mask, big.slide.tissue(64, 0, 0, 625, 469)
     iou = (found & truth).sum() / (found | truth).sum()
     precision = (found & truth).sum() / found.sum()

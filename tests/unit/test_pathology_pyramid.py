@@ -107,3 +107,27 @@ def test_label_and_overview_images_are_listed_not_used() -> None:
     pyramid = read_pyramid([*items, label], where="series S", **LIMITS)
     assert pyramid.others == ("LABEL 1.2.3.4",)
     assert len(pyramid.levels) == 2 and len(pyramid.thumbnails) == 1
+
+
+@pytest.mark.parametrize(("tag", "value", "message"), [
+    ("00280008", "x", "NumberOfFrames (tag 00280008) is not a whole number: 'x'"),
+    ("00480303", "two", "FocalPlanes (tag 00480303) is not a whole number: 'two'"),
+    ("00480006", 4096.5, "TotalColumns (tag 00480006) is not a whole number: '4096.5'"),
+    ("00280006", 1, "PlanarConfiguration 1 (colour by plane) is not read"),
+])
+def test_malformed_metadata_numbers_are_refused_naming_the_attribute(tag: str, value: object,
+                                                                     message: str) -> None:
+    items = series_metadata(make_slide(SMALL).files)
+    items[0][tag] = {"vr": "IS", "Value": [value]}
+    with pytest.raises(InputError) as caught:
+        read_pyramid(items, where="series S", **LIMITS)
+    assert message in caught.value.reason
+
+
+def test_a_sparse_position_that_is_not_a_number_is_refused() -> None:
+    items = series_metadata(make_slide(replace(SMALL, organization="TILED_SPARSE")).files)
+    position = items[0]["52009230"]["Value"][0]["0048021A"]["Value"][0]  # type: ignore[index]
+    position["0048021E"] = {"vr": "SL", "Value": ["a"]}
+    with pytest.raises(InputError) as caught:
+        read_pyramid(items, where="series S", **LIMITS)
+    assert "frame 1's ColumnPositionInTotalImagePixelMatrix is not a whole number: 'a'" in caught.value.reason

@@ -41,7 +41,7 @@ T = {
     "SpecimenShort": "00400600", "SpecimenDetailed": "00400602", "AnatomicStructure": "00082228",
     "CodeMeaning": "00080104", "CodeValue": "00080100", "Preparation": "00400610",
     "PreparationStep": "00400612", "ConceptName": "0040A043", "ConceptCode": "0040A168",
-    "TextValue": "0040A160", "BodyPartExamined": "00180015",
+    "TextValue": "0040A160", "BodyPartExamined": "00180015", "PlanarConfiguration": "00280006",
 }
 
 
@@ -115,7 +115,12 @@ def read_pyramid(items: list[DicomJson], *, where: str, max_base_pixels: int,
 def _level(item: DicomJson, flavour: str, *, where: str, max_tile_pixels: int) -> PyramidLevel:
     total_columns, total_rows = _int(item, "TotalColumns", where), _int(item, "TotalRows", where)
     tile_columns, tile_rows = _int(item, "Columns", where), _int(item, "Rows", where)
-    frames = int(_first(item, T["NumberOfFrames"]) or 1)
+    frames = _count(item, "NumberOfFrames", where)
+    if _count(item, "PlanarConfiguration", where, default=0) != 0:
+        # Colour-by-plane native frames would be read as interleaved pixels: wrong colours, shown
+        # to the model. JPEG frames are always interleaved; refuse the rest rather than guess.
+        raise InputError(where, "PlanarConfiguration 1 (colour by plane) is not read; frames must be "
+                                "colour-by-pixel")
     if min(total_columns, total_rows, tile_columns, tile_rows, frames) < 1:
         raise InputError(where, f"inconsistent geometry: total pixel matrix {total_columns} x {total_rows}, "
                                 f"tile {tile_columns} x {tile_rows}, {frames} frames")
@@ -138,7 +143,7 @@ def _level(item: DicomJson, flavour: str, *, where: str, max_tile_pixels: int) -
         optical_path=str(_first(paths[0], T["OpticalPathIdentifier"]) or "") if paths else "")
     across, down = level.tiles_across, level.tiles_down
     if organization == "TILED_FULL":
-        planes = int(_first(item, T["FocalPlanes"]) or 1) * int(_first(item, T["OpticalPaths"]) or 1)
+        planes = _count(item, "FocalPlanes", where) * _count(item, "OpticalPaths", where)
         if frames != across * down * planes:
             raise InputError(where, f"inconsistent geometry: {frames} frames, but a {total_columns} x "
                                     f"{total_rows} matrix in {tile_columns} x {tile_rows} tiles is {across} "
@@ -160,7 +165,8 @@ def _with_sparse_tiles(level: PyramidLevel, item: DicomJson, *, where: str) -> P
         if column is None or row is None:
             raise InputError(where, f"TILED_SPARSE frame {number} has no Plane Position (Slide) "
                                     "Column/RowPositionInTotalImagePixelMatrix")
-        x, y = int(column) - 1, int(row) - 1
+        x, y = _whole(column, f"frame {number}'s ColumnPositionInTotalImagePixelMatrix", where) - 1, \
+            _whole(row, f"frame {number}'s RowPositionInTotalImagePixelMatrix", where) - 1
         if x % level.tile_columns or y % level.tile_rows or not (
                 0 <= x < level.total_columns and 0 <= y < level.total_rows):
             raise InputError(where, f"inconsistent geometry: TILED_SPARSE frame {number} at pixel "
@@ -237,8 +243,23 @@ def _items(item: DicomJson, tag: str) -> list[DicomJson]:
     return [v for v in _values(item, tag) if isinstance(v, dict)]
 
 
+def _count(item: DicomJson, name: str, where: str, *, default: int = 1) -> int:
+    """A whole-number attribute that may be absent (then `default`)."""
+    value = _first(item, T[name])
+    return default if value is None else _whole(value, f"{name} (tag {T[name]})", where)
+
+
+def _whole(value: Any, what: str, where: str) -> int:
+    """A whole number as DICOM JSON gives it (a number, or an IS string); InputError otherwise."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    raise InputError(where, f"{what} is not a whole number: {str(value)[:20]!r}")
+
+
 def _int(item: DicomJson, name: str, where: str) -> int:
     value = _first(item, T[name])
-    if not isinstance(value, int | float):
+    if value is None:
         raise InputError(where, f"the metadata has no {name} (tag {T[name]})")
-    return int(value)
+    return _whole(value, f"{name} (tag {T[name]})", where)

@@ -1,7 +1,7 @@
 """Pictures of a slide for the app's patch view: the thumbnail-level overview (where the patches
 sit on the slide) and any region of any level (a patch as the model saw it, or its surroundings).
 
-    overview_png(client, study, options)                       -> (PNG, base px per overview px)
+    overview_png(client, study, options)                       -> Overview (PNG, sizes)
     region_png(client, study, options, instance_uid, region)   -> PNG
 
 Both read the series metadata and only the frames the picture needs, with the same allow-lists
@@ -12,6 +12,7 @@ exclusive), as Patch.region is.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,26 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def overview_png(client: FhirClient, study: Resource, options: PathologyOptions) -> tuple[bytes, float]:
-    """The slide's thumbnail level (the one the tissue mask uses) as PNG, and how many base-level
-    pixels one of its pixels spans (to place a patch's base_region on it)."""
+@dataclass(frozen=True)
+class Overview:
+    """The slide's thumbnail level as PNG, its size, and the size of every level of the slide
+    (instance UID -> (columns, rows) of its total pixel matrix), to place a region of any level
+    on the overview."""
+
+    png: bytes
+    size: tuple[int, int]
+    level_sizes: dict[str, tuple[int, int]]
+
+
+def overview_png(client: FhirClient, study: Resource, options: PathologyOptions) -> Overview:
+    """The slide's thumbnail level (the one the tissue mask uses) as PNG, with the pyramid's sizes."""
     with open_slide(client, study, options) as slide:
         where = f"{slide.where} series {slide.series_uid}"
         level = mask_level(slide.pyramid, options.mask_max_pixels, where=where)
         pixels = slide.reader.read_region(level, whole(level))
-        return _png(pixels), slide.pyramid.scale(level)[0]
+        sizes = {lv.instance_uid: (lv.total_columns, lv.total_rows)
+                 for lv in (*slide.pyramid.levels, *slide.pyramid.thumbnails)}
+        return Overview(_png(pixels), (level.total_columns, level.total_rows), sizes)
 
 
 def region_png(client: FhirClient, study: Resource, options: PathologyOptions, instance_uid: str,

@@ -5,8 +5,9 @@ within the budgets) and decoding them into that region's pixels.
     TileReader(client, study_uid, ...)    .read_region(s)(level, ...) -> RGB uint8 arrays
 
 Frames go FRAMES_PER_REQUEST to a request. Budgets are checked before the work: the frame count
-before any request, each frame's bytes while the answer is read (DicomWebClient cuts the body
-off), a frame's decoded size from its codestream's header before its pixels are decoded, and
+before any request, a request's body while it is read (cut off past its frames' count times
+one frame's limit: the tile's raw size, at most max_frame_bytes), each frame's bytes once the
+body is split, a frame's decoded size from its codestream's header before its pixels are decoded, and
 the job's memory budget before each allocation.
 A tile absent from a TILED_SPARSE level is background (the scanner found nothing there): it
 is painted white, not fetched.
@@ -18,7 +19,7 @@ import hashlib
 import io
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -51,7 +52,27 @@ def tiles_for_region(level: PyramidLevel, region: Box) -> list[tuple[int, int]]:
             for col in range(x0 // level.tile_columns, (x1 - 1) // level.tile_columns + 1)]
 
 
-def frame_index(level: PyramidLevel) -> dict[tuple[int, int], int]:
+class _FullTiling(Mapping[tuple[int, int], int]):
+    """TILED_FULL's (column, row) -> frame number, computed (row by row, first focal plane and
+    optical path) rather than stored: a level's tile count is not bounded by anything read yet."""
+
+    def __init__(self, across: int, down: int) -> None:
+        self.across, self.down = across, down
+
+    def __getitem__(self, tile: tuple[int, int]) -> int:
+        col, row = tile
+        if not (0 <= col < self.across and 0 <= row < self.down):
+            raise KeyError(tile)
+        return row * self.across + col + 1
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((col, row) for row in range(self.down) for col in range(self.across))
+
+    def __len__(self) -> int:
+        return self.across * self.down
+
+
+def frame_index(level: PyramidLevel) -> Mapping[tuple[int, int], int]:
     """(column, row) tile -> 1-based frame number: TILED_FULL row by row (first focal plane and
     optical path); TILED_SPARSE from the frames' positions (the first frame at a place wins)."""
     if level.organization == "TILED_SPARSE":
@@ -59,12 +80,11 @@ def frame_index(level: PyramidLevel) -> dict[tuple[int, int], int]:
         for number, tile in enumerate(level.sparse_tiles, start=1):
             index.setdefault(tile, number)
         return index
-    across = level.tiles_across
-    return {(col, row): row * across + col + 1 for row in range(level.tiles_down) for col in range(across)}
+    return _FullTiling(level.tiles_across, level.tiles_down)
 
 
-def frames_for_region(level: PyramidLevel, region: Box,
-                      index: dict[tuple[int, int], int] | None = None) -> dict[tuple[int, int], int | None]:
+def frames_for_region(level: PyramidLevel, region: Box, index: Mapping[tuple[int, int], int] | None = None
+                      ) -> dict[tuple[int, int], int | None]:
     """The tiles of a region and the frame holding each (None: absent from a sparse level)."""
     index = index if index is not None else frame_index(level)
     return {tile: index.get(tile) for tile in tiles_for_region(level, region)}
@@ -91,9 +111,9 @@ class TileReader:
         self.max_frames, self.max_frame_bytes, self.workers = max_frames, max_frame_bytes, workers
         self.record = FetchRecord()
         self._lock = threading.Lock()
-        self._indexes: dict[str, dict[tuple[int, int], int]] = {}
+        self._indexes: dict[str, Mapping[tuple[int, int], int]] = {}
 
-    def index(self, level: PyramidLevel) -> dict[tuple[int, int], int]:
+    def index(self, level: PyramidLevel) -> Mapping[tuple[int, int], int]:
         if level.instance_uid not in self._indexes:
             self._indexes[level.instance_uid] = frame_index(level)
         return self._indexes[level.instance_uid]
@@ -145,9 +165,13 @@ class TileReader:
         plural = "s" if len(numbers) > 1 else ""
         instance = f"{self.where} instance {level.instance_uid}"
         where = f"{instance} frame{plural} {','.join(map(str, numbers))}"
+        # A frame's codestream is no larger than its raw pixels (with room for headers): capping
+        # each frame there keeps a request of 64 frames (and 4 of them side by side) to tens of MB,
+        # not 64 x pathology_max_frame_bytes.
+        each = min(self.max_frame_bytes, level.tile_columns * level.tile_rows * 3 + 64 * 1024)
         try:
             parts, syntax = self.client.frames(self.study_uid, level.series_uid, level.instance_uid, numbers,
-                                               max_bytes_each=self.max_frame_bytes)
+                                               max_bytes_each=each)
         except InputError as exc:
             raise InputError(where, f"the frame{plural} could not be retrieved ({exc.reason})") from None
         with self._lock:

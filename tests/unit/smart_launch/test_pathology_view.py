@@ -80,11 +80,15 @@ def test_a_level_box_lands_where_the_base_region_lies_on_the_thumbnail() -> None
     assert overview_box(Box(0, 0, 100, 100), (1000, 400), (250, 200)) == Box(0, 0, 25, 50)
 
 
-def test_subject_is_the_patient_in_context() -> None:
-    assert subject_is({"subject": {"reference": "Patient/12"}}, "12")
-    assert subject_is({"subject": {"reference": "https://ehr.example/fhir/Patient/12"}}, "12")
-    assert not subject_is({"subject": {"reference": "Patient/112"}}, "12")
-    assert not subject_is({}, "12")
+def test_subject_is_the_patient_in_context_on_the_launch_s_server() -> None:
+    base = "https://ehr.example/fhir"
+    assert subject_is({"subject": {"reference": "Patient/12"}}, "12", base_url=base)
+    assert subject_is({"subject": {"reference": "https://ehr.example/fhir/Patient/12"}}, "12", base_url=base)
+    # the same id on another server is another person
+    assert not subject_is({"subject": {"reference": "https://other.example/fhir/Patient/12"}}, "12",
+                          base_url=base)
+    assert not subject_is({"subject": {"reference": "Patient/112"}}, "12", base_url=base)
+    assert not subject_is({}, "12", base_url=base)
 
 
 class _Search:
