@@ -54,8 +54,10 @@ def prepared_slide(tag: str = "unit", *, study_id: str = "slide-1", version: str
               region=region, base_region=Box(region.x0 * 2, region.y0 * 2, region.x1 * 2, region.y1 * 2),
               frames=frames, tissue_fraction=0.5 + 0.1 * n)
         for n, (region, frames) in enumerate(PATCHES, 1))
-    choices: dict[str, object] = {"level": 1, "um_per_px": 0.5, "mask": "otsu-saturation",
-                                  "sampling_seed": 7}
+    # The keys prepare_slide records (plugin/pipelines/pathology/prepare.py).
+    choices: dict[str, object] = {
+        "level_um_per_px": 0.5, "seed": 7,
+        "mask": {"method": "otsu-saturation", "threshold": 21, "tissue_fraction": 0.4}}
     if endpoint:
         choices["endpoint"] = endpoint
     return PreparedSlide(

@@ -6,8 +6,6 @@ with the same answer changes nothing."""
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +16,8 @@ from .reading import SlideReading
 from .slide import PreparedSlide
 
 TITLE = "Whole-slide pathology: findings (AI draft)"
-_CHOICES_MAX = 1200  # characters of the preparation's own record quoted in the draft
 # Timings in the preparation's record are left out: a re-run must write the same draft (else every
 # run would update it), and how long a fetch took says nothing about the result.
-_TIMING = re.compile(r"(^|_)(s|ms|us|ns|secs?|seconds|time|times|elapsed|duration|timings?)$")
 
 
 @dataclass(frozen=True)
@@ -79,26 +75,39 @@ def preparation_notes(slide: PreparedSlide) -> list[str]:
     frames = sum(len(f) for f in slide.frames_used.values())
     notes.append(f"{len(slide.patches)} patch{'es' * (len(slide.patches) != 1)} shown, "
                  f"from {frames} frame{'s' * (frames != 1)} fetched for them")
-    if slide.choices:
-        notes.append("preparation record: " + choices_text(slide.choices))
+    sampling = sampling_note(slide.choices)
+    if sampling:
+        notes.append(sampling)
     return notes
 
 
-def choices_text(choices: dict[str, Any]) -> str:
-    """The preparation's record as compact, key-sorted JSON without its timings (cut short past
-    a limit)."""
-    text = json.dumps(_without_timings(choices), sort_keys=True, separators=(", ", ": "), ensure_ascii=False,
-                      default=str)
-    return text if len(text) <= _CHOICES_MAX else text[:_CHOICES_MAX - 1] + "…"
-
-
-def _without_timings(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items()
-                if not _TIMING.search(str(k).lower())}
-    if isinstance(value, list | tuple):
-        return [_without_timings(v) for v in value]
-    return value
+def sampling_note(choices: dict[str, Any]) -> str:
+    """The mask and sampling choices the reader recorded, as one sentence (only what it recorded;
+    no timings, byte counts or addresses, which differ between runs or say nothing clinical)."""
+    parts = []
+    mask = choices.get("mask")
+    if isinstance(mask, dict) and mask.get("method"):
+        tissue = mask.get("tissue_fraction")
+        parts.append(f"tissue mask {mask['method']}"
+                     + (f", threshold {mask['threshold']}" if mask.get("threshold") is not None else "")
+                     + (f", {float(tissue):.1%} of the slide tissue"
+                        if isinstance(tissue, int | float) else ""))
+    if choices.get("target_um_per_px") is not None:
+        parts.append(f"target {choices['target_um_per_px']} µm/px")
+    if choices.get("patch_px"):
+        parts.append(f"patches of {choices['patch_px']} px"
+                     + (f" with at least {float(choices['min_tissue']):.0%} tissue"
+                        if isinstance(choices.get("min_tissue"), int | float) else ""))
+    if choices.get("candidates") is not None:
+        regions = choices.get("tissue_regions")
+        parts.append(f"{choices['candidates']} candidate places"
+                     + (f" in {len(regions)} tissue region{'s' * (len(regions) != 1)}"
+                        if isinstance(regions, list) else ""))
+    if isinstance(choices.get("patches_per_region"), list):
+        parts.append("patches per region " + ", ".join(map(str, choices["patches_per_region"])))
+    if choices.get("seed") is not None:
+        parts.append(f"sampling seed {choices['seed']}")
+    return "; ".join(parts)
 
 
 def _body(read: SlideRead) -> list[str]:
