@@ -184,9 +184,9 @@ class ImagingPipeline:
         reports: tuple[ReportGroup, ...] = ()
         conclusion = _conclusion(read.reading, findings)
         if findings or conclusion:  # a question's answer is the draft's alone
-            reports = (ReportGroup(key=self.task.key, code=_report_code(resource), category="RAD",
-                                   item_keys=tuple(f.key for f in findings), conclusion=conclusion,
-                                   effective=study.started),)
+            reports = (ReportGroup(key=self.task.key, code=study_report_code(resource, IMAGING_REPORT_CODE),
+                                   category="RAD", item_keys=tuple(f.key for f in findings),
+                                   conclusion=conclusion, effective=study.started),)
         used = study.instances_used + (prior.instances_used if prior is not None else ())
         return PipelineResult(
             pipeline=PIPELINE, pipeline_version=f"{PIPELINE_VERSION}+prompt.{PROMPT_VERSION}",
@@ -283,13 +283,13 @@ def _conclusion(reading: Reading | None, findings: list[Finding]) -> str:
     return reading.impression or "; ".join(f.text for f in findings)
 
 
-def _report_code(resource: dict[str, Any]) -> Coding:
-    """The study's own procedure code (LOINC or other) when it has one."""
+def study_report_code(resource: dict[str, Any], default: Coding) -> Coding:
+    """The study's own procedure code (LOINC or other) when it has one, else `default`."""
     for concept in resource.get("procedureCode", []):
         for coding in concept.get("coding", []):
             if coding.get("system") and coding.get("code"):
                 return Coding(coding["system"], coding["code"], coding.get("display", ""))
-    return IMAGING_REPORT_CODE
+    return default
 
 
 def _patient_id(resource: dict[str, Any], name: str) -> str:

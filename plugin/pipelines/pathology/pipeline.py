@@ -21,6 +21,7 @@ from plugin.engines.vision_language import VisionLanguageEngine
 from plugin.errors import ConfigError, InputError
 from plugin.fhir import FhirClient
 from plugin.jobs import JobContext
+from plugin.pipelines.imaging.pipeline import study_report_code
 from plugin.results import (
     Coding,
     Finding,
@@ -167,7 +168,8 @@ def slide_result(slide: PreparedSlide, answer: str, model: ModelInfo,
     conclusion = (reading.impression or "; ".join(f.text for f in findings)) if reading else ""
     reports: tuple[ReportGroup, ...] = ()
     if findings or conclusion:
-        reports = (ReportGroup(key=KEY, code=_report_code(resource), category="PAT",
+        reports = (ReportGroup(key=KEY, code=study_report_code(resource, PATHOLOGY_REPORT_CODE),
+                               category="PAT",
                                item_keys=tuple(f.key for f in findings), conclusion=conclusion,
                                effective=slide.started),)
     return PipelineResult(
@@ -185,14 +187,6 @@ def patch_evidence(slide: PreparedSlide, patch: Patch) -> ImageEvidence:
                          box=patch.region, frames=tuple(sorted(patch.frames)),
                          level=level_index(slide, patch))
 
-
-def _report_code(resource: dict[str, Any]) -> Coding:
-    """The study's own procedure code when it has one, else LOINC 60567-5."""
-    for concept in resource.get("procedureCode", []):
-        for coding in concept.get("coding", []):
-            if coding.get("system") and coding.get("code"):
-                return Coding(coding["system"], coding["code"], coding.get("display", ""))
-    return PATHOLOGY_REPORT_CODE
 
 
 
