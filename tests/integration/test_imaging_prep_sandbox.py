@@ -282,6 +282,9 @@ def test_seeding_again_with_the_pacs_moves_binary_studies_behind_the_endpoint(
     # Runs last: the Binary-route patient seeded again, now with the PACS.
     report = seed_demo_patient(client, BINARY_PATIENT, pacs_url=pacs_url)
     statuses = {what: status for kind, _, what, status in report.rows if kind == "ImagingStudy"}
+    # The whole-slide image is seeded only with a PACS: it is new now.
+    slide = [what for what, status in statuses.items() if what.startswith("Colon biopsy")]
+    assert len(slide) == 1 and statuses.pop(slide[0]) == "created"
     assert statuses == dict.fromkeys(("ct-chest", "cxr-prior", "cxr-current"),
                                      "already seeded; now reachable through the PACS")
     study = client.read("ImagingStudy", binary_studies["cxr-prior"]["id"])
