@@ -2,6 +2,11 @@
 ceil(patch / tile) tiles, the candidate loop as it was) against the one-tile grid with disjoint
 patches (plugin/pipelines/pathology/sampling.py), measured in the same run.
 
+Variants:
+  coarse   before: the coarse grid, farthest places by distance alone
+  tile-d   the one-tile grid, farthest places by distance alone
+  tile     now: the one-tile grid, distance weighted by the place's tissue fraction
+
 Slides (plugin/sandbox/synthetic/slide.py; the mask is the reader's own tissue_mask of the
 generator's thumbnail after a JPEG round trip, as the PACS would serve it):
   default  40k x 30k base, 512 px tiles, four large blobs
@@ -10,7 +15,8 @@ generator's thumbnail after a JPEG round trip, as the PACS would serve it):
   huge     an 89k x 89k base (the 8-gigapixel limit), 256 px tiles, tissue everywhere: cost only
 Patches: 16 of 896 px at 0.5 µm/px (the defaults). "regions hit": drawn blobs with at least a
 quarter of some patch inside them, of all blobs. "frames": distinct tiles of all the patches (the
-frames fetched for them); "most/patch": the most tiles one patch spans. Time: candidates (with
+frames fetched for them); "most/patch": the most tiles one patch spans; "tissue": the median
+tissue fraction (by the mask) of the patches. Time: candidates (with
 prepare.py's check that every tile of a place exists, a frame-index lookup) + sampling, median of
 the repeats, milliseconds.
 
@@ -27,6 +33,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,13 +142,22 @@ def disjoint(chosen: tuple[sampling.Candidate, ...]) -> bool:
                     and b.region.y0 < a.region.y1) for i, a in enumerate(chosen) for b in chosen[i + 1:])
 
 
+def unweighted(found: list[sampling.Candidate], count: int, seed: int) -> sampling.Sampling:
+    """The sample as before: farthest places by distance alone. Every tissue fraction set to 1
+    makes the weighted distance plain distance; the chosen places get their fractions back."""
+    real = {(c.col, c.row): c for c in found}
+    picked = sampling.sample_patches([replace(c, tissue_fraction=1.0) for c in found], count, seed)
+    return replace(picked, chosen=tuple(real[(c.col, c.row)] for c in picked.chosen))
+
+
 def measure(level: PyramidLevel, mask: np.ndarray, find: Callable[..., list[sampling.Candidate]],
+            sample: Callable[..., sampling.Sampling],
             repeats: int) -> tuple[list[sampling.Candidate], sampling.Sampling, float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         found = find(level, mask, PATCH)
-        picked = sampling.sample_patches(found, PATCHES, sampling.seed_for("1.2.bench"))
+        picked = sample(found, PATCHES, sampling.seed_for("1.2.bench"))
         times.append(time.perf_counter() - start)
     return found, picked, statistics.median(times) * 1000
 
@@ -153,23 +169,26 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs; medians of {args.repeats} repeats; {PATCHES} patches of {PATCH} px at "
           "0.5 µm/px\n")
     print(f"{'slide':<8} {'grid':<7} {'places':>7} {'cand.':>6} {'regions':>7} {'patches':>7} "
-          f"{'regions hit':>11} {'frames':>6} {'most/patch':>10} {'disjoint':>8} {'ms':>8}")
+          f"{'regions hit':>11} {'frames':>6} {'most/patch':>10} {'tissue':>6} {'disjoint':>8} {'ms':>8}")
     ratios = []
     cases = [(name, spec, level_of(spec), mask_of(spec)) for name, spec in SLIDES.items()]
     huge = SlideSpec(columns=89000, rows=89000, tile=256, blobs=(), name="bench-huge")
     cases.append(("huge", huge, level_of(huge), np.ones((2048, 2048), dtype=bool)))
     for name, spec, level, mask in cases:
         timed = {}
-        for grid, find in (("coarse", coarse_candidates), ("tile", fine_candidates)):
-            found, picked, ms = measure(level, mask, find, args.repeats)
+        for grid, find, sample in (("coarse", coarse_candidates, unweighted),
+                                   ("tile-d", fine_candidates, unweighted),
+                                   ("tile", fine_candidates, sampling.sample_patches)):
+            found, picked, ms = measure(level, mask, find, sample, args.repeats)
             timed[grid] = ms
             step = (math.ceil(PATCH / spec.tile) if grid == "coarse" else 1) * spec.tile
             places = len(range(0, level.total_columns - PATCH + 1, step)) * len(
                 range(0, level.total_rows - PATCH + 1, step))
             frames, most = frames_needed(level, picked.chosen)
+            tissue = statistics.median(c.tissue_fraction for c in picked.chosen)
             hit = f"{blobs_hit(spec, picked.chosen)}/{len(spec.blobs)}" if spec.blobs else "-"
             print(f"{name:<8} {grid:<7} {places:>7} {len(found):>6} {len(picked.regions):>7} "
-                  f"{len(picked.chosen):>7} {hit:>11} {frames:>6} {most:>10} "
+                  f"{len(picked.chosen):>7} {hit:>11} {frames:>6} {most:>10} {tissue:>6.2f} "
                   f"{'yes' if disjoint(picked.chosen) else 'NO':>8} {ms:>8.1f}")
         ratios.append(f"{name} {timed['tile'] / timed['coarse']:.2f}x")
     print("\ntime, tile grid vs coarse grid: " + ", ".join(ratios))

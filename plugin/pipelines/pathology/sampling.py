@@ -13,8 +13,8 @@ so the sample never takes two overlapping places: the patches are disjoint, and 
 spans whole tiles (ceil(patch / tile) of them each way) no frame serves two patches. Spread:
 every tissue region (8-connected places) gets a patch before any region gets a second, the rest
 go by region size; inside a region each next patch is the free place farthest from those already
-chosen. The seed (from the series UID) only picks each region's first place, so one slide always
-gives the same patches.
+chosen, the distance weighted by the place's tissue fraction. The seed (from the series UID)
+only picks each region's first place, so one slide always gives the same patches.
 """
 
 from __future__ import annotations
@@ -130,22 +130,28 @@ def _overlapping(boxes: np.ndarray, box: Box) -> np.ndarray:
     return ((boxes[:, 0] < box.x1) & (box.x0 < boxes[:, 2]) & (boxes[:, 1] < box.y1) & (box.y0 < boxes[:, 3]))
 
 
-def _farthest(points: np.ndarray, picked: list[int], free: np.ndarray) -> int:
-    """The free place farthest (grid distance) from the picked ones; ties: the earlier in row order."""
+def _farthest(points: np.ndarray, tissue: np.ndarray, picked: list[int], free: np.ndarray) -> int:
+    """The free place farthest (grid distance) from the picked ones, the distance weighted by the
+    place's tissue fraction; ties: the earlier in row order. Unweighted, the one-tile grid's
+    farthest places are the region's outermost, mostly glass (median tissue 0.79 against 0.94
+    on the coarse grid, bench/pathology_sampling.py); weighted, a half-glass place must be twice
+    as far as a full one to win."""
     nearest = np.full(len(points), np.inf)
     for i in picked:
         nearest = np.minimum(nearest, np.hypot(*(points - points[i]).T))
-    return int(np.argmax(np.where(free, nearest, -1.0)))
+    return int(np.argmax(np.where(free, nearest * tissue, -1.0)))
 
 
 def sample_patches(candidates: list[Candidate], count: int, seed: int) -> Sampling:
     """Up to `count` pairwise disjoint places. First one place per region, largest region first
     (a seeded free place), while patches last; then one at a time to the region with the most
     places per patch taken (D'Hondt) among those with a free place left, at its free place
-    farthest from its patches. Fewer than `count` only when no free place is left."""
+    farthest from its patches (weighted by tissue). Fewer than `count` only when no free place
+    is left."""
     groups = tissue_regions(candidates)
     boxes = [_boxes(g) for g in groups]
     points = [np.array([(c.col, c.row) for c in g], dtype=np.float64) for g in groups]
+    tissue = [np.array([c.tissue_fraction for c in g]) for g in groups]
     free = [np.ones(len(g), dtype=bool) for g in groups]
     picked: list[list[int]] = [[] for _ in groups]
     rng = np.random.default_rng(seed)
@@ -171,7 +177,7 @@ def sample_patches(candidates: list[Candidate], count: int, seed: int) -> Sampli
         if not open_regions:
             break
         best = max(open_regions, key=lambda i: (sizes[i] / (len(picked[i]) + 1), -i))
-        take(best, _farthest(points[best], picked[best], free[best]))
+        take(best, _farthest(points[best], tissue[best], picked[best], free[best]))
     chosen = sorted((groups[r][i] for r in range(len(groups)) for i in picked[r]),
                     key=lambda c: (c.row, c.col))
     return Sampling(tuple(chosen), len(candidates), tuple(sizes), tuple(len(p) for p in picked), seed)
