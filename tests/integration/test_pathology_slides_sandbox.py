@@ -242,6 +242,27 @@ def test_sparse_tiling_fetches_only_frames_that_exist(client: FhirClient, slides
     assert max(f for _, f in session.frames()) <= made.frames
 
 
+def test_a_small_two_piece_slide_gets_a_patch_in_each_piece(client: FhirClient, slides: dict[str, Stored],
+                                                            pacs_url: str) -> None:
+    # Issue 19: on the old 1024 px grid this sparse 8k x 6k slide was refused ("no tissue found":
+    # its one tissue place lacked a glass tile). The one-tile grid gives disjoint patches in
+    # both pieces, each still 4 x 4 whole 256 px tiles.
+    small = slides["sparse"]
+    assert small.slide is not None
+    slide, session = prepared(client, small, pacs_url)  # the defaults: 896 px at 0.5 µm/px
+    boxes = [p.region for p in slide.patches]
+    assert all(not (a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1)
+               for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    for blob in SMALL.blobs:  # each drawn piece holds a patch's centre (base pixels)
+        assert any(((p.base_region.x0 + p.base_region.x1) / 2 - blob.cx) ** 2 / blob.rx ** 2
+                   + ((p.base_region.y0 + p.base_region.y1) / 2 - blob.cy) ** 2 / blob.ry ** 2 <= 1
+                   for p in slide.patches), blob
+    for patch in slide.patches:
+        assert set(patch.frames) == expected_frames(small.slide, 2, patch.region) and len(patch.frames) == 16
+    fetched = session.frames()
+    assert len(fetched) == len(set(fetched)) == 1 + 16 * len(slide.patches)
+
+
 def test_find_slide_studies_lists_the_patients_sm_studies(client: FhirClient, slides: dict[str, Stored],
                                                           patient: str) -> None:
     found = {s["id"] for s in find_slide_studies(client, patient)}
