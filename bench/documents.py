@@ -15,7 +15,13 @@ Part 2, OCR throughput (interleaved repeats, medians: the machine is shared):
   naive   pytesseract.image_to_string page by page, Tesseract's defaults (its OpenMP threads)
   ours    the whole pipeline on the same scans (image-only PDFs: decode, clean-up, OCR, rows)
 
+Part 3 (only with --line-heights-ab 28,24,20): the pipeline on part 2's scans with the clean-up's
+  target text-line height (scan_cleanup.TARGET_LINE_HEIGHT) set to each value in turn, interleaved,
+  medians, ratio vs the first value, and the rows each reads right on those scans. --line-height PX
+  sets that target for the whole run (parts 1 and 2), to score a candidate on the full corpus.
+
 Run: .venv/bin/python bench/documents.py [--repeats 3] [--layouts rl-cells-cbc,...] [--no-scans]
+     [--line-height 28] [--line-heights-ab 28,24,20]
 """
 
 from __future__ import annotations
@@ -44,7 +50,12 @@ from fhir_mappers.loinc import lookup_loinc  # noqa: E402
 from fhir_mappers.units import normalise_unit  # noqa: E402
 from plugin.fhir import FhirClient  # noqa: E402
 from plugin.jobs import Job, JobContext, JobState  # noqa: E402
-from plugin.pipelines.documents import PIPELINE, DocumentsOptions, DocumentsPipeline  # noqa: E402
+from plugin.pipelines.documents import (  # noqa: E402
+    PIPELINE,
+    DocumentsOptions,
+    DocumentsPipeline,
+    scan_cleanup,
+)
 from plugin.results import MeasuredValue, PipelineResult, TextEvidence  # noqa: E402
 from tests.corpus.labs import (  # noqa: E402
     LabLayout,
@@ -195,6 +206,38 @@ def held_out_table(with_scans: bool) -> list[Run]:
     return runs
 
 
+def line_height_ab(selected: list[LabLayout], heights: list[float], repeats: int) -> None:
+    """The pipeline's time and rows read right on the 300 dpi scans with the clean-up's target
+    line height set to each of `heights` in turn (interleaved; the first is the baseline)."""
+    inputs = [(layout, s.data, s.content_type) for layout in selected for s in scans(layout)
+              if s.name.endswith("/scan-300dpi")]
+    pages = sum(layout.pages for layout, _, _ in inputs)
+    kept = scan_cleanup.TARGET_LINE_HEIGHT
+    times: dict[float, list[float]] = {height: [] for height in heights}
+    read: dict[float, list[Run]] = {}
+    try:
+        for _ in range(repeats):
+            for height in heights:
+                scan_cleanup.TARGET_LINE_HEIGHT = height
+                start = time.perf_counter()
+                read[height] = [run(layout, "scan-300dpi", data, content_type, layout.pages)
+                                for layout, data, content_type in inputs]
+                times[height].append(time.perf_counter() - start)
+    finally:
+        scan_cleanup.TARGET_LINE_HEIGHT = kept
+    print(f"\nPart 3: target text-line height, {pages} scanned pages at 300 dpi "
+          f"({len(inputs)} layouts), medians of {repeats} interleaved repeats")
+    print(f"{'line px':>7} {'median s':>9} {'pages/s':>8} {'ratio':>6} {'right':>9} {'wrong':>5}")
+    base = statistics.median(times[heights[0]])
+    for height in heights:
+        median = statistics.median(times[height])
+        right = sum(len(r.score.correct) for r in read[height])
+        truth = sum(r.score.truth for r in read[height])
+        wrong = sum(len(r.score.wrong) for r in read[height])
+        print(f"{height:>7.1f} {median:>9.2f} {pages / median:>8.2f} {base / median:>5.2f}x "
+              f"{right:>4}/{truth:<4} {wrong:>5}")
+
+
 def _page_images(pdf: bytes, dpi: int) -> list[Image.Image]:
     document = pypdfium2.PdfDocument(pdf)
     try:
@@ -242,7 +285,13 @@ def main() -> None:
     parser.add_argument("--no-scans", action="store_true", help="text-layer PDFs only")
     parser.add_argument("--throughput-layouts", type=int, default=6,
                         help="how many layouts' 300 dpi scans part 2 reads")
+    parser.add_argument("--line-height", type=float, default=None,
+                        help="the clean-up's target text-line height in px for the whole run")
+    parser.add_argument("--line-heights-ab", default="",
+                        help="comma-separated target line heights compared in part 3")
     args = parser.parse_args()
+    if args.line_height is not None:
+        scan_cleanup.TARGET_LINE_HEIGHT = args.line_height
     wanted = {n for n in args.layouts.split(",") if n}
     selected = [lay for lay in layouts() if not wanted or lay.name in wanted]
     print(f"tesseract {pytesseract.get_tesseract_version()}, {len(selected)} layouts\n")
@@ -252,6 +301,9 @@ def main() -> None:
     if not args.no_scans and args.repeats > 0:
         # One layout per producer and page count first, so a short run still mixes them.
         throughput(selected[::3][:args.throughput_layouts], args.repeats)
+    if args.line_heights_ab and args.repeats > 0:
+        heights = [float(v) for v in args.line_heights_ab.split(",") if v]
+        line_height_ab(selected[::3][:args.throughput_layouts], heights, args.repeats)
 
 
 if __name__ == "__main__":
