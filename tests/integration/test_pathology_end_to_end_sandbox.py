@@ -22,13 +22,13 @@ import requests
 
 from fhir_mappers.systems import EXT_DICOM_FRAMES, EXT_EVIDENCE_IMAGE, SID_RESULT
 from plugin.fhir import FhirClient
-from plugin.jobs import JobRunner, JobState, JobStore
 from plugin.pipelines.imaging.dicomweb import store_instances
 from plugin.pipelines.imaging.stow import DicomWriteOptions
-from plugin.pipelines.pathology.pipeline import PIPELINE, PathologyPipeline
+from plugin.pipelines.pathology.pipeline import PathologyPipeline
 from plugin.pipelines.pathology.prepare import PathologyOptions, prepare_slide
 from plugin.results import ModelInfo
 from plugin.sandbox.synthetic.slide import Blob, SlideSpec, make_slide
+from tests.support.slide_results import run_pathology_job
 
 pytestmark = pytest.mark.sandbox
 
@@ -56,15 +56,7 @@ class CannedEngine:
 
 
 def run(fhir: FhirClient, tmp_path: Path, study: Resource, pipeline: PathologyPipeline) -> dict[str, Any]:
-    store = JobStore(f"sqlite:///{tmp_path}/jobs-{uuid.uuid4().hex}.db")
-    job = store.submit(pipeline=PIPELINE, source_type="ImagingStudy", source_id=study["id"],
-                       source_version=study["meta"]["versionId"], subject=study["subject"]["reference"],
-                       fhir_base_url=fhir.base_url)
-    JobRunner(store, {PIPELINE: pipeline}, lambda j: FhirClient(j.fhir_base_url, timeout_s=120)
-              ).run_until_idle(timeout_s=300)
-    done = store.get(job.id)
-    assert done.state is JobState.SUCCEEDED, done.error
-    return dict(done.summary)
+    return run_pathology_job(fhir, tmp_path / f"jobs-{uuid.uuid4().hex}.db", study, pipeline)
 
 
 def srs(pacs_url: str, study_uid: str) -> list[str]:

@@ -28,13 +28,13 @@ import requests
 from fhir_mappers.systems import DICOM_UID, EXT_DICOM_FRAMES, EXT_EVIDENCE_IMAGE, SID_RESULT
 from plugin.engines.test_models.tiny_gemma import save_tiny_medgemma, tiny_engine
 from plugin.fhir import FhirClient
-from plugin.jobs import JobRunner, JobState, JobStore
 from plugin.pipelines.imaging.dicomweb import DicomWebClient, store_instances
 from plugin.pipelines.imaging.stow import DicomWriteOptions
-from plugin.pipelines.pathology.pipeline import PIPELINE, PathologyPipeline
+from plugin.pipelines.pathology.pipeline import PathologyPipeline
 from plugin.pipelines.pathology.slide import PreparedSlide
 from plugin.results import ModelInfo
 from tests.support.prepared_slides import PATCHES, level1_instance, prepared_slide, slide_uids
+from tests.support.slide_results import run_pathology_job
 from tests.support.sr_regions import sr_regions
 
 pytestmark = pytest.mark.sandbox
@@ -96,18 +96,9 @@ def setting(sandbox_url: str, pacs_url: str) -> tuple[str, str]:
 def run(fhir: FhirClient, tmp_path: Path, study: Resource, slide: PreparedSlide, *, version: str,
         write: DicomWriteOptions | None = None, engine: Any = None) -> dict[str, Any]:
     """One job in a fresh job store (so the same study version runs again); its summary."""
-    pipeline = PathologyPipeline(engine or CannedEngine(version), preparation=object(), dicom_write=write,
-                                 max_new_tokens=24,
+    pipeline = PathologyPipeline(engine or CannedEngine(version), dicom_write=write, max_new_tokens=24,
                                  prepare=lambda client, resource, options, progress=None: slide)
-    store = JobStore(f"sqlite:///{tmp_path}/jobs-{uuid.uuid4().hex}.db")
-    job = store.submit(pipeline=PIPELINE, source_type="ImagingStudy", source_id=study["id"],
-                       source_version=study["meta"]["versionId"], subject=study["subject"]["reference"],
-                       fhir_base_url=fhir.base_url)
-    JobRunner(store, {PIPELINE: pipeline}, lambda j: FhirClient(j.fhir_base_url, timeout_s=120)
-              ).run_until_idle(timeout_s=300)
-    done = store.get(job.id)
-    assert done.state is JobState.SUCCEEDED, done.error
-    return dict(done.summary)
+    return run_pathology_job(fhir, tmp_path / f"jobs-{uuid.uuid4().hex}.db", study, pipeline)
 
 
 def ours(fhir: FhirClient, resource_type: str, study: Resource) -> list[Resource]:

@@ -93,10 +93,11 @@ def _study(fhir: FhirClient, made: SlideSpec, patient: str, endpoint: str) -> Re
         "series": [{"uid": made.series_uid, "modality": {"system": DCM, "code": "SM"}}]})
 
 
-def _write_result(fhir: FhirClient, tmp_path: Path, study: Resource, slide: PreparedSlide) -> None:
-    pipeline = PathologyPipeline(ScriptedEngine(), preparation=object(), max_new_tokens=64,
-                                 prepare=lambda client, resource, options, progress=None: slide)
-    store = JobStore(f"sqlite:///{tmp_path}/pathology-jobs.db")
+def run_pathology_job(fhir: FhirClient, database: Path, study: Resource,
+                      pipeline: PathologyPipeline) -> dict[str, Any]:
+    """One pathology job for `study` in a fresh job store at `database` (so the same study version
+    runs again), run to its end by a JobRunner; the job's summary. A failed job fails the test."""
+    store = JobStore(f"sqlite:///{database}")
     job = store.submit(pipeline=PIPELINE, source_type="ImagingStudy", source_id=study["id"],
                        source_version=study["meta"]["versionId"], subject=study["subject"]["reference"],
                        fhir_base_url=fhir.base_url)
@@ -105,3 +106,10 @@ def _write_result(fhir: FhirClient, tmp_path: Path, study: Resource, slide: Prep
     done = store.get(job.id)
     if done.state is not JobState.SUCCEEDED:
         raise AssertionError(f"the pathology job failed: {done.error}")
+    return dict(done.summary)
+
+
+def _write_result(fhir: FhirClient, tmp_path: Path, study: Resource, slide: PreparedSlide) -> None:
+    pipeline = PathologyPipeline(ScriptedEngine(), max_new_tokens=64,
+                                 prepare=lambda client, resource, options, progress=None: slide)
+    run_pathology_job(fhir, tmp_path / "pathology-jobs.db", study, pipeline)
