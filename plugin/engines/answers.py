@@ -131,3 +131,48 @@ def _without_trailing_commas(text: str) -> str:
             continue
         out.append(char)
     return "".join(out)
+
+
+# ---- findings answers: {"findings": [...], "impression": "..."} or a bare list -------------------
+
+TEXT_KEYS = ("finding", "text", "description", "observation", "name")
+
+
+def listed_items(answer: str, list_keys: tuple[str, ...]) -> tuple[list[Any], str]:
+    """The items of a findings answer and its impression ("" when none): the JSON list itself, or
+    the first list under `list_keys` of a JSON object (whose "impression" or "summary" is the
+    impression). Raises AnswerFormatError."""
+    found = find_json(answer)
+    impression = ""
+    if isinstance(found, dict):
+        impression = one_line(found.get("impression") or found.get("summary") or "")
+        listed = next((found[k] for k in list_keys if isinstance(found.get(k), list)), None)
+        if listed is None:
+            raise AnswerFormatError(f"the JSON object holds no list ({', '.join(list_keys)})")
+        found = listed
+    if not isinstance(found, list):
+        raise AnswerFormatError(f"expected a JSON list, got {type(found).__name__}")
+    return found, impression
+
+
+def finding_fields(item: Any, number: int) -> tuple[dict[str, Any], str] | str:
+    """A finding item's fields (keys lower-cased, spaces as underscores) and its text, or why it
+    cannot be used (one line)."""
+    if not isinstance(item, dict):
+        return f"finding #{number} is not an object: {short(item)}"
+    fields = {str(k).strip().lower().replace(" ", "_"): v for k, v in item.items()}
+    text = one_line(next((fields[k] for k in TEXT_KEYS if fields.get(k)), ""))
+    if not text:
+        return f"finding #{number} has no text: {short(item)}"
+    return fields, text
+
+
+def one_line(value: Any) -> str:
+    """A string value with its whitespace collapsed; "" for anything else."""
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def short(item: object) -> str:
+    """An item as quoted in a problem line, at most 80 characters."""
+    text = repr(item) if not isinstance(item, str) else item
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -17,7 +17,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from plugin.engines.answers import AnswerFormatError, find_json, strip_thoughts
+from plugin.engines.answers import (
+    AnswerFormatError,
+    finding_fields,
+    listed_items,
+    one_line,
+    short,
+    strip_thoughts,
+)
 from plugin.errors import ConfigError
 from plugin.results import ChangeFromPrior
 
@@ -29,7 +36,6 @@ _CHANGE_WORDS: dict[str, ChangeFromPrior] = {
     "unchanged": "stable", "no change": "stable", "better": "improved", "worse": "worsened",
     "progressed": "worsened", "increased": "worsened", "decreased": "improved",
 }
-_TEXT_KEYS = ("finding", "text", "description", "observation", "name")
 _SITE_KEYS = ("body_site", "location", "site", "anatomy", "region")
 _LIST_KEYS = ("findings", "results", "items", "changes", "boxes")
 _SLICE = re.compile(r"(\d+)")
@@ -106,16 +112,7 @@ def read_answer(task: ImagingTask, answer: str) -> Reading:
         if not text:
             raise AnswerFormatError("the answer is empty once its thinking is removed")
         return Reading(answer=text)
-    found = find_json(answer)
-    impression = ""
-    if isinstance(found, dict):
-        impression = _text(found.get("impression") or found.get("summary") or "")
-        listed = next((found[k] for k in _LIST_KEYS if isinstance(found.get(k), list)), None)
-        if listed is None:
-            raise AnswerFormatError(f"the JSON object holds no list ({', '.join(_LIST_KEYS)})")
-        found = listed
-    if not isinstance(found, list):
-        raise AnswerFormatError(f"expected a JSON list, got {type(found).__name__}")
+    found, impression = listed_items(answer, _LIST_KEYS)
     if task.kind == "localize":
         return _read_boxes(found)
     return _read_findings(found, impression, with_change=task.kind == "compare")
@@ -125,24 +122,21 @@ def _read_findings(items: list[Any], impression: str, *, with_change: bool) -> R
     findings: list[ReadFinding] = []
     unusable: list[str] = []
     for number, item in enumerate(items, 1):
-        if not isinstance(item, dict):
-            unusable.append(f"finding #{number} is not an object: {_short(item)}")
+        read = finding_fields(item, number)
+        if isinstance(read, str):
+            unusable.append(read)
             continue
-        fields = {str(k).strip().lower().replace(" ", "_"): v for k, v in item.items()}
-        text = _text(next((fields[k] for k in _TEXT_KEYS if fields.get(k)), ""))
-        if not text:
-            unusable.append(f"finding #{number} has no text: {_short(item)}")
-            continue
+        fields, text = read
         change: ChangeFromPrior | None = None
         if with_change:
-            said = _text(fields.get("change", fields.get("status", ""))).lower()
+            said = one_line(fields.get("change", fields.get("status", ""))).lower()
             change = _CHANGE_WORDS.get(said)
             if change is None:
                 unusable.append(f"finding #{number} ({text[:40]}) has no change from prior among "
                                 f"{', '.join(CHANGES)}: {said or 'none given'}")
                 continue
         findings.append(ReadFinding(
-            text=text, body_site=_text(next((fields[k] for k in _SITE_KEYS if fields.get(k)), "")),
+            text=text, body_site=one_line(next((fields[k] for k in _SITE_KEYS if fields.get(k)), "")),
             abnormal=fields["abnormal"] if isinstance(fields.get("abnormal"), bool) else None,
             change=change, slices=_slices(fields.get("slices", fields.get("slice")))))
     return Reading(findings=tuple(findings), impression=impression, unusable=tuple(unusable))
@@ -153,11 +147,11 @@ def _read_boxes(items: list[Any]) -> Reading:
     unusable: list[str] = []
     for number, item in enumerate(items, 1):
         if not isinstance(item, dict) or "box_2d" not in item:
-            unusable.append(f"box #{number} has no box_2d: {_short(item)}")
+            unusable.append(f"box #{number} has no box_2d: {short(item)}")
             continue
-        label = _text(item.get("label", ""))
+        label = one_line(item.get("label", ""))
         if not label:
-            unusable.append(f"box #{number} has no label: {_short(item)}")
+            unusable.append(f"box #{number} has no label: {short(item)}")
             continue
         boxes.append(ReadBox(label=label, box_2d=item["box_2d"]))
     return Reading(boxes=tuple(boxes), unusable=tuple(unusable))
@@ -175,10 +169,3 @@ def _slices(value: Any) -> tuple[int, ...]:
     return tuple(dict.fromkeys(numbers))
 
 
-def _text(value: Any) -> str:
-    return " ".join(value.split()) if isinstance(value, str) else ""
-
-
-def _short(item: object) -> str:
-    text = repr(item)
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -14,9 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from plugin.engines.answers import AnswerFormatError, find_json
+from plugin.engines.answers import finding_fields, listed_items, short
 
-_TEXT_KEYS = ("finding", "text", "description", "observation", "name")
 _LIST_KEYS = ("findings", "results", "items")
 _CITE_KEYS = ("patches", "patch", "cited_patches", "evidence")
 _PATCH = re.compile(r"^\s*(?:patch\s*#?\s*)?(\d+)\s*$", re.IGNORECASE)
@@ -57,27 +56,15 @@ class Checked:
 
 def read_answer(answer: str) -> SlideReading:
     """The answer read into findings with their citations. Raises AnswerFormatError."""
-    found = find_json(answer)
-    impression = ""
-    if isinstance(found, dict):
-        impression = _text(found.get("impression") or found.get("summary") or "")
-        listed = next((found[k] for k in _LIST_KEYS if isinstance(found.get(k), list)), None)
-        if listed is None:
-            raise AnswerFormatError(f"the JSON object holds no list ({', '.join(_LIST_KEYS)})")
-        found = listed
-    if not isinstance(found, list):
-        raise AnswerFormatError(f"expected a JSON list, got {type(found).__name__}")
+    items, impression = listed_items(answer, _LIST_KEYS)
     findings: list[ReadFinding] = []
     unusable: list[str] = []
-    for number, item in enumerate(found, 1):
-        if not isinstance(item, dict):
-            unusable.append(f"finding #{number} is not an object: {_short(item)}")
+    for number, item in enumerate(items, 1):
+        read = finding_fields(item, number)
+        if isinstance(read, str):
+            unusable.append(read)
             continue
-        fields = {str(k).strip().lower().replace(" ", "_"): v for k, v in item.items()}
-        text = _text(next((fields[k] for k in _TEXT_KEYS if fields.get(k)), ""))
-        if not text:
-            unusable.append(f"finding #{number} has no text: {_short(item)}")
-            continue
+        fields, text = read
         cited = next((fields[k] for k in _CITE_KEYS if k in fields), None)
         patches, unreadable = _citations(cited)
         findings.append(ReadFinding(
@@ -119,14 +106,7 @@ def _citations(value: Any) -> tuple[tuple[int, ...], tuple[str, ...]]:
         elif isinstance(entry, str) and (match := _PATCH.match(entry)):
             numbers.append(int(match[1]))
         else:
-            unreadable.append(_short(entry))
+            unreadable.append(short(entry))
     return tuple(dict.fromkeys(numbers)), tuple(unreadable)
 
 
-def _text(value: Any) -> str:
-    return " ".join(value.split()) if isinstance(value, str) else ""
-
-
-def _short(item: object) -> str:
-    text = repr(item) if not isinstance(item, str) else item
-    return text if len(text) <= 80 else text[:77] + "..."
