@@ -159,9 +159,12 @@ def mask_level(pyramid: Pyramid, max_pixels: int, *, where: str) -> PyramidLevel
 
 
 def closest_level(pyramid: Pyramid, target_um: float) -> PyramidLevel:
-    """The VOLUME level whose µm/px is closest to the target on a log scale (ties: the finer)."""
+    """The VOLUME level whose µm/px is closest to the target on a log scale. A tie goes to the
+    coarser level: scanners halve or quarter per level, so the default 0.5 µm/px sits exactly
+    between 40x (0.25) and 10x (1.0) on a 4x pyramid, and MedGemma 1.5 was given slides at about
+    10x (REFERENCE.md), not 40x."""
     return min(pyramid.levels, key=lambda lv: (abs(math.log(pyramid.um_per_px(lv) / target_um)),
-                                               pyramid.um_per_px(lv)))
+                                               -pyramid.um_per_px(lv)))
 
 
 def whole(level: PyramidLevel) -> Box:

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from plugin.errors import InputError
+from plugin.pipelines.pathology.prepare import closest_level
 from plugin.pipelines.pathology.pyramid import read_pyramid
 from plugin.sandbox.synthetic.slide import Blob, SlideSpec, huge_slide_files, make_slide, series_metadata
 
@@ -131,3 +132,13 @@ def test_a_sparse_position_that_is_not_a_number_is_refused() -> None:
     with pytest.raises(InputError) as caught:
         read_pyramid(items, where="series S", **LIMITS)
     assert "frame 1's ColumnPositionInTotalImagePixelMatrix is not a whole number: 'a'" in caught.value.reason
+
+
+def test_a_target_between_two_levels_takes_the_coarser() -> None:
+    # A scanner's 4x pyramid: 0.25 (40x) and 1.0 (10x) µm/px. The default 0.5 is exactly between
+    # them on a log scale; MedGemma was given slides at about 10x.
+    _, pyramid = pyramid_of(SMALL)
+    assert [round(pyramid.um_per_px(lv), 3) for lv in pyramid.levels] == [0.25, 1.0]
+    assert pyramid.um_per_px(closest_level(pyramid, 0.5)) == pytest.approx(1.0)
+    assert pyramid.um_per_px(closest_level(pyramid, 0.4)) == pytest.approx(0.25)
+    assert pyramid.um_per_px(closest_level(pyramid, 0.6)) == pytest.approx(1.0)
