@@ -142,3 +142,41 @@ def test_a_target_between_two_levels_takes_the_coarser() -> None:
     assert pyramid.um_per_px(closest_level(pyramid, 0.5)) == pytest.approx(1.0)
     assert pyramid.um_per_px(closest_level(pyramid, 0.4)) == pytest.approx(0.25)
     assert pyramid.um_per_px(closest_level(pyramid, 0.6)) == pytest.approx(1.0)
+
+
+def test_a_specimen_description_written_by_highdicom_gives_the_stain_and_site() -> None:
+    # Another producer's encoding of TID 8001 (highdicom's SpecimenDescription and
+    # SpecimenStaining), not our generator's: the reader must find the same context in it.
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    description = hd.SpecimenDescription(
+        specimen_id="S26-1234 A1", specimen_uid="1.2.826.0.1.3680043.99.7.1",
+        specimen_short_description="Prostate, core biopsy",
+        primary_anatomic_structures=[Code("41216001", "SCT", "Prostate")],
+        specimen_preparation_steps=[hd.SpecimenPreparationStep(
+            specimen_id="S26-1234 A1",
+            processing_procedure=hd.SpecimenStaining(substances=[
+                Code("12710003", "SCT", "hematoxylin stain"),
+                Code("36879007", "SCT", "water soluble eosin stain")]))])
+    items = series_metadata(make_slide(SMALL).files)
+    for item in items:
+        item["00400560"] = {"vr": "SQ", "Value": [description.to_json_dict()]}
+    context = read_pyramid(items, where="series S", **LIMITS).context
+    assert context.body_site == "Prostate"
+    assert context.stain == "hematoxylin stain, water soluble eosin stain"
+    assert context.specimen.startswith("Prostate, core biopsy")
+
+
+def test_a_single_level_slide_written_by_other_code_is_read() -> None:
+    # The tiled instance the SR tests build by hand (tests/support/prepared_slides.py, plain
+    # pydicom, native RGB tiles, another author's code): one VOLUME level, no thumbnail.
+    from tests.support.prepared_slides import level1_instance
+
+    items = series_metadata((level1_instance("other-producer", patient_id="P-1"),))
+    pyramid = read_pyramid(items, where="series S", **LIMITS)
+    (level,) = pyramid.levels
+    assert (level.total_columns, level.total_rows, level.frames) == (512, 384, 12)
+    assert (level.tiles_across, level.tiles_down) == (4, 3) and level.organization == "TILED_FULL"
+    assert pyramid.um_per_px(level) == pytest.approx(0.5)
+    assert pyramid.context.container == "S26-0042 A1"
