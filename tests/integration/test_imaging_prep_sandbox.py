@@ -27,6 +27,7 @@ from plugin.sandbox.seed import CT_ACQUIRED, CXR_VARIANTS, SEED_SYSTEM, seed_dem
 from plugin.sandbox.synthetic.dicom_file import part10_bytes
 from tests.support.dicom_builders import axial_specs, radiograph_dataset, series_files
 from tests.support.loopback import ServerState, loopback_server
+from tests.support.pacs_studies import study_at
 
 pytestmark = pytest.mark.sandbox
 
@@ -160,23 +161,6 @@ def test_the_binary_route_gives_the_same_images(
             assert (a == b).all()
 
 
-def _study_at(client: FhirClient, address: str, study_uid: str, series_uid: str, run: str) -> Resource:
-    """An ImagingStudy for a study already in the PACS, behind an Endpoint at `address`."""
-    patient = client.create({"resourceType": "Patient", "name": [{"family": f"Img-{run}"}]})
-    endpoint = client.create({
-        "resourceType": "Endpoint", "status": "active",
-        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
-                           "code": "dicom-wado-rs"},
-        "payloadType": [{"text": "DICOM"}], "address": address})
-    return client.create({
-        "resourceType": "ImagingStudy", "status": "available",
-        "subject": {"reference": f"Patient/{patient['id']}"},
-        "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{study_uid}"}],
-        "endpoint": [{"reference": f"Endpoint/{endpoint['id']}"}],
-        "series": [{"uid": series_uid, "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM",
-                                                   "code": "CT"}}]})
-
-
 def test_the_token_reaches_a_dicomweb_endpoint_only_when_trusted(
         sandbox_url: str, pacs_url: str, pacs_studies: dict[str, Any]) -> None:
     ct = pacs_studies["ct-chest"]
@@ -184,7 +168,8 @@ def test_the_token_reaches_a_dicomweb_endpoint_only_when_trusted(
     pacs_origin = pacs_url.removesuffix("/dicom-web")
     state = ServerState(upstream=pacs_origin)
     with loopback_server(state) as proxy:
-        study = _study_at(client, f"{proxy}/dicom-web", dicom_uid(ct), ct["series"][0]["uid"], "token")
+        study = study_at(client, f"{proxy}/dicom-web", dicom_uid(ct), ct["series"][0]["uid"],
+                         family="Img-token")
         anonymous = prepare_study(client, study, ImagingOptions(max_slices=6, allowed_endpoints=(proxy,)))
         calls = len(state.seen)
         trusted = prepare_study(client, study, ImagingOptions(max_slices=6, trusted_endpoints=(f"{proxy}/",)))
@@ -201,7 +186,8 @@ def test_an_endpoint_that_is_not_configured_is_never_contacted(
     client = FhirClient(sandbox_url, token="secret-test-token", timeout_s=120)
     state = ServerState(upstream=pacs_url.removesuffix("/dicom-web"))
     with loopback_server(state) as elsewhere:
-        study = _study_at(client, f"{elsewhere}/dicom-web", dicom_uid(ct), ct["series"][0]["uid"], "ssrf")
+        study = study_at(client, f"{elsewhere}/dicom-web", dicom_uid(ct), ct["series"][0]["uid"],
+                         family="Img-ssrf")
         with pytest.raises(InputError, match="is not a configured DICOMweb endpoint") as caught:
             prepare_study(client, study, ImagingOptions(allowed_endpoints=(pacs_url,)))
     assert state.seen == []  # not one request reached the address the Endpoint named
@@ -216,18 +202,18 @@ def test_bad_studies_fail_with_the_study_and_the_reason(
     gapped_specs = [s for i, s in enumerate(axial_specs(8)) if i != 4]
     gapped = series_files(gapped_specs, study_uid=uids[2], series_uid=uids[3])
     store_instances(pacs_url, single + gapped)
-    one = _study_at(client, pacs_url, uids[0], uids[1], run_id)
+    one = study_at(client, pacs_url, uids[0], uids[1], family=f"Img-{run_id}")
     with pytest.raises(InputError, match="at least 5 slices, this series has 1") as caught:
         prepare_study(client, one, options)
     assert caught.value.source.startswith(f"ImagingStudy/{one['id']}")
-    gap = _study_at(client, pacs_url, uids[2], uids[3], run_id)
+    gap = study_at(client, pacs_url, uids[2], uids[3], family=f"Img-{run_id}")
     with pytest.raises(InputError, match="non-uniform slice spacing"):
         prepare_study(client, gap, options)
 
     # An unreachable PACS.
     with loopback_server(ServerState()) as closed:
         pass
-    gone = _study_at(client, f"{closed}/dicom-web", "1.2.3", "1.2.3.4", run_id)
+    gone = study_at(client, f"{closed}/dicom-web", "1.2.3", "1.2.3.4", family=f"Img-{run_id}")
     with pytest.raises(InputError, match="did not answer") as caught:
         prepare_study(client, gone, ImagingOptions(allowed_endpoints=(f"{closed}/dicom-web",)))
     assert caught.value.source.startswith(f"ImagingStudy/{gone['id']}")
@@ -253,7 +239,7 @@ def test_an_mr_volume_and_a_non_square_radiograph(
     # MR slices whose stored value is 10 x InstanceNumber: 10..60 across the volume.
     store_instances(pacs_url, series_files(axial_specs(6), study_uid=uids[0], series_uid=uids[1],
                                            modality="MR", rows=4, cols=6))
-    mr = prepare_study(client, _study_at(client, pacs_url, uids[0], uids[1], run_id), options)
+    mr = prepare_study(client, study_at(client, pacs_url, uids[0], uids[1], family=f"Img-{run_id}"), options)
     assert mr.kind == "mr-volume" and mr.modality == "MR" and len(mr.images) == 6
     assert mr.choices["normalisation"] == {"method": "min-max over the sampled volume", "min": 10.0,
                                            "max": 60.0}
@@ -266,7 +252,8 @@ def test_an_mr_volume_and_a_non_square_radiograph(
     ds = radiograph_dataset(pixels, window=(1800.0, 3600.0))
     ds.StudyInstanceUID, ds.SeriesInstanceUID = uids[2], uids[3]
     store_instances(pacs_url, [part10_bytes(ds, ExplicitVRLittleEndian)])
-    xray = prepare_study(client, _study_at(client, pacs_url, uids[2], uids[3], run_id), options)
+    xray = prepare_study(client, study_at(client, pacs_url, uids[2], uids[3], family=f"Img-{run_id}"),
+                         options)
     (image,) = xray.images
     assert image.original_size == (10, 6) and image.padding == (0, 2) and image.image.size == (10, 10)
     square = np.asarray(image.image)[..., 0]

@@ -21,6 +21,7 @@ from plugin.fhir import FhirClient
 from plugin.pipelines.imaging.dicomweb import store_instances
 from plugin.pipelines.imaging.prepare import ImagingOptions, prepare_study
 from plugin.pipelines.imaging.prepared import PreparedStudy
+from tests.support.pacs_studies import study_at
 from tests.support.real_dicom import bundled, ct_series, damaged_codestream, enhanced_ct, japanese, part10
 
 pytestmark = pytest.mark.sandbox
@@ -35,24 +36,6 @@ def client(sandbox_url: str) -> FhirClient:
 
 def uids(run_id: str, count: int) -> list[str]:
     return [f"2.25.{int(run_id[:12], 16)}{n:02d}" for n in range(count)]
-
-
-def study_at(client: FhirClient, address: str, study_uid: str, series_uid: str,
-             modality: str = "CT") -> Resource:
-    """An ImagingStudy for a study in the PACS, behind an Endpoint at `address`."""
-    patient = client.create({"resourceType": "Patient", "name": [{"family": "Real-files"}]})
-    endpoint = client.create({
-        "resourceType": "Endpoint", "status": "active",
-        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
-                           "code": "dicom-wado-rs"},
-        "payloadType": [{"text": "DICOM"}], "address": address})
-    return client.create({
-        "resourceType": "ImagingStudy", "status": "available",
-        "subject": {"reference": f"Patient/{patient['id']}"},
-        "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{study_uid}"}],
-        "endpoint": [{"reference": f"Endpoint/{endpoint['id']}"}],
-        "series": [{"uid": series_uid, "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM",
-                                                   "code": modality}}]})
 
 
 def arrays(prepared: PreparedStudy) -> list[np.ndarray]:
@@ -116,7 +99,8 @@ def test_a_damaged_codestream_in_the_pacs_fails_in_one_sentence(
         ds.ImagePositionPatient = [x, y, z + 5 * k]
         files.append(part10(ds))
     store_instances(pacs_url, files)
-    study = study_at(client, pacs_url, str(damaged.StudyInstanceUID), str(damaged.SeriesInstanceUID), "MR")
+    study = study_at(client, pacs_url, str(damaged.StudyInstanceUID), str(damaged.SeriesInstanceUID),
+                     modality="MR")
     with pytest.raises(InputError) as caught:
         prepare_study(client, study, ImagingOptions(allowed_endpoints=(pacs_url,), fetch_workers=1))
     assert str(caught.value) == (
